@@ -1,0 +1,98 @@
+// Package dialect knows the wire shapes of LLM provider APIs: it parses a
+// request body for the model and streaming options, and decodes a response
+// body, whole or in chunks split anywhere, into a usage.Usage.
+//
+// It knows nothing of gRPC, Envoy or budgets: the extproc package feeds it
+// bytes and reads results.
+package dialect
+
+import (
+	"errors"
+
+	"github.com/tokenmeter/tokenmeter/usage"
+)
+
+// Reason is a short, stable code for why metering could not read something.
+// It is both an error (usable with errors.Is) and a metric label value.
+type Reason string
+
+func (r Reason) Error() string { return string(r) }
+
+// The reasons. Keep this vocabulary small: each is a label value.
+const (
+	ReasonMalformedJSON     Reason = "malformed_json"     // body or event is not valid JSON
+	ReasonUnexpectedShape   Reason = "unexpected_shape"   // valid JSON, but not the documented shape
+	ReasonTooLarge          Reason = "too_large"          // buffered state hit its cap
+	ReasonNoUsage           Reason = "no_usage"           // the response ended without usage
+	ReasonInconsistentUsage Reason = "inconsistent_usage" // e.g. cached > prompt tokens
+	ReasonTruncated         Reason = "truncated"          // the body ended mid-event or mid-document
+	ReasonProviderError     Reason = "provider_error"     // the provider reported an error in the body
+)
+
+// ReasonOf extracts the Reason from err, or "" when err carries none.
+func ReasonOf(err error) Reason {
+	var r Reason
+	if errors.As(err, &r) {
+		return r
+	}
+	return ""
+}
+
+// Request is what metering needs from a request body.
+type Request struct {
+	Model        string // as the client asked for it; may be empty
+	Stream       bool   // the client asked for a streamed response
+	IncludeUsage bool   // the stream will carry usage (asked for, or injected by us)
+	MaxTokens    int64  // max output tokens asked for; 0 when absent
+	PromptBytes  int64  // bytes of prompt text, for estimation when usage is missing
+}
+
+// RequestOptions control request parsing.
+type RequestOptions struct {
+	// InjectStreamUsage asks the dialect to rewrite a streaming request so the
+	// provider reports usage (OpenAI: stream_options.include_usage=true).
+	InjectStreamUsage bool
+}
+
+// Response describes the response before its body arrives.
+type Response struct {
+	Status          int    // HTTP status
+	ContentType     string // e.g. "text/event-stream", "application/json"
+	ContentEncoding string // e.g. "gzip"; "" or "identity" for none
+}
+
+// Result is what a decoder read from a response.
+type Result struct {
+	Usage usage.Usage
+	Model string // the model the response names; may be empty
+	// StreamedTextBytes counts bytes of generated text seen, for estimating
+	// output when a stream ends before its usage arrives.
+	StreamedTextBytes int64
+	// Err is why the decoder could not read usage (nil when it could). Its
+	// Reason is the metric label.
+	Err error
+}
+
+// Dialect is one provider API shape.
+type Dialect interface {
+	// Name is a stable identifier, e.g. "openai_chat"; also a metric label.
+	Name() string
+	// Provider names who bills for it, e.g. "openai".
+	Provider() string
+	// ParseRequest reads body. When it rewrites the body it returns the new
+	// bytes; otherwise newBody is nil and the original passes unchanged.
+	ParseRequest(body []byte, opts RequestOptions) (req Request, newBody []byte, err error)
+	// NewDecoder returns a decoder for one response. maxBuffer caps the bytes
+	// it may hold at once; past it, Feed returns ReasonTooLarge and the
+	// decoder stops buffering.
+	NewDecoder(resp Response, maxBuffer int) Decoder
+}
+
+// Decoder reads one response body. Feed receives the body in chunks split
+// anywhere; Finish is called once, when the body ends or the stream is cut.
+// A Feed error is informational: the bytes still pass, and Finish still
+// reports what was read.
+type Decoder interface {
+	Feed(chunk []byte) error
+	Finish(complete bool) Result
+}
