@@ -1,0 +1,190 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tokenmeter/tokenmeter/attribution"
+)
+
+// Limiter applies a set of budgets to requests. It is immutable: a config
+// reload builds a new Limiter over the same Store, so counters carry over.
+type Limiter struct {
+	budgets []*Budget
+	byName  map[string]*Budget
+	store   Store
+	now     func() time.Time
+}
+
+// New builds a Limiter. now is the clock (time.Now in production, a fake in
+// tests: windows are never tested with sleeps).
+func New(budgets []Budget, store Store, now func() time.Time) *Limiter {
+	l := &Limiter{store: store, now: now, byName: make(map[string]*Budget, len(budgets))}
+	for i := range budgets {
+		b := budgets[i]
+		l.budgets = append(l.budgets, &b)
+		l.byName[b.Name] = &b
+	}
+	return l
+}
+
+// Budgets returns the configured budgets.
+func (l *Limiter) Budgets() []*Budget { return l.budgets }
+
+// Denial says why a request may not go ahead.
+type Denial struct {
+	Budget     *Budget
+	Key        string
+	Spent      int64
+	Reserved   int64
+	Asked      int64
+	RetryAfter time.Duration // until the window resets
+}
+
+func (d *Denial) Error() string {
+	return fmt.Sprintf("budget %q (%s) exhausted: spent %d + reserved %d + asked %d > limit %d %s",
+		d.Budget.Name, d.Key, d.Spent, d.Reserved, d.Asked, d.Budget.Limit, d.Budget.Unit)
+}
+
+// Reservation is what Reserve held; pass it to Settle exactly once.
+type Reservation struct {
+	holds   []Hold
+	budgets []*Budget
+}
+
+// Matching returns the budgets that apply to d.
+func (l *Limiter) Matching(d attribution.Dimensions) []*Budget {
+	var out []*Budget
+	for _, b := range l.budgets {
+		if _, ok := b.Key(d); ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (l *Limiter) holds(d attribution.Dimensions, est Amounts) ([]Hold, []*Budget) {
+	now := l.now()
+	var holds []Hold
+	var budgets []*Budget
+	for _, b := range l.budgets {
+		key, ok := b.Key(d)
+		if !ok {
+			continue
+		}
+		start, end := b.Window.Bounds(now)
+		holds = append(holds, Hold{
+			ID:     CounterID{Budget: b.Name, Key: key, Start: start},
+			Limit:  b.Limit,
+			Amount: est.Of(b.Unit),
+			End:    end,
+		})
+		budgets = append(budgets, b)
+	}
+	return holds, budgets
+}
+
+// Precheck denies a request whose budgets are already used up, before its
+// body is read: the cheap early answer. It holds nothing.
+func (l *Limiter) Precheck(ctx context.Context, d attribution.Dimensions) (*Denial, error) {
+	holds, budgets := l.holds(d, Amounts{})
+	for i, h := range holds {
+		c, err := l.store.Get(ctx, h.ID)
+		if err != nil {
+			return nil, fmt.Errorf("precheck budget %q: %w", h.ID.Budget, err)
+		}
+		if c.Spent+c.Reserved >= h.Limit {
+			return l.denial(budgets[i], h, c, 0), nil
+		}
+	}
+	return nil, nil
+}
+
+// Reserve holds est on every matching budget, all or none. It returns a
+// Denial, and holds nothing, when any budget cannot afford est.
+func (l *Limiter) Reserve(ctx context.Context, d attribution.Dimensions, est Amounts) (*Reservation, *Denial, error) {
+	holds, budgets := l.holds(d, est)
+	if len(holds) == 0 {
+		return &Reservation{}, nil, nil
+	}
+	refused, err := l.store.Reserve(ctx, holds)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reserve: %w", err)
+	}
+	if refused >= 0 {
+		h := holds[refused]
+		c, err := l.store.Get(ctx, h.ID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reserve: %w", err)
+		}
+		return nil, l.denial(budgets[refused], h, c, h.Amount), nil
+	}
+	return &Reservation{holds: holds, budgets: budgets}, nil, nil
+}
+
+func (l *Limiter) denial(b *Budget, h Hold, c Counter, asked int64) *Denial {
+	retry := h.End.Sub(l.now())
+	if retry < time.Second {
+		retry = time.Second
+	}
+	return &Denial{Budget: b, Key: h.ID.Key, Spent: c.Spent, Reserved: c.Reserved, Asked: asked, RetryAfter: retry}
+}
+
+// Settle charges actual to every budget r held, releasing the estimate. The
+// charge lands in the window the reservation was made in, so a request that
+// straddles a window boundary is charged where it was admitted.
+func (l *Limiter) Settle(ctx context.Context, r *Reservation, actual Amounts) error {
+	if r == nil || len(r.holds) == 0 {
+		return nil
+	}
+	amounts := make([]int64, len(r.holds))
+	for i, b := range r.budgets {
+		amounts[i] = actual.Of(b.Unit)
+	}
+	if err := l.store.Settle(ctx, r.holds, amounts); err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	return nil
+}
+
+// Release drops r's holds without charging anything.
+func (l *Limiter) Release(ctx context.Context, r *Reservation) error {
+	if r == nil || len(r.holds) == 0 {
+		return nil
+	}
+	if err := l.store.Settle(ctx, r.holds, nil); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	return nil
+}
+
+// Status is one counter of one configured budget in its current window.
+type Status struct {
+	Budget  *Budget
+	Key     string
+	Counter Counter
+	Resets  time.Time
+}
+
+// Status lists the current window's counters of every configured budget.
+func (l *Limiter) Status(ctx context.Context) ([]Status, error) {
+	now := l.now()
+	states, err := l.store.List(ctx, now)
+	if err != nil {
+		return nil, fmt.Errorf("budget status: %w", err)
+	}
+	var out []Status
+	for _, s := range states {
+		b, ok := l.byName[s.ID.Budget]
+		if !ok {
+			continue
+		}
+		start, end := b.Window.Bounds(now)
+		if !s.ID.Start.Equal(start) {
+			continue
+		}
+		out = append(out, Status{Budget: b, Key: s.ID.Key, Counter: s.Counter, Resets: end})
+	}
+	return out, nil
+}
