@@ -1,0 +1,104 @@
+package pricing
+
+// keyBufSize covers provider + model names seen in practice (Bedrock ARNs
+// included), so building a key stays on the stack; longer keys still work
+// and allocate.
+const keyBufSize = 192
+
+// Lookup finds the entry pricing model when sent through provider. Both are
+// matched case-insensitively; provider may be empty. The order is: the name
+// or alias under provider, then under no provider, then the same two for a
+// dated snapshot (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022) with its
+// date removed. A miss returns (nil, false) and the request is unpriced:
+// there is no fallback price.
+//
+// It does not allocate unless provider and model together pass 191 bytes.
+func (c *Catalog) Lookup(provider, model string) (*Entry, bool) {
+	var buf [keyBufSize]byte
+	key := appendLower(buf[:0], provider)
+	key = append(key, 0)
+	key = appendLower(key, model)
+	p := len(provider)
+	if e := c.find(key, p); e != nil {
+		return e, true
+	}
+	if n := dateSuffixLen(model); n > 0 {
+		if e := c.find(key[:len(key)-n], p); e != nil {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// find tries key, which is provider "\x00" model with the provider p bytes
+// long, and then its unqualified suffix "\x00" model.
+func (c *Catalog) find(key []byte, p int) *Entry {
+	if p > 0 {
+		if e, ok := c.index[string(key)]; ok {
+			return e
+		}
+	}
+	if e, ok := c.index[string(key[p:])]; ok {
+		return e
+	}
+	return nil
+}
+
+// appendLower appends s with ASCII upper-case letters lowered. Loading folds
+// names the same way, so that both sides agree byte for byte without the
+// allocations and Unicode tables of strings.ToLower.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// lowerASCII is appendLower for load time; it returns s itself when there is
+// nothing to lower.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return string(appendLower(make([]byte, 0, len(s)), s))
+		}
+	}
+	return s
+}
+
+// dateSuffixLen returns the length of a trailing "-YYYY-MM-DD" or
+// "-YYYYMMDD" on model, or 0. The month and day must be plausible so that a
+// version number such as "-12345678" is not taken for a date, and something
+// must remain before the date.
+func dateSuffixLen(model string) int {
+	n := len(model)
+	if n > 11 && model[n-11] == '-' && model[n-6] == '-' && model[n-3] == '-' &&
+		digits(model[n-10:n-6]) && plausibleDate(model[n-5:n-3], model[n-2:]) {
+		return 11
+	}
+	if n > 9 && model[n-9] == '-' && digits(model[n-8:n-4]) && plausibleDate(model[n-4:n-2], model[n-2:]) {
+		return 9
+	}
+	return 0
+}
+
+func plausibleDate(mm, dd string) bool {
+	if !digits(mm) || !digits(dd) {
+		return false
+	}
+	m := (mm[0]-'0')*10 + mm[1] - '0'
+	d := (dd[0]-'0')*10 + dd[1] - '0'
+	return 1 <= m && m <= 12 && 1 <= d && d <= 31
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
