@@ -1,0 +1,83 @@
+// Command tokenmeter is the Envoy ext_proc server that meters LLM traffic.
+//
+//	tokenmeter serve   --config FILE   run the server
+//	tokenmeter check   --config FILE   validate the config and its price catalogs
+//	tokenmeter version                 print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2 // usage errors and invalid config
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// usageError marks a command-line mistake (exit status 2).
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+// configError marks an invalid config (exit status 2).
+type configError struct{ err error }
+
+func (c configError) Error() string { return c.err.Error() }
+func (c configError) Unwrap() error { return c.err }
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "tokenmeter:", err)
+	var ue usageError
+	var ce configError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
+		return exitConfig
+	}
+	return exitFail
+}
+
+const usage = `usage: tokenmeter <command> [flags]
+
+commands:
+  serve   --config FILE   run the ext_proc server
+  check   --config FILE   validate the config and its price catalogs
+  version                 print the version`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{usage}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "tokenmeter", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q\n%s", args[0], usage)}
+}

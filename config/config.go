@@ -1,0 +1,325 @@
+// Package config reads the tokenmeter config file: one YAML file, strictly
+// checked (unknown keys are errors), with defaults for everything but the
+// price catalog. Load returns an immutable Config; a reload builds a new one
+// and swaps it whole.
+package config
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/cfgerr"
+	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/pricing"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+)
+
+// Defaults.
+const (
+	DefaultGRPCListen  = "127.0.0.1:50051"
+	DefaultAdminListen = "127.0.0.1:9464"
+	// DefaultMaxMessageBytes bounds one gRPC message from Envoy. It must exceed
+	// Envoy's per-connection buffer limit (envoy/envoy.yaml sets 16 MiB),
+	// since a buffered request body arrives as one message.
+	DefaultMaxMessageBytes = 32 << 20
+	// DefaultMaxResponseBuffer caps what one response decoder may hold (a JSON
+	// body is buffered until it ends; an SSE event until it completes).
+	DefaultMaxResponseBuffer = 8 << 20
+	// DefaultBufferJSONBelow: a non-streaming response whose Content-Length is
+	// at most this is sent by Envoy in one message instead of chunk by chunk.
+	DefaultBufferJSONBelow = 1 << 20
+	DefaultStoreDir        = "data"
+	// DefaultMaxTokens is the output estimate for a request that sets no
+	// max_tokens, used when reserving against a budget.
+	DefaultMaxTokens = 4096
+)
+
+// UnpricedPolicy says what a money budget does with a model the catalog
+// cannot price.
+type UnpricedPolicy string
+
+// The policies.
+const (
+	UnpricedDeny  UnpricedPolicy = "deny"  // refuse the request when a money budget applies
+	UnpricedAllow UnpricedPolicy = "allow" // let it through; its tokens are metered, its cost counted as unpriced
+)
+
+// Config is a loaded, validated config. Treat it as immutable.
+type Config struct {
+	File string // the path it was loaded from
+
+	GRPCListen  string
+	AdminListen string
+	// AdminToken, when set, is the bearer token the admin API requires on
+	// everything but /healthz and /readyz. Read from AdminTokenEnv.
+	AdminToken string
+
+	MaxMessageBytes   int64
+	MaxResponseBuffer int64
+	BufferJSONBelow   int64
+	InjectStreamUsage bool
+	DefaultMaxTokens  int64
+
+	StoreDir        string // absolute, or relative to the working directory
+	StoreSyncWrites bool
+
+	CatalogFiles []string // resolved relative to the config file
+	Catalog      *pricing.Catalog
+
+	Unpriced   UnpricedPolicy
+	Dimensions []attribution.Dimension
+	Budgets    []ratelimit.Budget
+}
+
+// Load reads and validates path and the catalogs it names.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates data, read from file (used in errors and to resolve
+// relative paths), and loads the catalogs it names.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{
+		File:              file,
+		GRPCListen:        DefaultGRPCListen,
+		AdminListen:       DefaultAdminListen,
+		MaxMessageBytes:   DefaultMaxMessageBytes,
+		MaxResponseBuffer: DefaultMaxResponseBuffer,
+		BufferJSONBelow:   DefaultBufferJSONBelow,
+		InjectStreamUsage: true,
+		DefaultMaxTokens:  DefaultMaxTokens,
+		StoreDir:          DefaultStoreDir,
+		Unpriced:          UnpricedDeny,
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, cfgerr.List{{File: file, Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
+	}
+	w := &walker{file: file}
+	var tokenEnv string
+	w.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
+		"listen": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"grpc":  w.str(&c.GRPCListen),
+				"admin": w.str(&c.AdminListen),
+			})
+		},
+		"admin": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){"token_env": w.str(&tokenEnv)})
+		},
+		"extproc": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"max_message_bytes":         w.integer(&c.MaxMessageBytes, 1<<20, 1<<30),
+				"max_response_buffer_bytes": w.integer(&c.MaxResponseBuffer, 4<<10, 1<<30),
+				"buffer_json_below_bytes":   w.integer(&c.BufferJSONBelow, 0, 1<<30),
+				"inject_stream_usage":       w.boolean(&c.InjectStreamUsage),
+				"default_max_tokens":        w.integer(&c.DefaultMaxTokens, 1, 10_000_000),
+			})
+		},
+		"store": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"dir":         w.str(&c.StoreDir),
+				"sync_writes": w.boolean(&c.StoreSyncWrites),
+			})
+		},
+		"catalog": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"files": func(n *yaml.Node, k string) {
+					w.sequence(n, k, func(item *yaml.Node, k string) {
+						if v, ok := w.scalar(item, k); ok {
+							c.CatalogFiles = append(c.CatalogFiles, resolve(file, v))
+						}
+					})
+				},
+			})
+		},
+		"unpriced": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"policy": func(n *yaml.Node, k string) {
+					v, _ := w.scalar(n, k)
+					switch p := UnpricedPolicy(v); p {
+					case UnpricedDeny, UnpricedAllow:
+						c.Unpriced = p
+					default:
+						w.fail(n, k, "want deny or allow")
+					}
+				},
+			})
+		},
+		"attribution": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"dimensions": func(n *yaml.Node, k string) { c.Dimensions = w.dimensions(n, k) },
+			})
+		},
+		"budgets": func(n *yaml.Node, k string) {
+			w.sequence(n, k, func(item *yaml.Node, k string) {
+				if b, ok := w.budget(item, k); ok {
+					c.Budgets = append(c.Budgets, b)
+				}
+			})
+		},
+	})
+	if c.Dimensions == nil {
+		c.Dimensions = attribution.DefaultDimensions()
+	}
+	w.crossCheck(c, root.Content[0])
+	if tokenEnv != "" {
+		c.AdminToken = os.Getenv(tokenEnv)
+		if c.AdminToken == "" {
+			w.failKey("admin.token_env", tokenEnv, "this environment variable is empty or unset")
+		}
+	}
+	if err := w.errs.Err(); err != nil {
+		return nil, err
+	}
+	cat, err := pricing.Load(c.CatalogFiles...)
+	if err != nil {
+		return nil, fmt.Errorf("load catalog: %w", err)
+	}
+	c.Catalog = cat
+	return c, nil
+}
+
+// resolve makes a path in the config file relative to the file itself, so a
+// config works whatever the working directory.
+func resolve(configFile, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(configFile), p)
+}
+
+func (w *walker) dimensions(n *yaml.Node, key string) []attribution.Dimension {
+	var dims []attribution.Dimension
+	w.sequence(n, key, func(item *yaml.Node, k string) {
+		var d attribution.Dimension
+		w.mapping(item, k, map[string]func(*yaml.Node, string){
+			"name":   w.str(&d.Name),
+			"header": w.str(&d.Header),
+		})
+		if err := attribution.Validate(append(dims, d)); err != nil {
+			w.fail(item, k, err.Error())
+			return
+		}
+		dims = append(dims, d)
+	})
+	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		w.fail(n, key, "want at least one dimension")
+	}
+	return dims
+}
+
+// budget reads one budget. The selector's dimensions are checked against the
+// configured ones in crossCheck, once every section has been read.
+func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
+	before := len(w.errs)
+	b := ratelimit.Budget{}
+	var limits int
+	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"name": w.str(&b.Name),
+		"match": func(n *yaml.Node, k string) {
+			w.pairs(n, k, func(dim string, v *yaml.Node, k string) {
+				if val, ok := w.scalar(v, k); ok {
+					b.Match = append(b.Match, ratelimit.Match{Dimension: dim, Value: val})
+				}
+			})
+		},
+		"limit": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"money": func(n *yaml.Node, k string) {
+					limits++
+					b.Unit = ratelimit.Money
+					v, _ := w.scalar(n, k)
+					a, err := money.Parse(v)
+					if err != nil || a <= 0 {
+						w.fail(n, k, "want a positive decimal amount in the catalog currency, e.g. \"25.00\"")
+						return
+					}
+					b.Limit = int64(a)
+				},
+				"tokens":   w.count(&b, &limits, ratelimit.Tokens),
+				"requests": w.count(&b, &limits, ratelimit.Requests),
+			})
+			if limits != 1 {
+				w.fail(n, k, "want exactly one of money, tokens, requests")
+			}
+		},
+		"window": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			win, ok := ratelimit.ParseWindow(v)
+			if !ok {
+				w.fail(n, k, "want minute, hour, day or month")
+			}
+			b.Window = win
+		},
+	})
+	for _, req := range []struct {
+		ok   bool
+		name string
+	}{{b.Name != "", "name"}, {limits > 0, "limit"}} {
+		if !req.ok {
+			w.fail(n, join(key, req.name), "required")
+		}
+	}
+	if b.Name != "" && !budgetName(b.Name) {
+		w.fail(n, join(key, "name"), fmt.Sprintf("%q: want letters, digits, '-', '_' or '.'", b.Name))
+	}
+	return b, len(w.errs) == before
+}
+
+func (w *walker) count(b *ratelimit.Budget, limits *int, unit ratelimit.Unit) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		*limits++
+		b.Unit = unit
+		w.integer(&b.Limit, 1, 1<<62)(n, k)
+	}
+}
+
+func budgetName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// crossCheck validates what spans sections: budget selectors name configured
+// dimensions, budget names are unique, a catalog is given.
+func (w *walker) crossCheck(c *Config, root *yaml.Node) {
+	dims := map[string]bool{}
+	for _, d := range c.Dimensions {
+		dims[d.Name] = true
+	}
+	names := map[string]bool{}
+	for i, b := range c.Budgets {
+		if names[b.Name] {
+			w.failKey(fmt.Sprintf("budgets[%d].name", i), b.Name, "budget name used twice")
+		}
+		names[b.Name] = true
+		for _, m := range b.Match {
+			if !dims[m.Dimension] {
+				w.failKey(fmt.Sprintf("budgets[%d].match.%s", i, m.Dimension), m.Dimension,
+					"not a configured dimension; configured: "+strings.Join(slices.Sorted(maps.Keys(dims)), ", "))
+			}
+		}
+	}
+	if len(c.CatalogFiles) == 0 {
+		w.fail(root, "catalog.files", "required: at least one price catalog file")
+	}
+}

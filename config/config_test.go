@@ -1,0 +1,84 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+)
+
+func TestLoadValid(t *testing.T) {
+	c, err := Load("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCListen != "127.0.0.1:7000" || c.AdminListen != "127.0.0.1:7001" || c.MaxMessageBytes != 16<<20 ||
+		c.InjectStreamUsage || c.DefaultMaxTokens != 1000 || c.StoreDir != "/var/lib/tokenmeter" || !c.StoreSyncWrites ||
+		c.Unpriced != UnpricedAllow {
+		t.Fatalf("scalars: %+v", c)
+	}
+	if c.CatalogFiles[0] != filepath.Join("testdata", "prices.yaml") || c.Catalog.Len() != 1 {
+		t.Fatalf("catalog %v (%d)", c.CatalogFiles, c.Catalog.Len())
+	}
+	wantDims := []attribution.Dimension{{Name: "project", Header: "x-project"}, {Name: "cost_centre", Header: "x-cost-centre"}}
+	if len(c.Dimensions) != 2 || c.Dimensions[0] != wantDims[0] || c.Dimensions[1] != wantDims[1] {
+		t.Fatalf("dimensions %+v", c.Dimensions)
+	}
+	if len(c.Budgets) != 2 {
+		t.Fatalf("budgets %+v", c.Budgets)
+	}
+	b := c.Budgets[0]
+	if b.Name != "daily" || b.Unit != ratelimit.Money || b.Limit != int64(money.MustParse("12.5")) || b.Window != ratelimit.Day ||
+		len(b.Match) != 1 || b.Match[0] != (ratelimit.Match{Dimension: "project", Value: "demo"}) {
+		t.Fatalf("budget 0: %+v", b)
+	}
+	b = c.Budgets[1]
+	if b.Unit != ratelimit.Tokens || b.Limit != 1_000_000 || b.Window != ratelimit.Month || b.Match[0].Value != ratelimit.Wildcard {
+		t.Fatalf("budget 1: %+v", b)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load("testdata/minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCListen != DefaultGRPCListen || c.AdminListen != DefaultAdminListen || !c.InjectStreamUsage ||
+		c.MaxMessageBytes != DefaultMaxMessageBytes || c.Unpriced != UnpricedDeny || len(c.Dimensions) != 3 || c.StoreDir != DefaultStoreDir {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// Each fixture is named after its mistake; the message names the file, the
+// line, the key, the value and why.
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: "inject_stream_usgae": unknown key; accepted: buffer_json_below_bytes, default_max_tokens, inject_stream_usage, max_message_bytes, max_response_buffer_bytes`},
+		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day or month`},
+		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests`},
+		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
+		{"negative_money_limit.yaml", `testdata/negative_money_limit.yaml:4: budgets[0].limit.money: "-5": want a positive decimal amount in the catalog currency, e.g. "25.00"`},
+		{"duplicate_budget.yaml", `testdata/duplicate_budget.yaml:4: budgets[1].name: "b": budget name used twice`},
+		{"bad_policy.yaml", `testdata/bad_policy.yaml:2: unpriced.policy: "free": want deny or allow`},
+		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
+		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
+		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
+		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tt.file))
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("error:\n got %s\nwant %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,131 @@
+// Package daemon runs tokenmeter: it opens the budget store, binds the ext_proc
+// gRPC listener and the admin HTTP listener, and serves until its context
+// ends. Run returns only after both listeners are closed and the store is
+// flushed, so counters survive a restart.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokenmeter/tokenmeter/admin"
+	"github.com/tokenmeter/tokenmeter/config"
+	"github.com/tokenmeter/tokenmeter/extproc"
+	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/metrics"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
+)
+
+// Addrs are the bound listener addresses, reported once serving starts
+// (useful when the config asks for port 0).
+type Addrs struct {
+	GRPC  string
+	Admin string
+}
+
+// Run serves cfg until ctx is done. ready, when not nil, is called once both
+// listeners are bound.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(Addrs)) error {
+	store, err := badgerstore.Open(badgerstore.Options{Dir: cfg.StoreDir, SyncWrites: cfg.StoreSyncWrites, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+	}()
+
+	snap := extproc.NewSnapshot(cfg, store, time.Now)
+	var srv *extproc.Server
+	m := metrics.New(snap.Extractor.Names(), func(ctx context.Context) ([]ratelimit.Status, error) {
+		return srv.Snapshot().Limiter.Status(ctx)
+	}, log)
+	srv = extproc.NewServer(snap, ledger.Sinks{m, logSink{log}}, m, log, time.Now)
+
+	gl, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("listen grpc %s: %w", cfg.GRPCListen, err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("listen admin %s: %w", cfg.AdminListen, err)
+	}
+
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes)),
+		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes)),
+	)
+	srv.Register(g)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
+
+	adm := admin.New(m.Handler(), cfg.AdminToken)
+	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- g.Serve(gl) }()
+	go func() {
+		if err := hsrv.Serve(al); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	adm.SetReady(true)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	log.Info("tokenmeter serving", "grpc", gl.Addr().String(), "admin", al.Addr().String(),
+		"config", cfg.File, "catalog_models", cfg.Catalog.Len(), "budgets", len(cfg.Budgets))
+	if ready != nil {
+		ready(Addrs{GRPC: gl.Addr().String(), Admin: al.Addr().String()})
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	adm.SetReady(false)
+	hs.Shutdown()
+	shutdown(g, hsrv, log)
+	return runErr
+}
+
+// shutdown lets in-flight streams finish (they settle their budgets) for a
+// few seconds, then cuts the rest: a cut stream still records as partial.
+func shutdown(g *grpc.Server, h *http.Server, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("grace period over; cutting remaining streams")
+		g.Stop()
+	}
+	if err := h.Shutdown(ctx); err != nil {
+		log.Warn("admin shutdown", "err", err)
+	}
+}
+
+// logSink writes one debug line per record; the ledger proper arrives with
+// its own storage.
+type logSink struct{ log *slog.Logger }
+
+func (l logSink) Append(r *ledger.Record) {
+	l.log.Debug("record", "request_id", r.RequestID, "provider", r.Provider, "model", r.Model,
+		"outcome", r.Outcome, "reason", r.Reason, "tokens", r.Usage.Total(), "cost", r.Cost.String(),
+		"priced", r.Priced, "status", r.Status)
+}

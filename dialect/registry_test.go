@@ -1,0 +1,33 @@
+package dialect
+
+import "testing"
+
+func TestRegistryForPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want string // dialect name; "" for no match
+	}{
+		{"/v1/chat/completions", "openai_chat"},
+		{"/v1/chat/completions?api-version=2024-10-21", "openai_chat"},
+		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", "openai_chat"},
+		{"/chat/completions", "openai_chat"},
+		{"/api/v1/chat/completions#frag", "openai_chat"},
+		{"/v1/completions", ""},
+		{"/v1/chat/completions/", ""},
+		{"/v1/xchat/completions", ""},
+		{"/v1/chat/completions/extra", ""},
+		{"/v1/models?next=/chat/completions", ""},
+		{"", ""},
+	}
+	r := DefaultRegistry()
+	for _, tt := range tests {
+		d, ok := r.ForPath(tt.path)
+		got := ""
+		if ok {
+			got = d.Name()
+		}
+		if got != tt.want {
+			t.Errorf("ForPath(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}

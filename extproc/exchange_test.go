@@ -1,0 +1,258 @@
+package extproc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/tokenmeter/tokenmeter/config"
+	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
+	"github.com/tokenmeter/tokenmeter/usage"
+)
+
+const testConfig = `catalog: {files: [../config/testdata/prices.yaml]}
+budgets:
+  - {name: two, match: {project: capped}, limit: {requests: 2}, window: day}
+`
+
+type fakeObserver struct {
+	mu     sync.Mutex
+	parse  map[string]int
+	phases map[string]int
+}
+
+func (f *fakeObserver) ObservePhase(p string, _ time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.phases[p]++
+}
+func (f *fakeObserver) ParseError(d, r string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.parse[d+"/"+r]++
+}
+func (f *fakeObserver) InvalidAttribution(string) {}
+func (f *fakeObserver) StoreError(string)         {}
+
+type fakeSink struct {
+	mu   sync.Mutex
+	recs []ledger.Record
+}
+
+func (f *fakeSink) Append(r *ledger.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recs = append(f.recs, *r)
+}
+
+func newTestServer(t testing.TB) (*Server, *fakeSink, *fakeObserver) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(testConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	sink := &fakeSink{}
+	obs := &fakeObserver{parse: map[string]int{}, phases: map[string]int{}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return NewServer(NewSnapshot(cfg, store, time.Now), sink, obs, log, time.Now), sink, obs
+}
+
+func headers(eos bool, kv ...string) *extprocv3.ProcessingRequest {
+	var hs []*corev3.HeaderValue
+	for i := 0; i+1 < len(kv); i += 2 {
+		hs = append(hs, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	h := &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: hs}, EndOfStream: eos}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: h}}
+}
+
+func respHeaders(eos bool, kv ...string) *extprocv3.ProcessingRequest {
+	r := headers(eos, kv...)
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: r.GetRequestHeaders()}}
+}
+
+func reqBody(b string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte(b), EndOfStream: true}}}
+}
+
+func respBody(b string, eos bool) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{Body: []byte(b), EndOfStream: eos}}}
+}
+
+// fakeStream plays a fixed list of messages, then ends with err.
+type fakeStream struct {
+	extprocv3.ExternalProcessor_ProcessServer
+	ctx  context.Context
+	in   []*extprocv3.ProcessingRequest
+	err  error
+	sent []*extprocv3.ProcessingResponse
+}
+
+func (f *fakeStream) Context() context.Context { return f.ctx }
+func (f *fakeStream) Recv() (*extprocv3.ProcessingRequest, error) {
+	if len(f.in) == 0 {
+		return nil, f.err
+	}
+	m := f.in[0]
+	f.in = f.in[1:]
+	return m, nil
+}
+func (f *fakeStream) Send(r *extprocv3.ProcessingResponse) error {
+	f.sent = append(f.sent, r)
+	return nil
+}
+func (f *fakeStream) SetHeader(metadata.MD) error  { return nil }
+func (f *fakeStream) SendHeader(metadata.MD) error { return nil }
+func (f *fakeStream) SetTrailer(metadata.MD)       {}
+
+func play(t *testing.T, s *Server, end error, msgs ...*extprocv3.ProcessingRequest) *fakeStream {
+	t.Helper()
+	fs := &fakeStream{ctx: context.Background(), in: msgs, err: end}
+	if err := s.Process(fs); err != nil && end == io.EOF {
+		t.Fatalf("Process: %v", err)
+	}
+	return fs
+}
+
+const jsonResp = `{"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,"prompt_tokens_details":{"cached_tokens":40},"completion_tokens_details":{"reasoning_tokens":5}}}`
+
+func TestExchangeJSONRecord(t *testing.T) {
+	s, sink, _ := newTestServer(t)
+	fs := play(t, s, io.EOF,
+		headers(false, ":path", "/v1/chat/completions?x=1", ":method", "POST", "x-tokenmeter-project", "p", "x-request-id", "r1", "content-length", "60"),
+		reqBody(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`),
+		respHeaders(false, ":status", "200", "content-type", "application/json", "content-length", "300"),
+		respBody(jsonResp, true),
+	)
+	if len(fs.sent) != 4 {
+		t.Fatalf("sent %d responses", len(fs.sent))
+	}
+	if fs.sent[2].GetModeOverride().GetResponseBodyMode().String() != "BUFFERED" {
+		t.Fatalf("small JSON response not switched to BUFFERED: %v", fs.sent[2].GetModeOverride())
+	}
+	md := fs.sent[3].GetDynamicMetadata().GetFields()["tokenmeter"].GetStructValue().GetFields()
+	// 60×0.15 + 40×0.075 + 15×0.60 + 5×0.60 = 9 + 3 + 9 + 3 = 24 µ$.
+	if md["cost"].GetStringValue() != "0.000024" || md["input_tokens"].GetNumberValue() != 60 || md["model"].GetStringValue() != "gpt-4o-mini" {
+		t.Fatalf("metadata %v", md)
+	}
+	if len(sink.recs) != 1 {
+		t.Fatalf("%d records", len(sink.recs))
+	}
+	r := sink.recs[0]
+	want := [usage.NumClasses]int64{usage.Input: 60, usage.CacheRead: 40, usage.Output: 15, usage.Reasoning: 5}
+	for c, n := range want {
+		if r.Usage.Tokens[c].N != n {
+			t.Errorf("%s = %d, want %d", usage.Class(c), r.Usage.Tokens[c].N, n)
+		}
+	}
+	if r.Outcome != ledger.OK || r.Cost != money.MustParse("0.000024") || !r.Priced || r.RequestID != "r1" ||
+		r.ResponseModel != "gpt-4o-mini-2024-07-18" || r.Dimensions.Get("project") != "p" || r.Status != 200 {
+		t.Fatalf("record %+v", r)
+	}
+}
+
+func TestExchangeOutcomes(t *testing.T) {
+	chat := headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "p")
+	body := reqBody(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"12345678"}]}`)
+	sse := respHeaders(false, ":status", "200", "content-type", "text/event-stream")
+	chunk := `data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}` + "\n\n"
+	tests := []struct {
+		name    string
+		end     error
+		msgs    []*extprocv3.ProcessingRequest
+		outcome ledger.Outcome
+		reason  string
+		in, out int64
+	}{
+		{"non-LLM path is unmetered", io.EOF, []*extprocv3.ProcessingRequest{headers(true, ":path", "/healthz", ":method", "GET")}, ledger.Unmetered, reasonUnknownPath, 0, 0},
+		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "client_disconnect", 2, 2},
+		{"stream without usage is estimated", io.EOF, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk+"data: [DONE]\n\n", true)}, ledger.Estimated, "no_usage", 2, 2},
+		{"500 without usage is not charged", io.EOF, []*extprocv3.ProcessingRequest{chat, body, respHeaders(false, ":status", "500", "content-type", "application/json"), respBody(`{"error":{"message":"x"}}`, true)}, ledger.UpstreamError, "", 0, 0},
+		{"no response at all", context.Canceled, []*extprocv3.ProcessingRequest{chat, body}, ledger.UpstreamError, "client_disconnect", 0, 0},
+		{"malformed request body passes", io.EOF, []*extprocv3.ProcessingRequest{chat, reqBody(`{"model":`), respHeaders(false, ":status", "400", "content-type", "application/json"), respBody(`{}`, true)}, ledger.UpstreamError, "malformed_json", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, sink, _ := newTestServer(t)
+			play(t, s, tt.end, tt.msgs...)
+			if len(sink.recs) != 1 {
+				t.Fatalf("%d records, want 1", len(sink.recs))
+			}
+			r := sink.recs[0]
+			if r.Outcome != tt.outcome || r.Reason != tt.reason || r.Usage.Get(usage.Input) != tt.in || r.Usage.Get(usage.Output) != tt.out {
+				t.Fatalf("outcome %s reason %q in %d out %d; want %s %q %d %d", r.Outcome, r.Reason,
+					r.Usage.Get(usage.Input), r.Usage.Get(usage.Output), tt.outcome, tt.reason, tt.in, tt.out)
+			}
+			if tt.in > 0 && !r.Usage.Estimated {
+				t.Fatalf("estimated usage not marked")
+			}
+		})
+	}
+}
+
+func TestExchangeDeniesAtHeadersOnceExhausted(t *testing.T) {
+	s, sink, _ := newTestServer(t)
+	chat := func() []*extprocv3.ProcessingRequest {
+		return []*extprocv3.ProcessingRequest{
+			headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped"),
+			reqBody(`{"model":"gpt-4o-mini","messages":[]}`),
+			respHeaders(false, ":status", "200", "content-type", "application/json"),
+			respBody(jsonResp, true),
+		}
+	}
+	play(t, s, io.EOF, chat()...)
+	play(t, s, io.EOF, chat()...)
+	fs := play(t, s, io.EOF, chat()[0])
+	ir := fs.sent[0].GetImmediateResponse()
+	if ir == nil || ir.GetStatus().GetCode() != 429 {
+		t.Fatalf("third request not denied at headers: %v", fs.sent[0])
+	}
+	if last := sink.recs[len(sink.recs)-1]; last.Outcome != ledger.Denied || last.Budget != "two" {
+		t.Fatalf("record %+v", last)
+	}
+}
+
+// FuzzProcess feeds arbitrary message sequences and bodies through the
+// exchange: nothing that arrives from Envoy may panic the server, and every
+// stream yields exactly one record.
+func FuzzProcess(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 3}, `{"model":"gpt-4o-mini","stream":true}`, "data: {\"usage\":{\"prompt_tokens\":1}}\n\n", "text/event-stream", "200")
+	f.Add([]byte{2, 0, 3, 1}, `{`, `{"usage":`, "application/json", "abc")
+	f.Add([]byte{0, 0, 1, 1, 2, 2}, `null`, "\x00\xff", "", "-1")
+	f.Fuzz(func(t *testing.T, order []byte, reqB, respB, ctype, status string) {
+		s, sink, _ := newTestServer(t)
+		var msgs []*extprocv3.ProcessingRequest
+		for i, o := range order {
+			eos := i == len(order)-1
+			switch o % 4 {
+			case 0:
+				msgs = append(msgs, headers(eos, ":path", "/v1/chat/completions", ":method", "POST", "content-length", status))
+			case 1:
+				msgs = append(msgs, reqBody(reqB))
+			case 2:
+				msgs = append(msgs, respHeaders(eos, ":status", status, "content-type", ctype, "content-length", status))
+			case 3:
+				msgs = append(msgs, respBody(respB, eos))
+			}
+		}
+		fs := &fakeStream{ctx: context.Background(), in: msgs, err: io.EOF}
+		s.Process(fs)
+		if len(sink.recs) != 1 {
+			t.Fatalf("%d records for one stream", len(sink.recs))
+		}
+	})
+}

@@ -1,0 +1,225 @@
+// Package metrics exports tokenmeter's Prometheus metrics. It is a
+// ledger.Sink: every record updates the counters, so metrics and the ledger
+// can never disagree on what was metered.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/usage"
+)
+
+// BudgetStatus reports the current budget counters; it is called at scrape time.
+type BudgetStatus func(ctx context.Context) ([]ratelimit.Status, error)
+
+// Metrics holds every collector. Create it once per process.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests    *prometheus.CounterVec
+	tokens      *prometheus.CounterVec
+	cost        *exactCounter
+	denied      *prometheus.CounterVec
+	unpriced    *prometheus.CounterVec
+	parseErrors *prometheus.CounterVec
+	invalid     *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	storeErrors *prometheus.CounterVec
+
+	dims []string
+}
+
+// New registers every metric. dims are the attribution dimension names,
+// which become labels; changing them needs a restart.
+func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), dims: dims}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_requests_total", Help: "Requests seen, by how metering ended.",
+	}, []string{"provider", "model", "outcome"})
+	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_tokens_total", Help: "Billed tokens by disjoint class (input is uncached input; output excludes reasoning).",
+	}, append([]string{"provider", "model", "class"}, dims...))
+	m.cost = newExactCounter(prometheus.NewDesc("tokenmeter_cost_total",
+		"Cost charged, in currency units. Summed exactly in nano-units; converted to float only for export.",
+		append([]string{"currency", "provider", "model"}, dims...), nil))
+	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_denied_total", Help: "Requests refused before the upstream call, by the budget that refused them.",
+	}, []string{"budget"})
+	m.unpriced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_unpriced_requests_total", Help: "Requests for a model the price catalog does not cover. Their cost is unknown, not zero.",
+	}, []string{"model"})
+	m.parseErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_parse_errors_total", Help: "Bodies that could not be fully read; the traffic passed unchanged.",
+	}, []string{"dialect", "reason"})
+	m.invalid = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_invalid_attribution_total", Help: "Attribution header values replaced by \"invalid\" (too long or control characters).",
+	}, []string{"dimension"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "tokenmeter_extproc_duration_seconds", Help: "Time tokenmeter spends on one ext_proc message, by phase.",
+		Buckets: []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3},
+	}, []string{"phase"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_store_errors_total", Help: "Budget store operations that failed.",
+	}, []string{"op"})
+	m.reg.MustRegister(m.requests, m.tokens, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
+		m.duration, m.storeErrors, &budgetCollector{status: budgets, log: log},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Append implements ledger.Sink.
+func (m *Metrics) Append(r *ledger.Record) {
+	model := r.PricedModel
+	if model == "" {
+		model = r.ResponseModel
+	}
+	if model == "" {
+		model = r.Model
+	}
+	if model == "" {
+		model = "unknown"
+	}
+	m.requests.WithLabelValues(r.Provider, model, string(r.Outcome)).Inc()
+	if r.Outcome == ledger.Denied {
+		m.denied.WithLabelValues(r.Budget).Inc()
+	}
+	if !r.Priced && r.Model != "" {
+		m.unpriced.WithLabelValues(model).Inc()
+	}
+	labels := make([]string, 0, 3+len(m.dims))
+	labels = append(labels, r.Provider, model, "")
+	labels = append(labels, r.Dimensions.Values...)
+	for c := usage.Class(0); c < usage.NumClasses; c++ {
+		if n := r.Usage.Tokens[c].N; n > 0 {
+			labels[2] = c.String()
+			m.tokens.WithLabelValues(labels...).Add(float64(n))
+		}
+	}
+	if r.Priced && r.Usage.Total() > 0 {
+		labels[0], labels[1], labels[2] = string(r.Currency), r.Provider, model
+		m.cost.add(labels, r.Cost)
+	}
+}
+
+// ObservePhase records the time one ext_proc message took.
+func (m *Metrics) ObservePhase(phase string, d time.Duration) {
+	m.duration.WithLabelValues(phase).Observe(d.Seconds())
+}
+
+// ParseError counts a body that could not be fully read.
+func (m *Metrics) ParseError(dialect, reason string) {
+	m.parseErrors.WithLabelValues(dialect, reason).Inc()
+}
+
+// InvalidAttribution counts a header value replaced by "invalid".
+func (m *Metrics) InvalidAttribution(dimension string) {
+	m.invalid.WithLabelValues(dimension).Inc()
+}
+
+// StoreError counts a failed budget store operation.
+func (m *Metrics) StoreError(op string) {
+	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+// exactCounter sums money exactly per label set and converts to float64 only
+// when scraped, so the exported total is the exact sum, rounded once, rather
+// than the drift of a million float additions.
+type exactCounter struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	sums map[string]*exactSum
+}
+
+type exactSum struct {
+	labels []string
+	total  money.Amount
+}
+
+func newExactCounter(desc *prometheus.Desc) *exactCounter {
+	return &exactCounter{desc: desc, sums: map[string]*exactSum{}}
+}
+
+func (e *exactCounter) add(labels []string, a money.Amount) {
+	key := strings.Join(labels, "\xff")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.sums[key]
+	if !ok {
+		s = &exactSum{labels: append([]string(nil), labels...)}
+		e.sums[key] = s
+	}
+	s.total += a
+}
+
+func (e *exactCounter) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+
+func (e *exactCounter) Collect(ch chan<- prometheus.Metric) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.sums {
+		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, s.total.Units(), s.labels...)
+	}
+}
+
+var (
+	budgetSpent = prometheus.NewDesc("tokenmeter_budget_spent",
+		"Settled spend of a budget key in its current window (currency units for money budgets, else a count).",
+		[]string{"budget", "key", "window"}, nil)
+	budgetReserved = prometheus.NewDesc("tokenmeter_budget_reserved",
+		"Amount held by requests in flight on a budget key.", []string{"budget", "key", "window"}, nil)
+	budgetLimit = prometheus.NewDesc("tokenmeter_budget_limit",
+		"Limit of a budget key in its window.", []string{"budget", "key", "window"}, nil)
+)
+
+type budgetCollector struct {
+	status BudgetStatus
+	log    *slog.Logger
+}
+
+func (b *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- budgetSpent
+	ch <- budgetReserved
+	ch <- budgetLimit
+}
+
+func (b *budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	if b.status == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := b.status(ctx)
+	if err != nil {
+		b.log.Warn("budget status for metrics", "err", err)
+		return
+	}
+	for _, s := range st {
+		conv := func(v int64) float64 {
+			if s.Budget.Unit == ratelimit.Money {
+				return money.Amount(v).Units()
+			}
+			return float64(v)
+		}
+		labels := []string{s.Budget.Name, s.Key, s.Budget.Window.String()}
+		ch <- prometheus.MustNewConstMetric(budgetSpent, prometheus.GaugeValue, conv(s.Counter.Spent), labels...)
+		ch <- prometheus.MustNewConstMetric(budgetReserved, prometheus.GaugeValue, conv(s.Counter.Reserved), labels...)
+		ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, conv(s.Budget.Limit), labels...)
+	}
+}
