@@ -1,9 +1,11 @@
+// Package e2e tests tokenmeter behind a real Envoy (see package testbed).
 package e2e
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"strconv"
@@ -14,9 +16,31 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/testbed"
 )
 
 const chatBody = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"What is the cost of a token?"}]}`
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tokenmeter-e2e")
+	if err != nil {
+		panic(err)
+	}
+	bin, err = testbed.Build(dir, true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newStack(t *testing.T, budgets string) *testbed.Stack {
+	return testbed.New(t, testbed.Options{Bin: bin, Budgets: budgets})
+}
 
 func labels(kv ...string) map[string]string {
 	m := map[string]string{}
@@ -29,39 +53,39 @@ func labels(kv ...string) map[string]string {
 // A JSON chat completion through Envoy: exact tokens by class, exact cost,
 // the response bytes untouched, and the access log carrying the metadata.
 func TestJSONChatIsMeteredExactly(t *testing.T) {
-	s := newStack(t, "", "")
+	s := newStack(t, "")
 	h := map[string]string{
 		"x-tokenmeter-project": "alpha", "x-tokenmeter-team": "search", "x-tokenmeter-user": "ann",
 		"x-mock-prompt-tokens": "1200", "x-mock-cached-tokens": "200",
 		"x-mock-completion-tokens": "50", "x-mock-reasoning-tokens": "30",
 	}
-	resp := s.post(chatBody, h)
-	got := readAll(t, resp)
+	resp := s.Post(chatBody, h)
+	got := testbed.ReadAll(t, resp)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, got)
 	}
-	if want := direct(t, chatBody, h); !bytes.Equal(got, want) {
+	if want := testbed.Direct(t, chatBody, h); !bytes.Equal(got, want) {
 		t.Fatalf("response changed in transit:\n got %s\nwant %s", got, want)
 	}
 
 	// prompt 1200 of which 200 cached; completion 80 of which 30 reasoning.
 	// cost = 1000×0.15 + 200×0.075 + 50×0.60 + 30×0.60 (reasoning at output) = 213 µ$.
 	dims := []string{"project", "alpha", "team", "search", "user", "ann", "model", "gpt-4o-mini", "provider", "openai"}
-	s.waitMetric("tokenmeter_cost_total", labels(append(dims, "currency", "USD")...), usd("0.000213"))
-	m := s.metrics()
+	s.WaitMetric("tokenmeter_cost_total", labels(append(dims, "currency", "USD")...), usd("0.000213"))
+	m := s.Metrics()
 	for class, want := range map[string]float64{"input": 1000, "cache_read": 200, "output": 50, "reasoning": 30} {
-		if v, _ := value(m, "tokenmeter_tokens_total", labels(append(dims, "class", class)...)); v != want {
+		if v, _ := testbed.Value(m, "tokenmeter_tokens_total", labels(append(dims, "class", class)...)); v != want {
 			t.Errorf("tokens{class=%s} = %v, want %v", class, v, want)
 		}
 	}
-	if v, _ := value(m, "tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "ok")); v != 1 {
+	if v, _ := testbed.Value(m, "tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "ok")); v != 1 {
 		t.Errorf("requests_total{outcome=ok} = %v, want 1", v)
 	}
 
-	waitFor(t, func() bool { return strings.Contains(s.proxy.Output(), `"cost":"0.000213"`) }, "access log with cost 0.000213:\n"+s.proxy.Output())
+	waitFor(t, func() bool { return strings.Contains(s.Proxy.Output(), `"cost":"0.000213"`) }, "access log with cost 0.000213:\n"+s.Proxy.Output())
 	for _, want := range []string{`"input_tokens":1000`, `"cache_read_tokens":200`, `"reasoning_tokens":30`, `"outcome":"ok"`, `"currency":"USD"`} {
-		if !strings.Contains(s.proxy.Output(), want) {
-			t.Errorf("access log lacks %s:\n%s", want, s.proxy.Output())
+		if !strings.Contains(s.Proxy.Output(), want) {
+			t.Errorf("access log lacks %s:\n%s", want, s.Proxy.Output())
 		}
 	}
 }
@@ -70,16 +94,16 @@ func TestJSONChatIsMeteredExactly(t *testing.T) {
 // upstream sees a correct body and content-length, and the client gets the
 // upstream's bytes unchanged (which now end with the usage chunk).
 func TestStreamingChatInjectsUsage(t *testing.T) {
-	s := newStack(t, "", "")
+	s := newStack(t, "")
 	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Stream me a story."}]}`
 	h := map[string]string{"x-tokenmeter-project": "alpha", "x-mock-prompt-tokens": "40", "x-mock-completion-tokens": "25"}
-	resp := s.post(body, h)
-	got := readAll(t, resp)
+	resp := s.Post(body, h)
+	got := testbed.ReadAll(t, resp)
 	if resp.StatusCode != 200 || resp.Header.Get("content-type") != "text/event-stream" {
 		t.Fatalf("status %d, content-type %q", resp.StatusCode, resp.Header.Get("content-type"))
 	}
 
-	reqs := s.mock.Requests()
+	reqs := s.Mock.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("upstream saw %d requests", len(reqs))
 	}
@@ -95,7 +119,7 @@ func TestStreamingChatInjectsUsage(t *testing.T) {
 			t.Fatalf("field %s changed: %s", k, up.Body)
 		}
 	}
-	if want := direct(t, string(up.Body), h); !bytes.Equal(got, want) {
+	if want := testbed.Direct(t, string(up.Body), h); !bytes.Equal(got, want) {
 		t.Fatalf("stream changed in transit:\n got %s\nwant %s", got, want)
 	}
 	if !bytes.Contains(got, []byte(`"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":25`)) {
@@ -103,10 +127,10 @@ func TestStreamingChatInjectsUsage(t *testing.T) {
 	}
 	// 40×0.15 + 25×0.60 = 21 µ$.
 	base := []string{"project", "alpha", "model", "gpt-4o-mini"}
-	s.waitMetric("tokenmeter_cost_total", labels(base...), usd("0.000021"))
-	m := s.metrics()
+	s.WaitMetric("tokenmeter_cost_total", labels(base...), usd("0.000021"))
+	m := s.Metrics()
 	for class, want := range map[string]float64{"input": 40, "output": 25} {
-		if v, _ := value(m, "tokenmeter_tokens_total", labels(append(base, "class", class)...)); v != want {
+		if v, _ := testbed.Value(m, "tokenmeter_tokens_total", labels(append(base, "class", class)...)); v != want {
 			t.Errorf("tokens{class=%s} = %v, want %v", class, v, want)
 		}
 	}
@@ -116,20 +140,20 @@ func TestStreamingChatInjectsUsage(t *testing.T) {
 // error shape, with retry-after to the end of the UTC day.
 func TestBudgetDeniesWithRetryAfter(t *testing.T) {
 	s := newStack(t, `  - {name: three-a-day, match: {project: limited}, limit: {requests: 3}, window: day}
-`, "")
+`)
 	h := map[string]string{"x-tokenmeter-project": "limited"}
 	for i := 0; i < 3; i++ {
-		resp := s.post(chatBody, h)
-		if b := readAll(t, resp); resp.StatusCode != 200 {
+		resp := s.Post(chatBody, h)
+		if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d %s", i+1, resp.StatusCode, b)
 		}
 	}
 	// The third settles just after its response; wait for it so the fourth
 	// is judged on settled counters.
-	s.waitMetric("tokenmeter_budget_spent", labels("budget", "three-a-day", "key", "project=limited", "window", "day"), 3)
+	s.WaitMetric("tokenmeter_budget_spent", labels("budget", "three-a-day", "key", "project=limited", "window", "day"), 3)
 	before := time.Now().UTC()
-	resp := s.post(chatBody, h)
-	body := readAll(t, resp)
+	resp := s.Post(chatBody, h)
+	body := testbed.ReadAll(t, resp)
 	if resp.StatusCode != 429 {
 		t.Fatalf("fourth request: status %d, want 429: %s", resp.StatusCode, body)
 	}
@@ -147,13 +171,13 @@ func TestBudgetDeniesWithRetryAfter(t *testing.T) {
 	if want := int(math.Ceil(midnight.Sub(before).Seconds())); err != nil || retry < want-2 || retry > want {
 		t.Fatalf("retry-after %q, want about %d (seconds to UTC midnight)", resp.Header.Get("retry-after"), want)
 	}
-	if n := len(s.mock.Requests()); n != 3 {
+	if n := len(s.Mock.Requests()); n != 3 {
 		t.Fatalf("upstream saw %d requests, want 3: the denied one must not reach it", n)
 	}
-	s.waitMetric("tokenmeter_denied_total", labels("budget", "three-a-day"), 1)
-	s.waitMetric("tokenmeter_requests_total", labels("outcome", "denied"), 1)
+	s.WaitMetric("tokenmeter_denied_total", labels("budget", "three-a-day"), 1)
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "denied"), 1)
 	// Other projects are not affected.
-	if resp := s.post(chatBody, map[string]string{"x-tokenmeter-project": "other"}); resp.StatusCode != 200 {
+	if resp := s.Post(chatBody, map[string]string{"x-tokenmeter-project": "other"}); resp.StatusCode != 200 {
 		t.Fatalf("other project: %d", resp.StatusCode)
 	}
 }
@@ -166,43 +190,43 @@ func TestBudgetDeniesWithRetryAfter(t *testing.T) {
 // (36 × 0.00021 = 0.00756), and the 37th is refused.
 func TestMoneyBudgetHoldsThenRestartKeepsIt(t *testing.T) {
 	s := newStack(t, `  - {name: ten-cents, match: {project: "*"}, limit: {money: "0.01"}, window: month}
-`, "")
+`)
 	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
 	h := map[string]string{"x-tokenmeter-project": "p1", "x-mock-prompt-tokens": "1000", "x-mock-completion-tokens": "100"}
 	spent := labels("budget", "ten-cents", "key", "project=p1", "window", "month")
 	for i := 1; i <= 36; i++ {
-		resp := s.post(body, h)
-		if b := readAll(t, resp); resp.StatusCode != 200 {
+		resp := s.Post(body, h)
+		if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
 		}
-		s.waitMetric("tokenmeter_budget_spent", spent, float64(money.Amount(int64(i)*210_000).Units()))
+		s.WaitMetric("tokenmeter_budget_spent", spent, float64(money.Amount(int64(i)*210_000).Units()))
 	}
-	resp := s.post(body, h)
-	if b := readAll(t, resp); resp.StatusCode != 429 {
+	resp := s.Post(body, h)
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 429 {
 		t.Fatalf("request 37: status %d, want 429: %s", resp.StatusCode, b)
 	}
-	s.waitMetric("tokenmeter_budget_spent", spent, usd("0.00756"))
+	s.WaitMetric("tokenmeter_budget_spent", spent, usd("0.00756"))
 
 	// Kill tokenmeter without a chance to flush, restart it on the same
 	// port: the counter is still there and still denies.
-	s.tm.stop(os.Kill)
-	cfg, err := os.ReadFile(s.cfgPath)
+	s.TM.Stop(os.Kill)
+	cfg, err := os.ReadFile(s.CfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg = bytes.Replace(cfg, []byte(`grpc: "127.0.0.1:0"`), []byte(`grpc: "`+s.tm.grpc+`"`), 1)
-	if err := os.WriteFile(s.cfgPath, cfg, 0o600); err != nil {
+	cfg = bytes.Replace(cfg, []byte(`grpc: "127.0.0.1:0"`), []byte(`grpc: "`+s.TM.GRPC+`"`), 1)
+	if err := os.WriteFile(s.CfgPath, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.tm = startTokenmeter(t, s.cfgPath)
-	s.waitMetric("tokenmeter_budget_spent", spent, usd("0.00756"))
-	resp = s.post(body, h)
-	if b := readAll(t, resp); resp.StatusCode != 429 {
+	s.TM = testbed.StartTokenmeter(t, bin, s.CfgPath)
+	s.WaitMetric("tokenmeter_budget_spent", spent, usd("0.00756"))
+	resp = s.Post(body, h)
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 429 {
 		t.Fatalf("after restart: status %d, want 429: %s", resp.StatusCode, b)
 	}
 	// Another key of the wildcard budget has its own counter.
-	resp = s.post(body, map[string]string{"x-tokenmeter-project": "p2"})
-	if b := readAll(t, resp); resp.StatusCode != 200 {
+	resp = s.Post(body, map[string]string{"x-tokenmeter-project": "p2"})
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("p2 after restart: %d %s", resp.StatusCode, b)
 	}
 }
@@ -211,10 +235,10 @@ func TestMoneyBudgetHoldsThenRestartKeepsIt(t *testing.T) {
 // partial: the prompt estimated from its bytes, the output from the text that
 // reached it.
 func TestClientDisconnectMidStreamIsPartial(t *testing.T) {
-	s := newStack(t, "", "")
+	s := newStack(t, "")
 	content := "Tell me everything, slowly."
 	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"` + content + `"}]}`
-	resp := s.post(body, map[string]string{"x-tokenmeter-project": "cut", "x-mock-chunk-delay-ms": "3000", "x-mock-completion-tokens": "5"})
+	resp := s.Post(body, map[string]string{"x-tokenmeter-project": "cut", "x-mock-chunk-delay-ms": "3000", "x-mock-completion-tokens": "5"})
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -236,37 +260,37 @@ func TestClientDisconnectMidStreamIsPartial(t *testing.T) {
 		t.Fatal("no text before hanging up")
 	}
 	base := labels("project", "cut", "model", "gpt-4o-mini", "class", "input")
-	s.waitMetric("tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "partial"), 1)
-	s.waitMetric("tokenmeter_tokens_total", base, float64((len(content)+3)/4))
+	s.WaitMetric("tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "partial"), 1)
+	s.WaitMetric("tokenmeter_tokens_total", base, float64((len(content)+3)/4))
 	base["class"] = "output"
-	s.waitMetric("tokenmeter_tokens_total", base, float64((len(text)+3)/4))
+	s.WaitMetric("tokenmeter_tokens_total", base, float64((len(text)+3)/4))
 }
 
 // Unknown models are metered and counted as unpriced, never as $0; with a
 // money budget and the deny policy they are refused before the call.
 func TestUnpricedModel(t *testing.T) {
 	s := newStack(t, `  - {name: money, match: {project: guarded}, limit: {money: "5"}, window: day}
-`, "")
+`)
 	body := `{"model":"mystery-1","messages":[{"role":"user","content":"hi"}]}`
-	resp := s.post(body, map[string]string{"x-tokenmeter-project": "free", "x-mock-prompt-tokens": "7", "x-mock-completion-tokens": "3"})
-	if b := readAll(t, resp); resp.StatusCode != 200 {
+	resp := s.Post(body, map[string]string{"x-tokenmeter-project": "free", "x-mock-prompt-tokens": "7", "x-mock-completion-tokens": "3"})
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("status %d %s", resp.StatusCode, b)
 	}
-	s.waitMetric("tokenmeter_unpriced_requests_total", labels("model", "mystery-1"), 1)
-	m := s.metrics()
-	if v, _ := value(m, "tokenmeter_tokens_total", labels("model", "mystery-1", "class", "input")); v != 7 {
+	s.WaitMetric("tokenmeter_unpriced_requests_total", labels("model", "mystery-1"), 1)
+	m := s.Metrics()
+	if v, _ := testbed.Value(m, "tokenmeter_tokens_total", labels("model", "mystery-1", "class", "input")); v != 7 {
 		t.Errorf("input tokens of unpriced model = %v, want 7", v)
 	}
-	if _, ok := value(m, "tokenmeter_cost_total", labels("model", "mystery-1")); ok {
+	if _, ok := testbed.Value(m, "tokenmeter_cost_total", labels("model", "mystery-1")); ok {
 		t.Errorf("an unpriced model has a cost sample; it must have none")
 	}
 
-	resp = s.post(body, map[string]string{"x-tokenmeter-project": "guarded"})
-	b := readAll(t, resp)
+	resp = s.Post(body, map[string]string{"x-tokenmeter-project": "guarded"})
+	b := testbed.ReadAll(t, resp)
 	if resp.StatusCode != 403 || gjson.GetBytes(b, "error.code").String() != "model_unpriced" {
 		t.Fatalf("guarded project: %d %s", resp.StatusCode, b)
 	}
-	if n := len(s.mock.Requests()); n != 1 {
+	if n := len(s.Mock.Requests()); n != 1 {
 		t.Fatalf("upstream saw %d requests, want 1", n)
 	}
 }
@@ -274,37 +298,37 @@ func TestUnpricedModel(t *testing.T) {
 // A failed upstream call is not charged unless the provider reports usage.
 func TestUpstreamErrors(t *testing.T) {
 	s := newStack(t, `  - {name: toks, match: {project: "*"}, limit: {tokens: 1000000}, window: day}
-`, "")
-	resp := s.post(chatBody, map[string]string{"x-tokenmeter-project": "e1", "x-mock-status": "500"})
-	if b := readAll(t, resp); resp.StatusCode != 500 {
+`)
+	resp := s.Post(chatBody, map[string]string{"x-tokenmeter-project": "e1", "x-mock-status": "500"})
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 500 {
 		t.Fatalf("status %d %s", resp.StatusCode, b)
 	}
-	s.waitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 1)
-	if v, ok := value(s.metrics(), "tokenmeter_budget_spent", labels("key", "project=e1")); ok && v != 0 {
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 1)
+	if v, ok := testbed.Value(s.Metrics(), "tokenmeter_budget_spent", labels("key", "project=e1")); ok && v != 0 {
 		t.Fatalf("a 500 without usage was charged %v tokens", v)
 	}
 
-	resp = s.post(chatBody, map[string]string{"x-tokenmeter-project": "e2", "x-mock-status": "500",
+	resp = s.Post(chatBody, map[string]string{"x-tokenmeter-project": "e2", "x-mock-status": "500",
 		"x-mock-status-usage": "true", "x-mock-prompt-tokens": "11", "x-mock-completion-tokens": "2"})
-	readAll(t, resp)
-	s.waitMetric("tokenmeter_budget_spent", labels("key", "project=e2"), 13)
-	s.waitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 2)
+	testbed.ReadAll(t, resp)
+	s.WaitMetric("tokenmeter_budget_spent", labels("key", "project=e2"), 13)
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 2)
 }
 
 // A body that cannot be parsed passes through unchanged and is counted.
 func TestMalformedBodyPassesThrough(t *testing.T) {
-	s := newStack(t, "", "")
-	resp := s.post(`{"model": "gpt-4o-mini", "messages": [`, map[string]string{"x-tokenmeter-project": "bad"})
-	b := readAll(t, resp)
+	s := newStack(t, "")
+	resp := s.Post(`{"model": "gpt-4o-mini", "messages": [`, map[string]string{"x-tokenmeter-project": "bad"})
+	b := testbed.ReadAll(t, resp)
 	if resp.StatusCode != 400 {
 		t.Fatalf("status %d (the mock rejects bad JSON with 400): %s", resp.StatusCode, b)
 	}
-	reqs := s.mock.Requests()
+	reqs := s.Mock.Requests()
 	if len(reqs) != 1 || string(reqs[0].Body) != `{"model": "gpt-4o-mini", "messages": [` {
 		t.Fatalf("upstream did not get the body unchanged: %+v", reqs)
 	}
-	s.waitMetric("tokenmeter_parse_errors_total", labels("dialect", "openai_chat", "reason", "malformed_json"), 1)
-	s.waitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 1)
+	s.WaitMetric("tokenmeter_parse_errors_total", labels("dialect", "openai_chat", "reason", "malformed_json"), 1)
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 1)
 	if !json.Valid(b) {
 		t.Fatalf("client should see the upstream's JSON error, got %s", b)
 	}

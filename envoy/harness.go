@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // The ports envoy.yaml is written with; Rewrite swaps them.
@@ -196,3 +198,56 @@ func (s *syncBuffer) String() string {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// WithoutExtProc returns config with the ext_proc filter removed: the same
+// Envoy, minus tokenmeter, as the baseline for overhead measurements.
+func WithoutExtProc(config []byte) ([]byte, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(config, &root); err != nil {
+		return nil, fmt.Errorf("parse envoy config: %w", err)
+	}
+	removed := 0
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == "http_filters" && n.Content[i+1].Kind == yaml.SequenceNode {
+					seq := n.Content[i+1]
+					kept := seq.Content[:0]
+					for _, f := range seq.Content {
+						if filterName(f) == "envoy.filters.http.ext_proc" {
+							removed++
+							continue
+						}
+						kept = append(kept, f)
+					}
+					seq.Content = kept
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	if removed == 0 {
+		return nil, errors.New("no ext_proc filter in the config")
+	}
+	out, err := yaml.Marshal(&root)
+	if err != nil {
+		return nil, fmt.Errorf("write envoy config: %w", err)
+	}
+	return out, nil
+}
+
+func filterName(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "name" {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
+}

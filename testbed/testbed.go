@@ -1,0 +1,359 @@
+// Package testbed runs the whole stack for end-to-end tests and benchmarks:
+// the mock LLM, the real tokenmeter binary, and the pinned Envoy on the
+// envoy/envoy.yaml that ships (ports rewritten), optionally beside a bare
+// Envoy without the ext_proc filter. Under CI=true a missing Envoy fails;
+// elsewhere it skips with the install command.
+package testbed
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/tokenmeter/tokenmeter/envoy"
+	"github.com/tokenmeter/tokenmeter/mockllm"
+)
+
+// Build compiles tokenmeter into dir and returns the binary's path. race
+// builds it with the race detector (tests); benchmarks build it plain.
+func Build(dir string, race bool) (string, error) {
+	bin := filepath.Join(dir, "tokenmeter")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "github.com/tokenmeter/tokenmeter/cmd/tokenmeter")...)
+	cmd.Dir = envoy.Dir()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tokenmeter: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Stack is one mock LLM, one tokenmeter and one Envoy in front of it.
+type Stack struct {
+	t       testing.TB
+	Dir     string
+	Mock    *mockllm.Server
+	TM      *Tokenmeter
+	Proxy   *envoy.Proxy // Envoy with the ext_proc filter
+	Bare    *envoy.Proxy // Envoy without it, when Options.Bare
+	CfgPath string
+}
+
+// Options shape a Stack.
+type Options struct {
+	Bin     string // the tokenmeter binary (from Build)
+	Budgets string // YAML of the budgets list; may be empty
+	Extra   string // more top-level config YAML
+	Bare    bool   // also start an Envoy without the ext_proc filter
+	Mock    mockllm.Options
+}
+
+// PricesYAML is the catalog every stack loads.
+const PricesYAML = `currency: USD
+models:
+  - name: gpt-4o-mini
+    provider: openai
+    source: https://openai.com/api/pricing
+    as_of: 2025-06-01
+    prices: {input: 0.15, cache_read: 0.075, output: 0.60}
+  - name: o4-mini
+    provider: openai
+    source: https://openai.com/api/pricing
+    as_of: 2025-06-01
+    prices: {input: 1.10, cache_read: 0.275, output: 4.40}
+`
+
+// New starts everything and stops it when the test ends.
+func New(t testing.TB, o Options) *Stack {
+	t.Helper()
+	bin, err := envoy.Binary()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skip(err)
+	}
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock)}
+	up := httptest.NewServer(s.Mock)
+	t.Cleanup(up.Close)
+
+	if err := os.WriteFile(filepath.Join(s.Dir, "prices.yaml"), []byte(PricesYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`listen: {grpc: "127.0.0.1:0", admin: "127.0.0.1:0"}
+store: {dir: %q}
+catalog: {files: [prices.yaml]}
+%s
+`, filepath.Join(s.Dir, "badger"), o.Extra)
+	if o.Budgets != "" {
+		cfg += "budgets:\n" + o.Budgets
+	}
+	s.CfgPath = filepath.Join(s.Dir, "tokenmeter.yaml")
+	if err := os.WriteFile(s.CfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.TM = StartTokenmeter(t, o.Bin, s.CfgPath)
+	t.Cleanup(func() { s.TM.Stop(os.Interrupt) })
+
+	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := envoy.Rewrite(base, envoy.Ports{Upstream: port(t, up.Listener.Addr().String()), ExtProc: port(t, s.TM.GRPC)})
+	s.Proxy = startEnvoy(t, bin, filepath.Join(s.Dir, "with"), config)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("envoy output:\n%s", s.Proxy.Output())
+			t.Logf("tokenmeter output:\n%s", s.TM.Output())
+		}
+	})
+	if o.Bare {
+		bare, err := envoy.WithoutExtProc(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Bare = startEnvoy(t, bin, filepath.Join(s.Dir, "bare"), bare)
+	}
+	return s
+}
+
+func startEnvoy(t testing.TB, bin, dir string, config []byte) *envoy.Proxy {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := envoy.Start(ctx, bin, dir, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+func port(t testing.TB, addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Tokenmeter is the real binary, run as a child process.
+type Tokenmeter struct {
+	GRPC  string // bound ext_proc address
+	Admin string // bound admin address
+	cmd   *exec.Cmd
+	out   *lockedBuffer
+	done  chan struct{}
+}
+
+// StartTokenmeter runs bin on cfgPath and returns once it reports ready.
+func StartTokenmeter(t testing.TB, bin, cfgPath string) *Tokenmeter {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &Tokenmeter{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = tm.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "tokenmeter ready ") {
+				ready <- sc.Text()
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(tm.done) }()
+	select {
+	case line := <-ready:
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "grpc="); ok {
+				tm.GRPC = v
+			}
+			if v, ok := strings.CutPrefix(f, "admin="); ok {
+				tm.Admin = v
+			}
+		}
+	case <-tm.done:
+		t.Fatalf("tokenmeter exited during start-up:\n%s", tm.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tokenmeter not ready:\n%s", tm.out.String())
+	}
+	return tm
+}
+
+// Stop signals the process (os.Interrupt for a graceful stop, os.Kill for a
+// crash) and waits for it.
+func (tm *Tokenmeter) Stop(sig os.Signal) {
+	select {
+	case <-tm.done:
+		return
+	default:
+	}
+	tm.cmd.Process.Signal(sig)
+	select {
+	case <-tm.done:
+	case <-time.After(10 * time.Second):
+		tm.cmd.Process.Kill()
+		<-tm.done
+	}
+}
+
+// Output is what the process logged.
+func (tm *Tokenmeter) Output() string { return tm.out.String() }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Post sends a chat request through the Envoy with tokenmeter.
+func (s *Stack) Post(body string, headers map[string]string) *http.Response {
+	return s.PostTo(s.Proxy, body, headers)
+}
+
+// PostTo sends a chat request through p.
+func (s *Stack) PostTo(p *envoy.Proxy, body string, headers map[string]string) *http.Response {
+	s.t.Helper()
+	req, err := http.NewRequest("POST", p.URL+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp
+}
+
+// ReadAll reads and closes a response body.
+func ReadAll(t testing.TB, resp *http.Response) []byte {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Direct sends body straight to a fresh mock, for byte-for-byte comparison.
+func Direct(t testing.TB, body string, headers map[string]string) []byte {
+	t.Helper()
+	srv := httptest.NewServer(mockllm.New(mockllm.Options{}))
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(body))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ReadAll(t, resp)
+}
+
+// Metrics scrapes tokenmeter's /metrics.
+func (s *Stack) Metrics() map[string]*dto.MetricFamily {
+	s.t.Helper()
+	resp, err := http.Get("http://" + s.TM.Admin + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return fams
+}
+
+// Value returns the sample of family name whose labels include want, and
+// whether one exists.
+func Value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.GetCounter() != nil:
+			return m.GetCounter().GetValue(), true
+		case m.GetGauge() != nil:
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// WaitMetric polls until the sample equals want: records are appended just
+// after Envoy has its answer, so the client can be a hair ahead of /metrics.
+// This waits for an event; it measures nothing.
+func (s *Stack) WaitMetric(name string, labels map[string]string, want float64) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got float64
+	var ok bool
+	for time.Now().Before(deadline) {
+		got, ok = Value(s.Metrics(), name, labels)
+		if ok && got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("%s%v = %v (present %v), want %v", name, labels, got, ok, want)
+}
