@@ -75,7 +75,7 @@ type Proxy struct {
 	URL      string // http://127.0.0.1:<listener>
 	AdminURL string
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *OutputBuffer
 	done     chan struct{}
 }
 
@@ -87,7 +87,7 @@ func Start(ctx context.Context, bin, dir string, config []byte) (*Proxy, error) 
 	if err := os.WriteFile(cfgPath, config, 0o600); err != nil {
 		return nil, fmt.Errorf("write envoy config: %w", err)
 	}
-	out := &syncBuffer{}
+	out := &OutputBuffer{}
 	cmd := exec.Command(bin, "-c", cfgPath, "--admin-address-path", adminPath,
 		"--log-level", "warn", "--concurrency", "2", "--base-id", fmt.Sprint(time.Now().UnixNano()%1_000_000),
 		"--disable-hot-restart")
@@ -180,24 +180,26 @@ func (p *Proxy) Stop() {
 	}
 }
 
-type syncBuffer struct {
+// OutputBuffer collects a child process's output; it is safe to read while
+// the process writes.
+type OutputBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *OutputBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *OutputBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*OutputBuffer)(nil)
 
 // WithoutExtProc returns config with the ext_proc filter removed: the same
 // Envoy, minus tokenmeter, as the baseline for overhead measurements.

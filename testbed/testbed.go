@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -164,7 +163,7 @@ type Tokenmeter struct {
 	GRPC  string // bound ext_proc address
 	Admin string // bound admin address
 	cmd   *exec.Cmd
-	out   *lockedBuffer
+	out   *envoy.OutputBuffer
 	done  chan struct{}
 }
 
@@ -176,7 +175,7 @@ func StartTokenmeter(t testing.TB, bin, cfgPath string) *Tokenmeter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := &Tokenmeter{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	tm := &Tokenmeter{cmd: cmd, out: &envoy.OutputBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = tm.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -228,23 +227,6 @@ func (tm *Tokenmeter) Stop(sig os.Signal) {
 
 // Output is what the process logged.
 func (tm *Tokenmeter) Output() string { return tm.out.String() }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Post sends a chat request through the Envoy with tokenmeter.
 func (s *Stack) Post(body string, headers map[string]string) *http.Response {

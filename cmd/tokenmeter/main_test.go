@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderrIn string
+	}{
+		{"version", []string{"version"}, exitOK, "tokenmeter dev\n", ""},
+		{"check ok", []string{"check", "--config", "../../demo/tokenmeter.yaml"}, exitOK,
+			"../../demo/tokenmeter.yaml: ok (5 priced models in USD, 2 budgets, 3 dimensions)\n", ""},
+		{"check bad config names file, line, key, value, why", []string{"check", "--config", "../../config/testdata/bad_window.yaml"}, exitConfig, "",
+			`tokenmeter: ../../config/testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day or month`},
+		{"check bad catalog", []string{"check", "--config", "../../config/testdata/bad_catalog_price.yaml"}, exitConfig, "",
+			`models[0].prices.input: "-1": negative; a price is zero or more`},
+		{"missing file", []string{"check", "--config", "nope.yaml"}, exitConfig, "", "read config: open nope.yaml"},
+		{"unknown command", []string{"frobnicate"}, exitConfig, "", `unknown command "frobnicate"`},
+		{"no command", nil, exitConfig, "", "usage: tokenmeter"},
+		{"stray argument", []string{"check", "--config", "../../demo/tokenmeter.yaml", "extra"}, exitConfig, "", "unexpected argument extra"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := exitCode(run(context.Background(), tt.args, &stdout, &stderr), &stderr)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tt.code, stderr.String())
+			}
+			if stdout.String() != tt.stdout {
+				t.Fatalf("stdout %q, want %q", stdout.String(), tt.stdout)
+			}
+			if !strings.Contains(stderr.String(), tt.stderrIn) {
+				t.Fatalf("stderr %q lacks %q", stderr.String(), tt.stderrIn)
+			}
+		})
+	}
+}
