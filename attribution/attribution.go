@@ -10,6 +10,7 @@ package attribution
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Values substituted for a missing or unusable header.
@@ -139,13 +140,15 @@ func (e *Extractor) Extract(header func(name string) string) (d Dimensions, inva
 }
 
 // Clean maps a raw header value to a dimension value. ok is false when the
-// value had to be replaced by Invalid.
+// value had to be replaced by Invalid. Invalid UTF-8 is refused too: label
+// values and proto strings must be valid UTF-8, and a client must not be able
+// to make either fail.
 func Clean(v string) (clean string, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return Unknown, true
 	}
-	if len(v) > MaxValueBytes {
+	if len(v) > MaxValueBytes || !utf8.ValidString(v) {
 		return Invalid, false
 	}
 	for i := 0; i < len(v); i++ {

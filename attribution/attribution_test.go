@@ -20,6 +20,7 @@ func TestExtract(t *testing.T) {
 		{"128 bytes is kept", map[string]string{"x-tokenmeter-project": edge}, []string{edge, Unknown, Unknown}, nil},
 		{"129 bytes is invalid", map[string]string{"x-tokenmeter-project": long}, []string{Invalid, Unknown, Unknown}, []string{"project"}},
 		{"control char is invalid", map[string]string{"x-tokenmeter-team": "a\x01b", "x-tokenmeter-user": "x\x7f"}, []string{Unknown, Invalid, Invalid}, []string{"team", "user"}},
+		{"invalid utf-8 is invalid", map[string]string{"x-tokenmeter-project": "a\xffb"}, []string{Invalid, Unknown, Unknown}, []string{"project"}},
 		{"unicode is kept", map[string]string{"x-tokenmeter-user": "zoë"}, []string{Unknown, Unknown, "zoë"}, nil},
 	}
 	e := NewExtractor(DefaultDimensions())

@@ -17,7 +17,7 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	if x.decoder != nil {
 		res = x.decoder.Finish(complete)
 	}
-	x.rec.ResponseModel = res.Model
+	x.rec.ResponseModel = cleanModel(res.Model)
 	u := res.Usage
 	ok2xx := x.rec.Status/100 == 2
 

@@ -32,7 +32,7 @@ func (x *exchange) deny(d *ratelimit.Denial) *extprocv3.ProcessingResponse {
 // applies and the policy is deny: its cost could not be held against the budget.
 func (x *exchange) denyUnpriced(b *ratelimit.Budget) *extprocv3.ProcessingResponse {
 	msg := fmt.Sprintf("tokenmeter: model %q has no price in the catalog, and money budget %q applies (unpriced policy: deny)",
-		x.req.Model, b.Name)
+		x.rec.Model, b.Name)
 	x.rec.Outcome, x.rec.Budget = ledger.Denied, b.Name
 	x.finish(nil)
 	return immediate(403, "model_unpriced", msg, setHeader("x-tokenmeter-budget", b.Name))

@@ -8,6 +8,7 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/tokenmeter/tokenmeter/attribution"
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/pricing"
@@ -122,11 +123,21 @@ func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 		newBody = nil
 	}
 	x.req = req
-	x.rec.Model, x.rec.Stream = req.Model, req.Stream
+	x.rec.Model, x.rec.Stream = cleanModel(req.Model), req.Stream
 	if den := x.admit(ctx); den != nil {
 		return den
 	}
 	return bodyContinue(true, newBody, x.hasLength)
+}
+
+// cleanModel makes a client-supplied model name safe to use as a metric
+// label, a proto string and a record field.
+func cleanModel(m string) string {
+	if m == "" {
+		return ""
+	}
+	v, _ := attribution.Clean(m)
+	return v
 }
 
 // admit prices the request's estimate and reserves it on every matching

@@ -7,10 +7,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/ledger"
@@ -233,6 +235,7 @@ func FuzzProcess(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 3}, `{"model":"gpt-4o-mini","stream":true}`, "data: {\"usage\":{\"prompt_tokens\":1}}\n\n", "text/event-stream", "200")
 	f.Add([]byte{2, 0, 3, 1}, `{`, `{"usage":`, "application/json", "abc")
 	f.Add([]byte{0, 0, 1, 1, 2, 2}, `null`, "\x00\xff", "", "-1")
+	f.Add([]byte{0, 1, 2, 3}, "{\"model\":\"a\xffb\"}", "{\"model\":\"\xc3\",\"usage\":{\"prompt_tokens\":1}}", "application/json", "200")
 	f.Fuzz(func(t *testing.T, order []byte, reqB, respB, ctype, status string) {
 		s, sink, _ := newTestServer(t)
 		var msgs []*extprocv3.ProcessingRequest
@@ -254,5 +257,35 @@ func FuzzProcess(f *testing.F) {
 		if len(sink.recs) != 1 {
 			t.Fatalf("%d records for one stream", len(sink.recs))
 		}
+		// Every answer must reach Envoy: a response that cannot be
+		// marshalled (say, invalid UTF-8 in metadata) would fail the stream.
+		for _, r := range fs.sent {
+			if _, err := proto.Marshal(r); err != nil {
+				t.Fatalf("response does not marshal: %v", err)
+			}
+		}
+		for _, v := range []string{sink.recs[0].Model, sink.recs[0].ResponseModel} {
+			if !utf8.ValidString(v) {
+				t.Fatalf("record holds invalid UTF-8 %q", v)
+			}
+		}
 	})
+}
+
+func TestInvalidUTF8ModelIsCleaned(t *testing.T) {
+	s, sink, _ := newTestServer(t)
+	fs := play(t, s, io.EOF,
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST"),
+		reqBody("{\"model\":\"gpt\xff\",\"messages\":[]}"),
+		respHeaders(false, ":status", "200", "content-type", "application/json"),
+		respBody("{\"model\":\"x\xfe\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}", true),
+	)
+	for _, r := range fs.sent {
+		if _, err := proto.Marshal(r); err != nil {
+			t.Fatalf("response does not marshal: %v", err)
+		}
+	}
+	if r := sink.recs[0]; r.Model != "invalid" || r.ResponseModel != "invalid" || r.Usage.Get(usage.Input) != 3 {
+		t.Fatalf("record %+v", r)
+	}
 }
