@@ -16,6 +16,7 @@ import (
 
 	"github.com/tokenmeter/tokenmeter/attribution"
 	"github.com/tokenmeter/tokenmeter/cfgerr"
+	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
@@ -76,6 +77,9 @@ type Config struct {
 	Unpriced   UnpricedPolicy
 	Dimensions []attribution.Dimension
 	Budgets    []ratelimit.Budget
+	// Routes map path prefixes to dialects, for APIs mounted where their
+	// documented path would not be recognised (e.g. /anthropic/ → anthropic_messages).
+	Routes []dialect.Route
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -163,6 +167,13 @@ func Parse(file string, data []byte) (*Config, error) {
 		"attribution": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"dimensions": func(n *yaml.Node, k string) { c.Dimensions = w.dimensions(n, k) },
+			})
+		},
+		"routes": func(n *yaml.Node, k string) {
+			w.sequence(n, k, func(item *yaml.Node, k string) {
+				if r, ok := w.route(item, k); ok {
+					c.Routes = append(c.Routes, r)
+				}
 			})
 		},
 		"budgets": func(n *yaml.Node, k string) {
@@ -279,6 +290,24 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 		w.fail(n, join(key, "name"), fmt.Sprintf("%q: want letters, digits, '-', '_' or '.'", b.Name))
 	}
 	return b, len(w.errs) == before
+}
+
+func (w *walker) route(n *yaml.Node, key string) (dialect.Route, bool) {
+	before := len(w.errs)
+	var prefix, name string
+	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"prefix":  w.str(&prefix),
+		"dialect": w.str(&name),
+	})
+	if !strings.HasPrefix(prefix, "/") {
+		w.failKey(join(key, "prefix"), prefix, "want a path prefix starting with /")
+	}
+	reg := dialect.DefaultRegistry()
+	d, ok := reg.ByName(name)
+	if !ok {
+		w.failKey(join(key, "dialect"), name, "unknown dialect; known: "+strings.Join(reg.Names(), ", "))
+	}
+	return dialect.Route{Prefix: prefix, Dialect: d}, len(w.errs) == before
 }
 
 func (w *walker) count(b *ratelimit.Budget, limits *int, unit ratelimit.Unit) func(*yaml.Node, string) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -347,4 +348,29 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// An Envoy route that names its dialect (ExtProcPerRoute grpc_initial_metadata)
+// is metered even though its path is not OpenAI's.
+func TestRouteNamesItsDialect(t *testing.T) {
+	s := newStack(t, "")
+	req, err := http.NewRequest("POST", s.Proxy.URL+"/team-x/generate", strings.NewReader(chatBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("x-tokenmeter-project", "teamx")
+	req.Header.Set("x-mock-prompt-tokens", "10")
+	req.Header.Set("x-mock-completion-tokens", "10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
+	if p := s.Mock.Requests()[0].Path; p != "/v1/chat/completions" {
+		t.Fatalf("upstream path %q", p)
+	}
+	// 10×0.15 + 10×0.60 = 7.5 µ$.
+	s.WaitMetric("tokenmeter_cost_total", labels("project", "teamx", "model", "gpt-4o-mini"), usd("0.0000075"))
 }

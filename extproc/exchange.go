@@ -39,12 +39,13 @@ type exchange struct {
 	srv  *Server
 	snap *Snapshot
 
-	rec     ledger.Record
-	dialect dialect.Dialect
-	req     dialect.Request
-	entry   *pricing.Entry // nil: unpriced
-	hold    *ratelimit.Reservation
-	decoder dialect.Decoder
+	rec         ledger.Record
+	dialectName string // named by the Envoy route; empty to choose by path
+	dialect     dialect.Dialect
+	req         dialect.Request
+	entry       *pricing.Entry // nil: unpriced
+	hold        *ratelimit.Reservation
+	decoder     dialect.Decoder
 
 	admitted        bool // the budget decision was made
 	hasLength       bool // the request carried content-length
@@ -89,7 +90,7 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		x.srv.observer.InvalidAttribution(d)
 	}
 	path, _, _ := strings.Cut(get(":path"), "?")
-	d, ok := x.snap.Dialects.ForPath(path)
+	d, ok := x.snap.Dialects.Resolve(x.dialectName, x.snap.Config.Routes, path)
 	if !ok || get(":method") != "POST" {
 		// Not an API tokenmeter meters: stop Envoy from sending the rest.
 		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reasonUnknownPath

@@ -15,6 +15,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
@@ -52,6 +53,10 @@ type Observer interface {
 	StoreError(op string)
 }
 
+// DialectMetadataKey is the gRPC metadata key by which an Envoy route names
+// the dialect of its requests.
+const DialectMetadataKey = "x-tokenmeter-dialect"
+
 // Server implements the ext_proc ExternalProcessor service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
@@ -87,6 +92,13 @@ func (s *Server) Register(g *grpc.Server) {
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
 	x := newExchange(s, s.snap.Load())
+	// An Envoy route can name its dialect (ExtProcPerRoute
+	// grpc_initial_metadata); it then wins over the path.
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(DialectMetadataKey); len(v) > 0 {
+			x.dialectName = v[0]
+		}
+	}
 	for {
 		req, err := stream.Recv()
 		if err != nil {
