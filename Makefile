@@ -50,6 +50,9 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIChatSSE$$' -fuzztime $(FUZZTIME) ./dialect/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIChatRequest$$' -fuzztime $(FUZZTIME) ./dialect/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONScan$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzAnthropicSSE$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzGzipDecoder$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzDeflateBrotliDecoder$$' -fuzztime $(FUZZTIME) ./dialect/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pricing/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./money/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./extproc/

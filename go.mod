@@ -3,6 +3,7 @@ module github.com/tokenmeter/tokenmeter
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.2.8
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/prometheus/client_golang v1.25.0

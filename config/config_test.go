@@ -70,7 +70,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_policy.yaml", `testdata/bad_policy.yaml:2: unpriced.policy: "free": want deny or allow`},
 		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
 		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
-		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: openai_chat`},
+		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: anthropic_messages, openai_chat`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 	}

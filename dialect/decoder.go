@@ -1,7 +1,10 @@
 package dialect
 
 import (
+	"github.com/tidwall/gjson"
+
 	"fmt"
+
 	"strings"
 )
 
@@ -17,19 +20,54 @@ func isEventStream(contentType string) bool {
 	return len(ct) >= len(sse) && strings.EqualFold(ct[:len(sse)], sse)
 }
 
-// unsupportedEncoding returns a decoder that reports the body unreadable
-// when it is compressed: parsing compressed bytes as JSON would only yield
-// misleading malformed_json counts.
-func unsupportedEncoding(dialect string, resp Response) (Decoder, bool) {
-	enc := strings.TrimSpace(resp.ContentEncoding)
-	if enc == "" || strings.EqualFold(enc, "identity") {
-		return nil, false
-	}
-	return failedDecoder{fmt.Errorf("%s: content-encoding %s not supported yet: %w", dialect, enc, ReasonUnexpectedShape)}, true
-}
-
-// failedDecoder ignores the body and reports err.
+// failedDecoder ignores the body and reports err: for a body no decoder
+// can read, such as one with an unknown Content-Encoding.
 type failedDecoder struct{ err error }
 
 func (failedDecoder) Feed([]byte) error    { return nil }
 func (d failedDecoder) Finish(bool) Result { return Result{Err: d.err} }
+
+// jsonBody buffers a whole (non-streamed) JSON response up to max bytes; the
+// JSON decoders of every dialect embed it.
+type jsonBody struct {
+	dialect  string
+	buf      []byte
+	max      int
+	tooLarge bool
+}
+
+func (d *jsonBody) Feed(chunk []byte) error {
+	if d.tooLarge {
+		return nil
+	}
+	if len(d.buf)+len(chunk) > d.max {
+		d.tooLarge, d.buf = true, nil
+		return d.tooLargeErr()
+	}
+	d.buf = append(d.buf, chunk...)
+	return nil
+}
+
+func (d *jsonBody) tooLargeErr() error {
+	return fmt.Errorf("%s: response body over %d bytes: %w", d.dialect, d.max, ReasonTooLarge)
+}
+
+// object returns the body when it is one complete JSON object, else the
+// reason it is not, in order of precedence: too_large, malformed_json (or
+// truncated when the body was cut), unexpected_shape.
+func (d *jsonBody) object(complete bool) (string, error) {
+	if d.tooLarge {
+		return "", d.tooLargeErr()
+	}
+	s := bstr(d.buf)
+	if !gjson.Valid(s) {
+		if !complete {
+			return "", fmt.Errorf("%s: response body cut after %d bytes: %w", d.dialect, len(s), ReasonTruncated)
+		}
+		return "", fmt.Errorf("%s: response body: %w", d.dialect, ReasonMalformedJSON)
+	}
+	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
+		return "", fmt.Errorf("%s: response body is not a JSON object: %w", d.dialect, ReasonUnexpectedShape)
+	}
+	return s, nil
+}

@@ -27,6 +27,8 @@ const (
 	ReasonInconsistentUsage Reason = "inconsistent_usage" // e.g. cached > prompt tokens
 	ReasonTruncated         Reason = "truncated"          // the body ended mid-event or mid-document
 	ReasonProviderError     Reason = "provider_error"     // the provider reported an error in the body
+
+	ReasonUnsupportedEncoding Reason = "unsupported_encoding" // a Content-Encoding no decoder reads
 )
 
 // ReasonOf extracts the Reason from err, or "" when err carries none.

@@ -169,13 +169,10 @@ func (openAIChat) NewDecoder(resp Response, maxBuffer int) Decoder {
 	if maxBuffer <= 0 {
 		maxBuffer = defaultMaxBuffer
 	}
-	if d, ok := unsupportedEncoding(openAIChatName, resp); ok {
-		return d
-	}
 	if isEventStream(resp.ContentType) {
-		return &chatSSE{sse: framing.NewSSE(maxBuffer), max: maxBuffer}
+		return WithEncoding(resp.ContentEncoding, &chatSSE{sse: framing.NewSSE(maxBuffer), max: maxBuffer}, maxBuffer)
 	}
-	return &chatJSON{max: maxBuffer}
+	return WithEncoding(resp.ContentEncoding, &chatJSON{jsonBody{dialect: openAIChatName, max: maxBuffer}}, maxBuffer)
 }
 
 // chatObject holds what a chat completion, or one streamed chunk of it,
@@ -370,42 +367,16 @@ func split(whole, part int64, hasWhole bool) (rest, sub int64, ok bool) {
 }
 
 // chatJSON decodes a whole (non-streamed) chat completion.
-type chatJSON struct {
-	buf      []byte
-	max      int
-	tooLarge bool
-}
-
-func (d *chatJSON) Feed(chunk []byte) error {
-	if d.tooLarge {
-		return nil
-	}
-	if len(d.buf)+len(chunk) > d.max {
-		d.tooLarge, d.buf = true, nil
-		return d.tooLargeErr()
-	}
-	d.buf = append(d.buf, chunk...)
-	return nil
-}
-
-func (d *chatJSON) tooLargeErr() error {
-	return fmt.Errorf("%s: response body over %d bytes: %w", openAIChatName, d.max, ReasonTooLarge)
-}
+type chatJSON struct{ jsonBody }
 
 // Finish reports, in order of precedence: too_large, malformed_json (or
 // truncated when the body was cut), unexpected_shape, then usage when
 // present (with inconsistent_usage when it does not add up), else
 // provider_error, else no_usage.
 func (d *chatJSON) Finish(complete bool) Result {
-	if d.tooLarge {
-		return Result{Err: d.tooLargeErr()}
-	}
-	s := bstr(d.buf)
-	if !gjson.Valid(s) {
-		if !complete {
-			return Result{Err: fmt.Errorf("%s: response body cut after %d bytes: %w", openAIChatName, len(s), ReasonTruncated)}
-		}
-		return Result{Err: fmt.Errorf("%s: response body: %w", openAIChatName, ReasonMalformedJSON)}
+	s, err := d.object(complete)
+	if err != nil {
+		return Result{Err: err}
 	}
 	o, ok := scanChatObject(s, "message")
 	if !ok {

@@ -18,9 +18,15 @@ type route struct {
 // Suffixes rather than whole paths, because gateways and compatible servers
 // mount the same API under their own prefixes (Azure's
 // /openai/deployments/{name}/chat/completions, vLLM's /v1/chat/completions).
+//
+// Anthropic's suffix keeps its /v1: a bare "/messages" would also claim
+// OpenAI's Assistants API (/v1/threads/{id}/messages). Gateways that mount
+// Anthropic under a prefix keep the /v1 (/anthropic/v1/messages); its
+// /v1/messages/count_tokens and /v1/messages/batches are not messages.
 func DefaultRegistry() *Registry {
 	return &Registry{routes: []route{
 		{"/chat/completions", OpenAIChat()},
+		{"/v1/messages", AnthropicMessages()},
 	}}
 }
 

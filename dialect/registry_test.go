@@ -18,6 +18,15 @@ func TestRegistryForPath(t *testing.T) {
 		{"/v1/chat/completions/extra", ""},
 		{"/v1/models?next=/chat/completions", ""},
 		{"", ""},
+		{"/v1/messages", "anthropic_messages"},
+		{"/v1/messages?beta=true", "anthropic_messages"},
+		{"/anthropic/v1/messages", "anthropic_messages"},
+		{"/v1/messages/count_tokens", ""},
+		{"/v1/messages/batches", ""},
+		{"/v1/messages/batches/msgbatch_01/results", ""},
+		{"/v1/messages/", ""},
+		{"/v1/threads/thread_abc/messages", ""},
+		{"/v1/xmessages", ""},
 	}
 	r := DefaultRegistry()
 	for _, tt := range tests {

@@ -20,10 +20,12 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	x.rec.ResponseModel = cleanModel(res.Model)
 	u := res.Usage
 	ok2xx := x.rec.Status/100 == 2
+	reason := dialect.ReasonOf(res.Err)
 
 	switch {
-	case !ok2xx:
-		// A failed call is charged only for what the provider says it billed.
+	case !ok2xx || reason == dialect.ReasonProviderError:
+		// A failed call, even one that failed mid-stream under a 200, is
+		// charged only for what the provider says it billed.
 		x.rec.Outcome = ledger.UpstreamError
 	case !complete:
 		x.rec.Outcome = ledger.Partial
@@ -36,10 +38,13 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	if ok2xx && !complete && x.rec.Reason == "" {
 		x.rec.Reason = reasonClientDisconnect
 	}
-	if res.Err != nil && x.rec.Reason == "" && (ok2xx || u.Reported()) {
-		if r := dialect.ReasonOf(res.Err); r != "" {
-			x.rec.Reason = string(r)
-		}
+	if reason != "" && x.rec.Reason == "" && (ok2xx || u.Reported()) {
+		x.rec.Reason = string(reason)
+	}
+	// Reading problems of a complete 2xx body are counted once (Feed may
+	// have counted them already); a provider's own error is not one.
+	if ok2xx && complete && res.Err != nil && reason != dialect.ReasonProviderError && !x.respParseCounted {
+		x.parseError(res.Err)
 	}
 	if ok2xx && !u.Reported() {
 		// Never record zero silently: what was sent and seen is estimated.
@@ -48,11 +53,6 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 		u.Tokens[usage.Output] = usage.Count{N: estimateTokens(res.StreamedTextBytes)}
 		if x.rec.Reason == "" {
 			x.rec.Reason = string(dialect.ReasonNoUsage)
-		}
-		if res.Err != nil && dialect.ReasonOf(res.Err) != dialect.ReasonNoUsage {
-			x.parseError(res.Err)
-		} else if complete {
-			x.srv.observer.ParseError(x.rec.Dialect, string(dialect.ReasonNoUsage))
 		}
 	}
 	x.rec.Usage = u

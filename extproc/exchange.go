@@ -47,13 +47,14 @@ type exchange struct {
 	hold        *ratelimit.Reservation
 	decoder     dialect.Decoder
 
-	admitted        bool // the budget decision was made
-	hasLength       bool // the request carried content-length
-	responseStarted bool
-	closed          bool           // the record is final
-	pending         *ledger.Record // to settle and append after the answer is sent
-	settle          ratelimit.Amounts
-	release         bool
+	admitted         bool // the budget decision was made
+	respParseCounted bool // a response reading problem was counted
+	hasLength        bool // the request carried content-length
+	responseStarted  bool
+	closed           bool           // the record is final
+	pending          *ledger.Record // to settle and append after the answer is sent
+	settle           ratelimit.Amounts
+	release          bool
 }
 
 func newExchange(s *Server, snap *Snapshot) *exchange {
@@ -238,7 +239,8 @@ func (x *exchange) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if x.decoder == nil {
 		return bodyContinue(false, nil, false)
 	}
-	if err := x.decoder.Feed(b.GetBody()); err != nil && x.rec.Status/100 == 2 {
+	if err := x.decoder.Feed(b.GetBody()); err != nil && x.rec.Status/100 == 2 && !x.respParseCounted {
+		x.respParseCounted = true
 		x.parseError(err)
 	}
 	r := bodyContinue(false, nil, false)

@@ -288,6 +288,12 @@ func (e *eventWriter) done() error {
 	if err := e.write([]byte("[DONE]")); err != nil {
 		return err
 	}
+	return e.end()
+}
+
+// end finishes the gzip stream, if any, so that the client sees a whole
+// body.
+func (e *eventWriter) end() error {
 	if e.gz != nil {
 		if err := e.gz.Close(); err != nil {
 			return fmt.Errorf("close gzip: %w", err)
@@ -298,6 +304,15 @@ func (e *eventWriter) done() error {
 }
 
 func (e *eventWriter) write(data []byte) error {
+	buf := make([]byte, 0, len(data)+8)
+	buf = append(buf, "data: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	return e.writeFrame(buf)
+}
+
+// writeFrame writes one whole SSE event, after the delay between events.
+func (e *eventWriter) writeFrame(frame []byte) error {
 	if e.sent > 0 && e.delay > 0 {
 		t := time.NewTimer(e.delay)
 		select {
@@ -308,11 +323,7 @@ func (e *eventWriter) write(data []byte) error {
 		}
 	}
 	e.sent++
-	buf := make([]byte, 0, len(data)+8)
-	buf = append(buf, "data: "...)
-	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
-	if _, err := e.w.Write(buf); err != nil {
+	if _, err := e.w.Write(frame); err != nil {
 		return fmt.Errorf("write event: %w", err)
 	}
 	return e.flush()

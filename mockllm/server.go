@@ -1,5 +1,7 @@
 // Package mockllm is a deterministic, offline stand-in for the OpenAI Chat
-// Completions API, for demos and end-to-end tests through a real Envoy.
+// Completions API and the Anthropic Messages API, for demos and end-to-end
+// tests through a real Envoy. The Anthropic route is described with its
+// headers, at HeaderCacheWriteTokens.
 //
 // Every byte it writes (status, headers and body) is a pure function of the
 // request's method, path, body and X-Mock-* headers: ids are derived from a
@@ -117,6 +119,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/chat/completions"):
 		s.chatCompletions(w, r, body)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v1/messages"):
+		s.anthropicMessages(w, r, body)
 	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == "/healthz":
 		b := []byte("ok")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -78,6 +78,11 @@ models:
     source: https://openai.com/api/pricing
     as_of: 2025-06-01
     prices: {input: 1.10, cache_read: 0.275, output: 4.40}
+  - name: claude-sonnet-4
+    provider: anthropic
+    source: https://www.anthropic.com/pricing
+    as_of: 2025-06-01
+    prices: {input: 3.00, cache_read: 0.30, cache_write: 3.75, cache_write_1h: 6.00, output: 15.00}
 `
 
 // New starts everything and stops it when the test ends.

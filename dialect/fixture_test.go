@@ -1,0 +1,73 @@
+package dialect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// This file runs recorded fixtures against any dialect: every case under
+// testdata/<dialect name>/ is decoded whole, split in two at every byte
+// offset, and in random chunks, and must give the same outcome each time.
+// It reuses fixture, outcome, readFile and randomChunks from
+// openai_chat_test.go; loadFixtures there is loadDialectFixtures for
+// "openai_chat".
+
+func loadDialectFixtures(t *testing.T, name string) []fixture {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join("testdata", name, "*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no fixtures for %s: %v", name, err)
+	}
+	var fs []fixture
+	for _, dir := range dirs {
+		f := fixture{name: filepath.Base(dir)}
+		f.response = readFile(t, dir, "response")
+		if err := json.Unmarshal(readFile(t, dir, "meta.json"), &f.meta); err != nil {
+			t.Fatalf("%s: meta.json: %v", f.name, err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(readFile(t, dir, "expected.json")))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f.want); err != nil {
+			t.Fatalf("%s: expected.json: %v", f.name, err)
+		}
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+// decodeWith feeds chunks to a fresh decoder of d.
+func (f *fixture) decodeWith(d Dialect, chunks [][]byte) outcome {
+	resp := Response{Status: f.meta.Status, ContentType: f.meta.ContentType, ContentEncoding: f.meta.ContentEncoding}
+	dec := d.NewDecoder(resp, 64<<10)
+	for _, c := range chunks {
+		_ = dec.Feed(c)
+	}
+	return outcomeOf(dec.Finish(f.meta.Complete == nil || *f.meta.Complete))
+}
+
+func runFixtures(t *testing.T, d Dialect) {
+	t.Helper()
+	for _, f := range loadDialectFixtures(t, d.Name()) {
+		t.Run(f.name, func(t *testing.T) {
+			check := func(how string, got outcome) {
+				t.Helper()
+				if !reflect.DeepEqual(got, f.want) {
+					t.Fatalf("%s:\ngot  %+v\nwant %+v", how, got, f.want)
+				}
+			}
+			check("whole", f.decodeWith(d, [][]byte{f.response}))
+			for i := 0; i <= len(f.response); i++ {
+				check(fmt.Sprintf("split at %d", i), f.decodeWith(d, [][]byte{f.response[:i], f.response[i:]}))
+			}
+			r := rand.New(rand.NewPCG(1, uint64(len(f.response))))
+			for i := range 200 {
+				check(fmt.Sprintf("random chunks %d", i), f.decodeWith(d, randomChunks(f.response, 1+i%64, r)))
+			}
+		})
+	}
+}
