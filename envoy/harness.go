@@ -225,6 +225,17 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 					}
 					seq.Content = kept
 				}
+				// Per-route overrides of a filter that is gone go too.
+				if n.Content[i].Value == "typed_per_filter_config" && n.Content[i+1].Kind == yaml.MappingNode {
+					m := n.Content[i+1]
+					kept := m.Content[:0]
+					for j := 0; j+1 < len(m.Content); j += 2 {
+						if m.Content[j].Value != "envoy.filters.http.ext_proc" {
+							kept = append(kept, m.Content[j], m.Content[j+1])
+						}
+					}
+					m.Content = kept
+				}
 			}
 		}
 		for _, c := range n.Content {

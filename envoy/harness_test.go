@@ -27,7 +27,7 @@ func TestRewriteAndWithoutExtProc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(bare, []byte("envoy.filters.http.ext_proc")) || !bytes.Contains(bare, []byte("envoy.filters.http.router")) {
+	if bytes.Contains(bare, []byte("filters.http.ext_proc.v3")) || !bytes.Contains(bare, []byte("envoy.filters.http.router")) {
 		t.Fatalf("baseline config:\n%s", bare)
 	}
 	if _, err := WithoutExtProc(bare); err == nil {
