@@ -47,10 +47,17 @@ type Request struct {
 	IncludeUsage bool   // the stream will carry usage (asked for, or injected by us)
 	MaxTokens    int64  // max output tokens asked for; 0 when absent
 	PromptBytes  int64  // bytes of prompt text, for estimation when usage is missing
+	// Prompt is the prompt text, as far as MaxEstimateText bytes, for a
+	// tokenizer to estimate input when usage is missing. It may alias the
+	// body: the exchange keeps the body alive while it holds the Request.
+	Prompt string
 }
 
 // RequestOptions control request parsing.
 type RequestOptions struct {
+	// Path is the request's :path (query included). Gemini, Vertex, Bedrock
+	// and Azure name the model or deployment there, not in the body.
+	Path string
 	// InjectStreamUsage asks the dialect to rewrite a streaming request so the
 	// provider reports usage (OpenAI: stream_options.include_usage=true).
 	InjectStreamUsage bool
@@ -61,6 +68,9 @@ type Response struct {
 	Status          int    // HTTP status
 	ContentType     string // e.g. "text/event-stream", "application/json"
 	ContentEncoding string // e.g. "gzip"; "" or "identity" for none
+	// Header returns a response header by lower-case name ("" when absent);
+	// never nil. Bedrock's InvokeModel reports usage only in headers.
+	Header func(name string) string
 }
 
 // Result is what a decoder read from a response.
@@ -70,6 +80,9 @@ type Result struct {
 	// StreamedTextBytes counts bytes of generated text seen, for estimating
 	// output when a stream ends before its usage arrives.
 	StreamedTextBytes int64
+	// Text is the generated text, as far as MaxEstimateText bytes, for a
+	// tokenizer to estimate output when usage is missing.
+	Text []byte
 	// Err is why the decoder could not read usage (nil when it could). Its
 	// Reason is the metric label.
 	Err error

@@ -1,10 +1,13 @@
 package extproc
 
 import (
+	"errors"
+
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
@@ -82,9 +85,14 @@ func (x *exchange) price() {
 	x.rec.PricedModel = x.entry.Name
 	cost, err := x.entry.Cost(&x.rec.Usage)
 	if err != nil {
-		// Only an overflow gets here: keep the tokens, refuse to guess a price.
+		// Usage the entry has no price for (audio, images, units), or an
+		// overflow: keep the tokens, refuse to guess a price.
 		x.rec.Priced = false
-		x.srv.log.Error("price", "model", x.entry.Name, "err", err)
+		if errors.Is(err, pricing.ErrNoPrice) {
+			x.rec.Reason = reasonUnpricedUsage
+		} else {
+			x.srv.log.Error("price", "model", x.entry.Name, "err", err)
+		}
 		return
 	}
 	x.rec.Cost = cost

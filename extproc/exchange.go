@@ -31,6 +31,7 @@ const (
 	reasonClientDisconnect = "client_disconnect"
 	reasonNoResponse       = "no_response"
 	reasonUnpriced         = "unpriced_model"
+	reasonUnpricedUsage    = "unpriced_usage" // audio, image or unit usage the entry has no price for
 	reasonStore            = "store_unavailable"
 )
 

@@ -17,6 +17,12 @@ import (
 // token count, which no provider reports and which would hide real spend.
 var ErrNegativeCount = errors.New("negative token count")
 
+// ErrNoPrice is returned by Entry.Cost for usage the entry has no price for:
+// an audio or image class it does not list, or a non-token unit (images,
+// audio seconds, characters; unit prices arrive with the full catalog). The
+// request is then unpriced, never charged at a guessed rate.
+var ErrNoPrice = errors.New("no price for this usage")
+
 // Catalog is a loaded set of prices in one currency. It is immutable after
 // Parse or Load and safe for concurrent use; a reload builds a new one.
 type Catalog struct {
@@ -46,6 +52,10 @@ type Entry struct {
 	// with omitted classes already defaulted (reasoning to output, cache
 	// classes to input).
 	Prices [usage.NumClasses]money.PerMillion
+	// Has says which classes have a price, written or defaulted. Audio and
+	// image classes are never defaulted from text prices (they cost many
+	// times more), so usage in a class without a price cannot be priced.
+	Has [usage.NumClasses]bool
 	// File and Line locate the entry in the catalog it came from.
 	File string
 	Line int
@@ -78,7 +88,15 @@ func (e *Entry) Cost(u *usage.Usage) (money.Amount, error) {
 		if n.N < 0 {
 			return 0, fmt.Errorf("pricing %s: %s %d: %w", e.Name, usage.Class(c), n.N, ErrNegativeCount)
 		}
+		if n.N > 0 && !e.Has[c] {
+			return 0, fmt.Errorf("pricing %s: %d %s tokens: %w", e.Name, n.N, usage.Class(c), ErrNoPrice)
+		}
 		s.Add(n.N, e.Prices[c])
+	}
+	for k, n := range u.Units {
+		if n.N != 0 {
+			return 0, fmt.Errorf("pricing %s: %d %s: %w", e.Name, n.N, usage.Unit(k), ErrNoPrice)
+		}
 	}
 	a, err := s.Amount()
 	if err != nil {

@@ -311,3 +311,39 @@ func TestLoadErrors(t *testing.T) {
 		t.Error("no paths: want an error")
 	}
 }
+
+// Audio and image tokens and non-token units are never priced at a guessed
+// rate: without a written price the usage is unpriceable.
+func TestCostRefusesUnlistedAudioImageAndUnits(t *testing.T) {
+	c, err := Parse("a.yaml", []byte(`currency: USD
+models:
+  - name: text-only
+    source: s
+    as_of: 2025-06-01
+    prices: {input: 2.5, output: 10}
+  - name: with-audio
+    source: s
+    as_of: 2025-06-01
+    prices: {input: 2.5, output: 10, audio_input: 40, audio_output: 80}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := c.Lookup("", "text-only")
+	audio, _ := c.Lookup("", "with-audio")
+	var u usage.Usage
+	u.Set(usage.Input, 100)
+	u.Set(usage.AudioInput, 1000)
+	if _, err := text.Cost(&u); !errors.Is(err, ErrNoPrice) {
+		t.Fatalf("audio tokens on a text-only entry: %v", err)
+	}
+	// 100×2.5 + 1000×40 = 40250 µ$.
+	if got, err := audio.Cost(&u); err != nil || got != money.MustParse("0.04025") {
+		t.Fatalf("cost %s, %v", got, err)
+	}
+	var units usage.Usage
+	units.SetUnit(usage.Characters, 1000)
+	if _, err := audio.Cost(&units); !errors.Is(err, ErrNoPrice) {
+		t.Fatalf("characters without a unit price: %v", err)
+	}
+}

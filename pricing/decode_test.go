@@ -19,7 +19,7 @@ func TestMalformedFixtures(t *testing.T) {
 		{"negative_price.yaml",
 			`negative_price.yaml:7: models[0].prices.input: "-0.15": negative; a price is zero or more`},
 		{"unknown_key.yaml",
-			"unknown_key.yaml:7: models[0].prices.inptu: unknown key; want one of input, cache_read, cache_write, cache_write_1h, output, reasoning\n" +
+			"unknown_key.yaml:7: models[0].prices.inptu: unknown key; want one of input, cache_read, cache_write, cache_write_1h, output, reasoning, audio_input, audio_output, image_input, image_output\n" +
 				"unknown_key.yaml:7: models[0].prices.input: missing; every model needs input and output prices"},
 		{"unknown_currency.yaml",
 			`unknown_currency.yaml:1: currency: "usd": want a three-letter upper-case ISO 4217 code such as USD`},
@@ -100,7 +100,7 @@ func TestParseErrors(t *testing.T) {
 			"c.yaml:1: currency: \"US$\": want a three-letter upper-case ISO 4217 code such as USD\n" +
 				"c.yaml:3: models[0].source: missing; want the URL or document the prices were read from\n" +
 				"c.yaml:4: models[0].as_of: \"11/01/2026\": want a date as YYYY-MM-DD\n" +
-				"c.yaml:5: models[0].prices.000: unknown key; want one of input, cache_read, cache_write, cache_write_1h, output, reasoning\n" +
+				"c.yaml:5: models[0].prices.000: unknown key; want one of input, cache_read, cache_write, cache_write_1h, output, reasoning, audio_input, audio_output, image_input, image_output\n" +
 				"c.yaml:5: models[0].prices.input: \"1e3\": not a plain decimal (no exponent or separators); want a price per million tokens such as 0.15"},
 	}
 	for _, tt := range tests {

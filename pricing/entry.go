@@ -28,7 +28,7 @@ func (d *decoder) entry(n *yaml.Node, path string) *Entry {
 		e.AsOf = d.date(v, path+".as_of")
 	}
 	if v := d.required(fs, n, path, "prices", "input and output prices per million tokens"); v != nil {
-		d.prices(v, path+".prices", &e.Prices)
+		d.prices(v, path+".prices", &e.Prices, &e.Has)
 	}
 	nameNode := d.required(fs, n, path, "name", "the model name")
 	if nameNode == nil {
@@ -106,7 +106,7 @@ func (d *decoder) date(n *yaml.Node, key string) time.Time {
 // prices fills p from mapping n. Input and output are required; omitted
 // classes default to the dearer published rate for the same tokens (see the
 // package comment), so an unlisted discount is never assumed.
-func (d *decoder) prices(n *yaml.Node, path string, p *[usage.NumClasses]money.PerMillion) {
+func (d *decoder) prices(n *yaml.Node, path string, p *[usage.NumClasses]money.PerMillion, has *[usage.NumClasses]bool) {
 	fs, ok := d.fields(n, path, priceKeys)
 	if !ok {
 		return
@@ -129,6 +129,11 @@ func (d *decoder) prices(n *yaml.Node, path string, p *[usage.NumClasses]money.P
 		if !set[c] {
 			p[c] = p[usage.Input]
 		}
+	}
+	// Text classes always have a price (written or defaulted above); audio
+	// and image classes only when written.
+	for c := range usage.NumClasses {
+		has[c] = set[c] || c < usage.AudioInput
 	}
 }
 

@@ -18,10 +18,15 @@ const (
 	CacheWrite1h              // prompt tokens written to a 1-hour cache
 	Output                    // generated tokens that are not reasoning
 	Reasoning                 // hidden reasoning ("thinking") tokens
+	AudioInput                // audio prompt tokens (uncached)
+	AudioOutput               // generated audio tokens
+	ImageInput                // image prompt tokens (uncached), where billed apart from text
+	ImageOutput               // generated image tokens
 	NumClasses
 )
 
-var classNames = [NumClasses]string{"input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning"}
+var classNames = [NumClasses]string{"input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
+	"audio_input", "audio_output", "image_input", "image_output"}
 
 // String is the class's name in metrics, configs and records.
 func (c Class) String() string {
@@ -49,9 +54,34 @@ type Count struct {
 	Reported bool
 }
 
+// Unit is a billable quantity that is not tokens.
+type Unit uint8
+
+// The units.
+const (
+	Images      Unit = iota // images generated (see ImageSize, ImageQuality)
+	AudioMillis             // audio duration in milliseconds (whisper bills per second)
+	Characters              // input characters (text-to-speech bills per character)
+	NumUnits
+)
+
+var unitNames = [NumUnits]string{"images", "audio_ms", "characters"}
+
+// String is the unit's name in metrics, configs and records.
+func (u Unit) String() string {
+	if u < NumUnits {
+		return unitNames[u]
+	}
+	return "unknown"
+}
+
 // Usage is what one request consumed.
 type Usage struct {
 	Tokens [NumClasses]Count
+	Units  [NumUnits]Count
+	// ImageSize and ImageQuality qualify Units[Images] (e.g. "1024x1024",
+	// "hd"): per-image prices depend on them.
+	ImageSize, ImageQuality string
 	// Raw keeps the provider's own numbers, under the provider's own names,
 	// beside the normalised classes, so a record can always be re-derived.
 	Raw []Field
@@ -83,9 +113,19 @@ func (u *Usage) Total() int64 {
 	return t
 }
 
+// SetUnit records a reported count of a non-token unit.
+func (u *Usage) SetUnit(k Unit, n int64) {
+	u.Units[k] = Count{N: n, Reported: true}
+}
+
 // Reported reports whether the provider reported any count at all.
 func (u *Usage) Reported() bool {
 	for _, c := range u.Tokens {
+		if c.Reported {
+			return true
+		}
+	}
+	for _, c := range u.Units {
 		if c.Reported {
 			return true
 		}
