@@ -42,6 +42,7 @@ type exchange struct {
 
 	rec         ledger.Record
 	dialectName string // named by the Envoy route; empty to choose by path
+	path        string // :path as the client sent it
 	dialect     dialect.Dialect
 	req         dialect.Request
 	entry       *pricing.Entry // nil: unpriced
@@ -91,7 +92,8 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	for _, d := range invalid {
 		x.srv.observer.InvalidAttribution(d)
 	}
-	path, _, _ := strings.Cut(get(":path"), "?")
+	x.path = get(":path")
+	path, _, _ := strings.Cut(x.path, "?")
 	d, ok := x.snap.Dialects.Resolve(x.dialectName, x.snap.Config.Routes, path)
 	if !ok || get(":method") != "POST" {
 		// Not an API tokenmeter meters: stop Envoy from sending the rest.
@@ -120,7 +122,7 @@ func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 	if x.dialect == nil || x.admitted {
 		return bodyContinue(true, nil, false)
 	}
-	req, newBody, err := x.dialect.ParseRequest(b.GetBody(), dialect.RequestOptions{InjectStreamUsage: x.snap.Config.InjectStreamUsage})
+	req, newBody, err := x.dialect.ParseRequest(b.GetBody(), dialect.RequestOptions{InjectStreamUsage: x.snap.Config.InjectStreamUsage, Path: x.path})
 	if err != nil {
 		x.parseError(err)
 		newBody = nil
@@ -216,7 +218,7 @@ func (x *exchange) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	hdrs := h.GetHeaders().GetHeaders()
 	get := func(name string) string { return headerValue(hdrs, name) }
 	x.rec.Status, _ = strconv.Atoi(get(":status"))
-	resp := dialect.Response{Status: x.rec.Status, ContentType: get("content-type"), ContentEncoding: get("content-encoding")}
+	resp := dialect.Response{Status: x.rec.Status, ContentType: get("content-type"), ContentEncoding: get("content-encoding"), Header: get}
 	x.decoder = x.dialect.NewDecoder(resp, int(x.snap.Config.MaxResponseBuffer))
 	if h.GetEndOfStream() {
 		md := x.complete(true)
