@@ -51,6 +51,13 @@ type Request struct {
 	// tokenizer to estimate input when usage is missing. It may alias the
 	// body: the exchange keeps the body alive while it holds the Request.
 	Prompt string
+	// InputCharacters is billed input known from the request alone
+	// (text-to-speech input); the exchange adds it as usage.Characters.
+	InputCharacters int64
+	// ImageSize and ImageQuality qualify generated images, whose response
+	// says how many but not how large (DALL·E); the exchange copies them
+	// into the usage.
+	ImageSize, ImageQuality string
 }
 
 // RequestOptions control request parsing.

@@ -58,6 +58,14 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 			x.rec.Reason = string(dialect.ReasonNoUsage)
 		}
 	}
+	// What the request alone says is billed (speech characters, image size
+	// and quality) joins what the response reported.
+	if x.req.InputCharacters > 0 && !u.Units[usage.Characters].Reported {
+		u.SetUnit(usage.Characters, x.req.InputCharacters)
+	}
+	if u.Units[usage.Images].N > 0 && u.ImageSize == "" {
+		u.ImageSize, u.ImageQuality = x.req.ImageSize, x.req.ImageQuality
+	}
 	x.rec.Usage = u
 
 	if !ok2xx && !u.Reported() {
