@@ -24,6 +24,14 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	u := res.Usage
 	ok2xx := x.rec.Status/100 == 2
 	reason := dialect.ReasonOf(res.Err)
+	// What the request alone says is billed (speech characters, image size
+	// and quality) joins what a successful response reported.
+	if ok2xx && x.req.InputCharacters > 0 && !u.Units[usage.Characters].Reported {
+		u.SetUnit(usage.Characters, x.req.InputCharacters)
+	}
+	if u.Units[usage.Images].N > 0 && u.ImageSize == "" {
+		u.ImageSize, u.ImageQuality = x.req.ImageSize, x.req.ImageQuality
+	}
 
 	switch {
 	case !ok2xx || reason == dialect.ReasonProviderError:
@@ -57,14 +65,6 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 		if x.rec.Reason == "" {
 			x.rec.Reason = string(dialect.ReasonNoUsage)
 		}
-	}
-	// What the request alone says is billed (speech characters, image size
-	// and quality) joins what the response reported.
-	if x.req.InputCharacters > 0 && !u.Units[usage.Characters].Reported {
-		u.SetUnit(usage.Characters, x.req.InputCharacters)
-	}
-	if u.Units[usage.Images].N > 0 && u.ImageSize == "" {
-		u.ImageSize, u.ImageQuality = x.req.ImageSize, x.req.ImageQuality
 	}
 	x.rec.Usage = u
 
