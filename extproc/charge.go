@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tokenmeter/tokenmeter/dialect"
+	"github.com/tokenmeter/tokenmeter/estimate"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
@@ -59,9 +60,19 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	}
 	if ok2xx && !u.Reported() {
 		// Never record zero silently: what was sent and seen is estimated.
+		model := x.rec.ResponseModel
+		if model == "" {
+			model = x.req.Model
+		}
+		in, m1 := estimate.Tokens(model, []byte(x.req.Prompt), x.req.PromptBytes)
+		out, m2 := estimate.Tokens(model, res.Text, res.StreamedTextBytes)
 		u = usage.Usage{Estimated: true}
-		u.Tokens[usage.Input] = usage.Count{N: estimateTokens(x.req.PromptBytes)}
-		u.Tokens[usage.Output] = usage.Count{N: estimateTokens(res.StreamedTextBytes)}
+		u.Tokens[usage.Input] = usage.Count{N: in}
+		u.Tokens[usage.Output] = usage.Count{N: out}
+		x.rec.EstimateMethod = string(m1)
+		if m1 == "" { // no prompt text: the output side says how
+			x.rec.EstimateMethod = string(m2)
+		}
 		if x.rec.Reason == "" {
 			x.rec.Reason = string(dialect.ReasonNoUsage)
 		}
@@ -127,7 +138,7 @@ func (x *exchange) metadata() *structpb.Struct {
 		f["reason"] = structpb.NewStringValue(x.rec.Reason)
 	}
 	if x.rec.Usage.Estimated {
-		f["estimated"] = structpb.NewBoolValue(true)
+		f["estimated"] = structpb.NewStringValue(x.rec.EstimateMethod)
 	}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{
 		"tokenmeter": structpb.NewStructValue(&structpb.Struct{Fields: f}),

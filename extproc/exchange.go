@@ -184,7 +184,7 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 // from its size, plus max_tokens (or the configured default) of output.
 func (x *exchange) estimate() ratelimit.Amounts {
 	var u usage.Usage
-	u.Set(usage.Input, estimateTokens(x.req.PromptBytes))
+	u.Set(usage.Input, reserveTokens(x.req.PromptBytes))
 	out := x.req.MaxTokens
 	if out <= 0 {
 		out = x.snap.Config.DefaultMaxTokens
@@ -199,11 +199,11 @@ func (x *exchange) estimate() ratelimit.Amounts {
 	return a
 }
 
-// estimateTokens approximates a token count from UTF-8 text bytes: about four
-// bytes a token for English with OpenAI's BPE encodings. A real tokenizer
-// replaces this when usage is missing; for reservations, an estimate is all
-// that is needed.
-func estimateTokens(bytes int64) int64 {
+// reserveTokens approximates a prompt's tokens from its bytes for a budget
+// reservation: about four bytes a token. Running a real tokenizer here would
+// put milliseconds on every request's path; the package estimate does that,
+// only when a response lacks usage.
+func reserveTokens(bytes int64) int64 {
 	if bytes <= 0 {
 		return 0
 	}

@@ -40,6 +40,9 @@ type Record struct {
 	Status int // upstream HTTP status; 0 when none arrived
 	Stream bool
 	Usage  usage.Usage
+	// EstimateMethod says how usage was estimated when the provider did not
+	// report it (see package estimate); empty when it was reported.
+	EstimateMethod string
 
 	Cost     money.Amount
 	Currency money.Currency
