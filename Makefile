@@ -7,7 +7,7 @@ ENVOY         := $(TOOLS)/bin/envoy
 GO            ?= go
 VERSION       ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
-FUZZTIME      ?= 10s
+FUZZTIME      ?= 5s
 
 export ENVOY_BIN := $(ENVOY)
 
@@ -53,6 +53,23 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzAnthropicSSE$$' -fuzztime $(FUZZTIME) ./dialect/
 	$(GO) test -run '^$$' -fuzz '^FuzzGzipDecoder$$' -fuzztime $(FUZZTIME) ./dialect/
 	$(GO) test -run '^$$' -fuzz '^FuzzDeflateBrotliDecoder$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONArray$$' -fuzztime $(FUZZTIME) ./framing/
+	$(GO) test -run '^$$' -fuzz '^FuzzNDJSON$$' -fuzztime $(FUZZTIME) ./framing/
+	$(GO) test -run '^$$' -fuzz '^FuzzEventStream$$' -fuzztime $(FUZZTIME) ./framing/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIResponsesSSE$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIEmbeddingsJSON$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzGeminiStream$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzGeminiRequest$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzBedrockConverseStream$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzBedrockInvokeStream$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzOllamaStream$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzCohereSSE$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzMultipart$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIAudioSSE$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIImagesJSON$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzStringElider$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzSecondsToMillis$$' -fuzztime $(FUZZTIME) ./dialect/
+	$(GO) test -run '^$$' -fuzz '^FuzzTextBuffer$$' -fuzztime $(FUZZTIME) ./dialect/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pricing/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./money/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) ./extproc/

@@ -30,24 +30,24 @@ func TestAnthropicMessagesParseRequest(t *testing.T) {
 		want Request
 	}{
 		{"minimal", `{"model":"claude-sonnet-4-20250514","max_tokens":1024,"messages":[{"role":"user","content":"Hello"}]}`,
-			Request{Model: "claude-sonnet-4-20250514", MaxTokens: 1024, PromptBytes: 5}},
+			Request{Model: "claude-sonnet-4-20250514", MaxTokens: 1024, PromptBytes: 5, Prompt: "Hello"}},
 		{"stream always carries usage", `{"model":"m","stream":true,"max_tokens":8,"messages":[]}`,
 			Request{Model: "m", Stream: true, IncludeUsage: true, MaxTokens: 8}},
 		{"system string", `{"model":"m","system":"Be brief.","messages":[{"role":"user","content":"Hi"}]}`,
-			Request{Model: "m", PromptBytes: 9 + 2}},
+			Request{Model: "m", PromptBytes: 9 + 2, Prompt: "Be brief.Hi"}},
 		{"system blocks", `{"model":"m","system":[{"type":"text","text":"You are a lawyer."},` +
 			`{"type":"text","text":"<contract>","cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages":[]}`,
-			Request{Model: "m", PromptBytes: 17 + 10}},
+			Request{Model: "m", PromptBytes: 17 + 10, Prompt: "You are a lawyer.<contract>"}},
 		{"content blocks count text only", `{"model":"m","messages":[{"role":"user","content":[` +
 			`{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},` +
 			`{"type":"text","text":"What is in this image?"}]},` +
 			`{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{"text":"no"}}]},` +
 			`{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"42"}]}]}`,
-			Request{Model: "m", PromptBytes: 22}},
+			Request{Model: "m", PromptBytes: 22, Prompt: "What is in this image?"}},
 		{"escapes", `{"model":"m","system":"caf\u00e9\n","messages":[{"role":"user","content":"\ud83d\ude00"}]}`,
-			Request{Model: "m", PromptBytes: 6 + 4}},
+			Request{Model: "m", PromptBytes: 6 + 4, Prompt: "café\n😀"}},
 		{"null system", `{"model":"m","system":null,"messages":[{"role":"user","content":"abc"}]}`,
-			Request{Model: "m", PromptBytes: 3}},
+			Request{Model: "m", PromptBytes: 3, Prompt: "abc"}},
 		{"negative max_tokens", `{"model":"m","max_tokens":-1}`, Request{Model: "m"}},
 		{"repeated keys, last wins", `{"model":"a","stream":true,"model":"b","stream":false,"max_tokens":1,"max_tokens":2}`,
 			Request{Model: "b", MaxTokens: 2}},

@@ -17,19 +17,35 @@ import (
 // openai_chat_test.go; loadFixtures there is loadDialectFixtures for
 // "openai_chat".
 
-func loadDialectFixtures(t *testing.T, name string) []fixture {
+// dialectFixture is a fixture with the response headers its meta.json may
+// list under "headers" (lower-case names to values), for dialects that read
+// usage from headers (Bedrock's InvokeModel). meta.json without them is
+// read as before.
+type dialectFixture struct {
+	fixture
+	headers map[string]string
+}
+
+func loadDialectFixtures(t *testing.T, name string) []dialectFixture {
 	t.Helper()
 	dirs, err := filepath.Glob(filepath.Join("testdata", name, "*"))
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no fixtures for %s: %v", name, err)
 	}
-	var fs []fixture
+	var fs []dialectFixture
 	for _, dir := range dirs {
-		f := fixture{name: filepath.Base(dir)}
+		f := dialectFixture{fixture: fixture{name: filepath.Base(dir)}}
 		f.response = readFile(t, dir, "response")
 		if err := json.Unmarshal(readFile(t, dir, "meta.json"), &f.meta); err != nil {
 			t.Fatalf("%s: meta.json: %v", f.name, err)
 		}
+		var h struct {
+			Headers map[string]string `json:"headers"`
+		}
+		if err := json.Unmarshal(readFile(t, dir, "meta.json"), &h); err != nil {
+			t.Fatalf("%s: meta.json: %v", f.name, err)
+		}
+		f.headers = h.Headers
 		dec := json.NewDecoder(bytes.NewReader(readFile(t, dir, "expected.json")))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&f.want); err != nil {
@@ -41,8 +57,9 @@ func loadDialectFixtures(t *testing.T, name string) []fixture {
 }
 
 // decodeWith feeds chunks to a fresh decoder of d.
-func (f *fixture) decodeWith(d Dialect, chunks [][]byte) outcome {
-	resp := Response{Status: f.meta.Status, ContentType: f.meta.ContentType, ContentEncoding: f.meta.ContentEncoding}
+func (f *dialectFixture) decodeWith(d Dialect, chunks [][]byte) outcome {
+	resp := Response{Status: f.meta.Status, ContentType: f.meta.ContentType, ContentEncoding: f.meta.ContentEncoding,
+		Header: func(name string) string { return f.headers[name] }}
 	dec := d.NewDecoder(resp, 64<<10)
 	for _, c := range chunks {
 		_ = dec.Feed(c)

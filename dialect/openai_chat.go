@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -13,12 +14,13 @@ import (
 )
 
 // OpenAIChat is the OpenAI Chat Completions API (POST /v1/chat/completions),
-// also spoken by Azure OpenAI, vLLM and other compatible servers.
+// also spoken by vLLM, DeepSeek, Groq, OpenRouter and other compatible
+// servers. Azure OpenAI speaks it too, under its own provider: see
+// AzureOpenAIChat.
 //
-// Its usage overlaps: prompt_tokens include the cached_tokens and
-// completion_tokens include the reasoning_tokens. The decoders split them
-// into disjoint classes: input = prompt − cached, cache_read = cached,
-// output = completion − reasoning, reasoning = reasoning.
+// Its usage overlaps: prompt_tokens include the cached and audio tokens, and
+// completion_tokens include the reasoning and audio tokens. The decoders
+// split them into disjoint classes; see chatUsage.normalise.
 func OpenAIChat() Dialect { return openAIChat{} }
 
 type openAIChat struct{}
@@ -32,15 +34,22 @@ func (openAIChat) Provider() string { return "openai" }
 // counts, as in Python's, JavaScript's and Go's JSON decoders: what the
 // server acts on is what metering must read.
 func (openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseOpenAIRequest(openAIChatName, "messages", messageTexts, body, opts)
+}
+
+// parseOpenAIRequest reads a chat or legacy completions request, whose
+// prompt is under promptKey and whose text texts yields, and injects
+// stream_options.include_usage when asked.
+func parseOpenAIRequest(name, promptKey string, texts func(string) iter.Seq[string], body []byte, opts RequestOptions) (Request, []byte, error) {
 	s := bstr(body)
 	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", openAIChatName, ReasonMalformedJSON)
+		return Request{}, nil, fmt.Errorf("%s: request body: %w", name, ReasonMalformedJSON)
 	}
-	c, ok := scanChatRequest(s)
+	c, ok := scanChatRequest(s, promptKey)
 	if !ok {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", openAIChatName, ReasonUnexpectedShape)
+		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", name, ReasonUnexpectedShape)
 	}
-	req := c.request()
+	req := c.request(texts)
 	if !req.Stream || req.IncludeUsage || !opts.InjectStreamUsage {
 		return req, nil, nil
 	}
@@ -54,10 +63,10 @@ func (openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []byt
 
 // chatRequest holds the raw values of the request keys metering reads.
 type chatRequest struct {
-	model, stream, streamOptions, maxCompletion, maxTokens, messages string
+	model, stream, streamOptions, maxCompletion, maxTokens, prompt string
 }
 
-func scanChatRequest(s string) (chatRequest, bool) {
+func scanChatRequest(s, promptKey string) (chatRequest, bool) {
 	var c chatRequest
 	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
 		return c, false
@@ -75,14 +84,14 @@ func scanChatRequest(s string) (chatRequest, bool) {
 			c.maxCompletion = v
 		case "max_tokens":
 			c.maxTokens = v
-		case "messages":
-			c.messages = v
+		case promptKey:
+			c.prompt = v
 		}
 	}
 	return c, true
 }
 
-func (c chatRequest) request() Request {
+func (c chatRequest) request(texts func(string) iter.Seq[string]) Request {
 	var req Request
 	req.Model, _ = stringValue(c.model)
 	req.Stream = c.stream == "true"
@@ -94,8 +103,27 @@ func (c chatRequest) request() Request {
 		n, _ = intValue(c.maxTokens)
 	}
 	req.MaxTokens = max(n, 0)
-	req.PromptBytes = promptBytes(c.messages)
+	req.Prompt, req.PromptBytes = collectText(texts(c.prompt))
 	return req
+}
+
+// collectText unescapes the JSON strings texts yields into one text, as far
+// as MaxEstimateText, and counts all of their bytes. A first pass sizes the
+// buffer, so that a prompt costs one allocation however many parts it has.
+func collectText(texts iter.Seq[string]) (string, int64) {
+	var n int64
+	for raw := range texts {
+		n += stringBytes(raw)
+	}
+	if n == 0 {
+		return "", 0
+	}
+	t := TextBuffer{b: make([]byte, 0, min(n, MaxEstimateText))}
+	for raw := range texts {
+		t.WriteJSONString(raw)
+	}
+	// The buffer is never written again: the string may share it.
+	return bstr(t.Bytes()), t.Total()
 }
 
 func includeUsage(streamOptions string) bool {
@@ -109,21 +137,35 @@ func includeUsage(streamOptions string) bool {
 	return v == "true"
 }
 
-// promptBytes sums the text of every message: a string content, or the
-// "text" of each part of an array content.
+// messageTexts yields the raw text strings of chat messages: a string
+// content, or the "text" of each part of an array content. Images, audio
+// and tool calls yield nothing: this feeds an estimate, not a bill.
+func messageTexts(messages string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		msgs := newElements(messages)
+		for msg, ok := msgs.next(); ok; msg, ok = msgs.next() {
+			content := lastMember(msg, "content")
+			if !isArray(content) {
+				if !yield(content) {
+					return
+				}
+				continue
+			}
+			parts := newElements(content)
+			for part, ok := parts.next(); ok; part, ok = parts.next() {
+				if !yield(lastMember(part, "text")) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// promptBytes sums the text of every message, as messageTexts reads it.
 func promptBytes(messages string) int64 {
 	var n int64
-	msgs := newElements(messages)
-	for msg, ok := msgs.next(); ok; msg, ok = msgs.next() {
-		content := lastMember(msg, "content")
-		if !isArray(content) {
-			n += stringBytes(content)
-			continue
-		}
-		parts := newElements(content)
-		for part, ok := parts.next(); ok; part, ok = parts.next() {
-			n += stringBytes(lastMember(part, "text"))
-		}
+	for raw := range messageTexts(messages) {
+		n += stringBytes(raw)
 	}
 	return n
 }
@@ -159,38 +201,56 @@ func injectIncludeUsage(body []byte, streamOptions string) ([]byte, bool) {
 	}
 	// sjson edits the first of repeated keys; the provider reads the last.
 	// Send the rewrite only if the provider will see it.
-	if c, ok := scanChatRequest(bstr(out)); !ok || !includeUsage(c.streamOptions) {
+	if c, ok := scanChatRequest(bstr(out), ""); !ok || !includeUsage(c.streamOptions) {
 		return nil, false
 	}
 	return out, true
 }
 
 func (openAIChat) NewDecoder(resp Response, maxBuffer int) Decoder {
+	return newChatDecoder(chatShape{openAIChatName, "message"}, chatShape{openAIChatName, "delta"}, resp, maxBuffer)
+}
+
+// chatShape is what differs between the wire shapes the chat decoders read:
+// the dialect's name, for errors, and the member of a choice that holds its
+// text. "message" and "delta" hold a message object; "text" (legacy
+// completions) holds the string itself.
+type chatShape struct {
+	name, textKey string
+}
+
+// newChatDecoder returns the decoder for a chat-shaped response: whole
+// (jsonShape) or streamed (sseShape).
+func newChatDecoder(jsonShape, sseShape chatShape, resp Response, maxBuffer int) Decoder {
 	if maxBuffer <= 0 {
 		maxBuffer = defaultMaxBuffer
 	}
 	if isEventStream(resp.ContentType) {
-		return WithEncoding(resp.ContentEncoding, &chatSSE{sse: framing.NewSSE(maxBuffer), max: maxBuffer}, maxBuffer)
+		d := &chatSSE{sse: framing.NewSSE(maxBuffer), max: maxBuffer, shape: sseShape}
+		// Most streams say less than this; sizing it up front saves the
+		// first few doublings on every stream.
+		d.text.b = make([]byte, 0, 1<<10)
+		return WithEncoding(resp.ContentEncoding, d, maxBuffer)
 	}
-	return WithEncoding(resp.ContentEncoding, &chatJSON{jsonBody{dialect: openAIChatName, max: maxBuffer}}, maxBuffer)
+	return WithEncoding(resp.ContentEncoding, &chatJSON{jsonBody{dialect: jsonShape.name, max: maxBuffer}, jsonShape}, maxBuffer)
 }
 
 // chatObject holds what a chat completion, or one streamed chunk of it,
 // carries: raw values, and counts over its choices.
 type chatObject struct {
-	model, usage, err string
-	text              int64 // bytes of generated text in the choices
-	choices           int
-	finished          bool // some choice has a finish_reason
+	model, usage, groqUsage, err string
+	choices                      int
+	finished                     bool // some choice has a finish_reason
 }
 
-// scanChatObject reads a completion (textKey "message") or a chunk
-// (textKey "delta").
-func scanChatObject(s, textKey string) (chatObject, bool) {
+// scanChatObject reads a completion or a chunk, and writes the text its
+// choices generated to text.
+func scanChatObject(s string, shape chatShape, text *TextBuffer) (chatObject, bool) {
 	var o chatObject
 	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
 		return o, false
 	}
+	var choices string
 	m := newMembers(s)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
 		switch k {
@@ -198,217 +258,130 @@ func scanChatObject(s, textKey string) (chatObject, bool) {
 			o.model = v
 		case "usage":
 			o.usage = v
+		case "x_groq":
+			// Groq streams its usage here, on the last chunk.
+			o.groqUsage = lastMember(v, "usage")
 		case "error":
 			o.err = v
 		case "choices":
-			o.text, o.choices, o.finished = 0, 0, false
-			o.scanChoices(v, textKey)
+			choices = v // read once the last of repeated keys is known
 		}
 	}
+	o.scanChoices(choices, shape.textKey, text)
 	return o, true
 }
 
-func (o *chatObject) scanChoices(arr, textKey string) {
+func (o *chatObject) scanChoices(arr, textKey string, text *TextBuffer) {
 	choices := newElements(arr)
 	for choice, ok := choices.next(); ok; choice, ok = choices.next() {
 		o.choices++
+		var msg string
 		m := newMembers(choice)
 		for k, v, ok := m.next(); ok; k, v, ok = m.next() {
 			switch k {
 			case textKey:
-				o.text += generatedBytes(v)
+				msg = v
 			case "finish_reason":
 				o.finished = o.finished || v != "null"
 			}
 		}
+		if textKey == "text" {
+			text.WriteJSONString(msg)
+		} else {
+			writeGenerated(text, msg)
+		}
 	}
 }
 
-// generatedBytes counts the generated text in a message or delta. Tool call
+// writeGenerated writes the generated text of a message or delta. Tool call
 // arguments and reasoning_content (vLLM, DeepSeek) are generated tokens
 // too, and count towards an estimate when usage never arrives.
-func generatedBytes(msg string) int64 {
-	var n int64
+func writeGenerated(text *TextBuffer, msg string) {
 	m := newMembers(msg)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
 		switch k {
 		case "content", "refusal", "reasoning_content":
-			n += stringBytes(v)
+			text.WriteJSONString(v)
 		case "function_call":
-			n += stringBytes(lastMember(v, "arguments"))
+			text.WriteJSONString(lastMember(v, "arguments"))
 		case "tool_calls":
 			calls := newElements(v)
 			for call, ok := calls.next(); ok; call, ok = calls.next() {
-				n += stringBytes(lastMember(lastMember(call, "function"), "arguments"))
+				text.WriteJSONString(lastMember(lastMember(call, "function"), "arguments"))
 			}
 		}
 	}
-	return n
 }
 
 // providerError describes an "error" value, or returns nil when there is
 // none. Compatible servers send an object or, sometimes, a bare string.
-func providerError(raw string) error {
+func providerError(dialect, raw string) error {
 	switch {
 	case isObject(raw):
 		code, _ := stringValue(lastMember(raw, "code"))
 		if code == "" {
 			code, _ = stringValue(lastMember(raw, "type"))
 		}
-		return fmt.Errorf("%s: provider error %q: %w", openAIChatName, code, ReasonProviderError)
+		return fmt.Errorf("%s: provider error %q: %w", dialect, code, ReasonProviderError)
 	case len(raw) > 0 && raw[0] == '"':
-		return fmt.Errorf("%s: provider error: %w", openAIChatName, ReasonProviderError)
+		return fmt.Errorf("%s: provider error: %w", dialect, ReasonProviderError)
 	}
 	return nil
 }
 
-// chatUsage is a usage object as the provider reported it.
-type chatUsage struct {
-	prompt, completion, total, cached, reasoning int64
-	has                                          uint8 // which fields were present
-}
-
-const (
-	hasPrompt uint8 = 1 << iota
-	hasCompletion
-	hasTotal
-	hasCached
-	hasReasoning
-)
-
-// parseChatUsage reads a usage object. It fails when the object has neither
-// prompt nor completion tokens: that is no usage report at all.
-func parseChatUsage(obj string) (chatUsage, bool) {
-	var u chatUsage
-	m := newMembers(obj)
-	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
-		switch k {
-		case "prompt_tokens":
-			u.set(hasPrompt, &u.prompt, v)
-		case "completion_tokens":
-			u.set(hasCompletion, &u.completion, v)
-		case "total_tokens":
-			u.set(hasTotal, &u.total, v)
-		case "prompt_tokens_details":
-			u.set(hasCached, &u.cached, lastMember(v, "cached_tokens"))
-		case "completion_tokens_details":
-			u.set(hasReasoning, &u.reasoning, lastMember(v, "reasoning_tokens"))
-		}
-	}
-	return u, u.has&(hasPrompt|hasCompletion) != 0
-}
-
-// set records raw under bit when it is a number and clears it otherwise,
-// so a later null overrides an earlier number, as for any repeated key.
-func (u *chatUsage) set(bit uint8, dst *int64, raw string) {
-	n, ok := intValue(raw)
-	*dst = n
-	if ok {
-		u.has |= bit
-	} else {
-		u.has &^= bit
-	}
-}
-
-// normalise splits the overlapping counts into disjoint classes. A class is
-// Reported when the field it derives from was present.
-func (u chatUsage) normalise() (usage.Usage, error) {
-	var out usage.Usage
-	for _, f := range [...]struct {
-		bit  uint8
-		name string
-		n    int64
-	}{
-		{hasPrompt, "prompt_tokens", u.prompt},
-		{hasCompletion, "completion_tokens", u.completion},
-		{hasTotal, "total_tokens", u.total},
-		{hasCached, "cached_tokens", u.cached},
-		{hasReasoning, "reasoning_tokens", u.reasoning},
-	} {
-		if u.has&f.bit != 0 {
-			out.Raw = append(out.Raw, usage.Field{Name: f.name, Value: f.n})
-		}
-	}
-	input, cacheRead, okIn := split(u.prompt, u.cached, u.has&hasPrompt != 0)
-	output, reasoning, okOut := split(u.completion, u.reasoning, u.has&hasCompletion != 0)
-	for _, c := range [...]struct {
-		bit   uint8
-		class usage.Class
-		n     int64
-	}{
-		{hasPrompt, usage.Input, input},
-		{hasCached, usage.CacheRead, cacheRead},
-		{hasCompletion, usage.Output, output},
-		{hasReasoning, usage.Reasoning, reasoning},
-	} {
-		if u.has&c.bit != 0 {
-			out.Set(c.class, c.n)
-		}
-	}
-	if !okIn || !okOut {
-		return out, fmt.Errorf("%s: usage prompt_tokens=%d cached_tokens=%d completion_tokens=%d reasoning_tokens=%d: %w",
-			openAIChatName, u.prompt, u.cached, u.completion, u.reasoning, ReasonInconsistentUsage)
-	}
-	return out, nil
-}
-
-// split divides a reported total into the part a detail field names and
-// the rest. When they disagree (a part over its total, or a negative
-// number) it keeps the total, so the classes still sum to what the
-// provider billed, never goes negative, and reports false.
-func split(whole, part int64, hasWhole bool) (rest, sub int64, ok bool) {
-	if !hasWhole {
-		return 0, max(part, 0), part >= 0
-	}
-	ok = whole >= 0 && part >= 0 && part <= whole
-	whole = max(whole, 0)
-	sub = min(max(part, 0), whole)
-	return whole - sub, sub, ok
-}
-
 // chatJSON decodes a whole (non-streamed) chat completion.
-type chatJSON struct{ jsonBody }
+type chatJSON struct {
+	jsonBody
+	shape chatShape
+}
 
 // Finish reports, in order of precedence: too_large, malformed_json (or
 // truncated when the body was cut), unexpected_shape, then usage when
 // present (with inconsistent_usage when it does not add up), else
 // provider_error, else no_usage.
 func (d *chatJSON) Finish(complete bool) Result {
+	name := d.shape.name
 	s, err := d.object(complete)
 	if err != nil {
 		return Result{Err: err}
 	}
-	o, ok := scanChatObject(s, "message")
+	var text TextBuffer
+	o, ok := scanChatObject(s, d.shape, &text)
 	if !ok {
-		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", openAIChatName, ReasonUnexpectedShape)}
+		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", name, ReasonUnexpectedShape)}
 	}
-	res := Result{StreamedTextBytes: o.text}
+	res := Result{Text: text.Bytes(), StreamedTextBytes: text.Total()}
 	res.Model, _ = stringValue(o.model)
-	u, hasUsage := parseChatUsage(o.usage)
-	perr := providerError(o.err)
+	raw := o.usage
+	if !isObject(raw) {
+		raw = o.groqUsage
+	}
+	u, hasUsage := parseChatUsage(raw)
+	perr := providerError(name, o.err)
 	switch {
 	case hasUsage:
-		res.Usage, res.Err = u.normalise()
+		res.Usage, res.Err = u.normalise(name)
 	case perr != nil:
 		res.Err = perr
-	case isObject(o.usage):
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", openAIChatName, ReasonUnexpectedShape)
+	case isObject(raw):
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", name, ReasonUnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIChatName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", name, ReasonNoUsage)
 	}
 	return res
 }
 
 // chatSSE decodes a streamed chat completion.
 type chatSSE struct {
-	sse *framing.SSE
-	max int
+	sse   *framing.SSE
+	max   int
+	shape chatShape
 
 	model      string
 	usage      chatUsage
 	hasUsage   bool
 	usageFinal bool // the usage came with the last choice, or after it
-	text       int64
+	text       TextBuffer
 	done       bool // data: [DONE] was seen
 	tooLarge   bool
 	malformed  int // events that were not JSON
@@ -420,7 +393,7 @@ func (d *chatSSE) Feed(chunk []byte) error {
 	err := d.sse.Feed(chunk, d.onEvent)
 	if errors.Is(err, framing.ErrEventTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", openAIChatName, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.shape.name, d.max, ReasonTooLarge)
 	}
 	return err
 }
@@ -430,7 +403,7 @@ var doneData = []byte("[DONE]")
 func (d *chatSSE) onEvent(ev framing.Event) error {
 	data := bytes.TrimSpace(ev.Data)
 	if string(ev.Name) == "error" && d.provErr == nil {
-		d.provErr = fmt.Errorf("%s: error event: %w", openAIChatName, ReasonProviderError)
+		d.provErr = fmt.Errorf("%s: error event: %w", d.shape.name, ReasonProviderError)
 	}
 	switch {
 	case len(data) == 0:
@@ -444,26 +417,29 @@ func (d *chatSSE) onEvent(ev framing.Event) error {
 		d.malformed++
 		return nil
 	}
-	o, ok := scanChatObject(s, "delta")
+	o, ok := scanChatObject(s, d.shape, &d.text)
 	if !ok {
 		d.badShape++
 		return nil
 	}
-	d.text += o.text
 	if d.model == "" {
 		d.model, _ = stringValue(o.model)
 	}
-	if isObject(o.usage) {
+	raw := o.usage
+	if !isObject(raw) {
+		raw = o.groqUsage
+	}
+	if isObject(raw) {
 		// Last wins: vLLM's continuous_usage_stats repeats a running total
 		// on every chunk.
-		if u, ok := parseChatUsage(o.usage); ok {
+		if u, ok := parseChatUsage(raw); ok {
 			d.usage, d.hasUsage = u, true
 			d.usageFinal = o.choices == 0 || o.finished
 		} else {
 			d.badShape++
 		}
 	}
-	if err := providerError(o.err); err != nil && d.provErr == nil {
+	if err := providerError(d.shape.name, o.err); err != nil && d.provErr == nil {
 		d.provErr = err
 	}
 	return nil
@@ -479,12 +455,13 @@ func (d *chatSSE) onEvent(ev framing.Event) error {
 // complete or it ended mid-event; a client that disconnects after [DONE]
 // did not cut it.
 func (d *chatSSE) Finish(complete bool) Result {
-	res := Result{Model: d.model, StreamedTextBytes: d.text}
+	name := d.shape.name
+	res := Result{Model: d.model, Text: d.text.Bytes(), StreamedTextBytes: d.text.Total()}
 	cut := !d.done && (!complete || d.sse.Pending())
 	if d.hasUsage {
-		res.Usage, res.Err = d.usage.normalise()
+		res.Usage, res.Err = d.usage.normalise(name)
 		if res.Err == nil && cut && !d.usageFinal {
-			res.Err = fmt.Errorf("%s: stream cut after a running usage total: %w", openAIChatName, ReasonTruncated)
+			res.Err = fmt.Errorf("%s: stream cut after a running usage total: %w", name, ReasonTruncated)
 		}
 		return res
 	}
@@ -492,15 +469,191 @@ func (d *chatSSE) Finish(complete bool) Result {
 	case d.provErr != nil:
 		res.Err = d.provErr
 	case d.tooLarge:
-		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", openAIChatName, d.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", name, d.max, ReasonTooLarge)
 	case cut:
-		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", openAIChatName, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", name, ReasonTruncated)
 	case d.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", openAIChatName, d.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", name, d.malformed, ReasonMalformedJSON)
 	case d.badShape > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not chunks: %w", openAIChatName, d.badShape, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: %d stream events were not chunks: %w", name, d.badShape, ReasonUnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: stream carried no usage (stream_options.include_usage not set?): %w", openAIChatName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: stream carried no usage (stream_options.include_usage not set?): %w", name, ReasonNoUsage)
 	}
 	return res
+}
+
+// The fields of an OpenAI usage object, by index into chatUsage.n. The
+// Responses API names them differently (chatUsage.names) but means the same.
+const (
+	cuPrompt     = iota // prompt_tokens: every input token, cached and audio ones included
+	cuCompletion        // completion_tokens: every output token, reasoning and audio ones included
+	cuTotal
+	cuCached    // prompt_tokens_details.cached_tokens
+	cuReasoning // completion_tokens_details.reasoning_tokens
+	cuAudioIn   // prompt_tokens_details.audio_tokens
+	cuAudioOut  // completion_tokens_details.audio_tokens
+	cuCacheHit  // DeepSeek's prompt_cache_hit_tokens
+	cuCacheMiss // DeepSeek's prompt_cache_miss_tokens
+	cuFields
+)
+
+// chatRawNames name the fields in Raw. The two audio counts share a name in
+// the provider's objects, so they keep their parent's.
+var chatRawNames = [cuFields]string{
+	"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
+	"prompt_tokens_details.audio_tokens", "completion_tokens_details.audio_tokens",
+	"prompt_cache_hit_tokens", "prompt_cache_miss_tokens",
+}
+
+// chatUsage is a usage object as the provider reported it.
+type chatUsage struct {
+	n     [cuFields]int64
+	has   uint16 // bit i: field i was a number
+	names *[cuFields]string
+}
+
+func (u *chatUsage) present(i int) bool { return u.has&(1<<i) != 0 }
+
+// set records raw as field i when it is a number and clears it otherwise,
+// so a later null overrides an earlier number, as for any repeated key.
+func (u *chatUsage) set(i int, raw string) {
+	n, ok := intValue(raw)
+	u.n[i] = n
+	if ok {
+		u.has |= 1 << i
+	} else {
+		u.has &^= 1 << i
+	}
+}
+
+// parseChatUsage reads a usage object. It fails when the object has neither
+// prompt nor completion tokens: that is no usage report at all. Members it
+// does not know (OpenRouter's cost, Groq's timings, prediction tokens,
+// which completion_tokens already include) are skipped.
+func parseChatUsage(obj string) (chatUsage, bool) {
+	u := chatUsage{names: &chatRawNames}
+	m := newMembers(obj)
+	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
+		switch k {
+		case "prompt_tokens":
+			u.set(cuPrompt, v)
+		case "completion_tokens":
+			u.set(cuCompletion, v)
+		case "total_tokens":
+			u.set(cuTotal, v)
+		case "prompt_tokens_details":
+			// A repeated details object replaces the earlier one whole.
+			u.set(cuCached, lastMember(v, "cached_tokens"))
+			u.set(cuAudioIn, lastMember(v, "audio_tokens"))
+		case "completion_tokens_details":
+			u.set(cuReasoning, lastMember(v, "reasoning_tokens"))
+			u.set(cuAudioOut, lastMember(v, "audio_tokens"))
+		case "prompt_cache_hit_tokens":
+			u.set(cuCacheHit, v)
+		case "prompt_cache_miss_tokens":
+			u.set(cuCacheMiss, v)
+		}
+	}
+	return u, u.present(cuPrompt) || u.present(cuCompletion)
+}
+
+// normalise splits the overlapping counts into disjoint classes:
+//
+//	input        = prompt − cached − audio input
+//	cache_read   = cached (DeepSeek: prompt_cache_hit_tokens when cached_tokens is absent)
+//	audio_input  = prompt_tokens_details.audio_tokens
+//	output       = completion − reasoning − audio output
+//	reasoning    = reasoning_tokens
+//	audio_output = completion_tokens_details.audio_tokens
+//
+// Chat usage does not say how many cached tokens were audio: they are taken
+// for text, and audio_tokens for uncached audio, which is what AudioInput
+// means. Were some cached tokens audio, the classes would still sum to the
+// prompt, with that many priced as audio rather than as cached text.
+//
+// A class is Reported when a field it derives from was present. When the
+// parts exceed their whole, or a count is negative, the classes still sum
+// to what the provider billed and none goes negative, and Err is
+// inconsistent_usage; so it is when DeepSeek's hit and miss do not add up
+// to the prompt, or disagree with cached_tokens.
+func (u chatUsage) normalise(dialect string) (usage.Usage, error) {
+	var out usage.Usage
+	for i := range cuFields {
+		if u.present(i) {
+			out.Raw = append(out.Raw, usage.Field{Name: u.names[i], Value: u.n[i]})
+		}
+	}
+	cached, hasCached := u.n[cuCached], u.present(cuCached)
+	ok := true
+	if u.present(cuCacheHit) {
+		if !hasCached {
+			cached, hasCached = u.n[cuCacheHit], true
+		}
+		ok = cached == u.n[cuCacheHit]
+		if u.present(cuCacheMiss) && u.present(cuPrompt) {
+			ok = ok && u.n[cuCacheHit]+u.n[cuCacheMiss] == u.n[cuPrompt]
+		}
+	}
+	in := splitParts(u.n[cuPrompt], u.present(cuPrompt), cached, u.n[cuAudioIn])
+	outp := splitParts(u.n[cuCompletion], u.present(cuCompletion), u.n[cuReasoning], u.n[cuAudioOut])
+	for _, c := range [...]struct {
+		has   bool
+		class usage.Class
+		n     int64
+	}{
+		{u.present(cuPrompt), usage.Input, in.rest},
+		{hasCached, usage.CacheRead, in.parts[0]},
+		{u.present(cuAudioIn), usage.AudioInput, in.parts[1]},
+		{u.present(cuCompletion), usage.Output, outp.rest},
+		{u.present(cuReasoning), usage.Reasoning, outp.parts[0]},
+		{u.present(cuAudioOut), usage.AudioOutput, outp.parts[1]},
+	} {
+		if c.has {
+			out.Set(c.class, c.n)
+		}
+	}
+	if !ok || !in.ok || !outp.ok {
+		return out, fmt.Errorf("%s: usage %s: %w", dialect, u.describe(), ReasonInconsistentUsage)
+	}
+	return out, nil
+}
+
+// describe lists the reported fields, for error messages.
+func (u chatUsage) describe() string {
+	var b []byte
+	for i := range cuFields {
+		if u.present(i) {
+			b = fmt.Appendf(b, " %s=%d", u.names[i], u.n[i])
+		}
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// partition is a reported total divided into the parts detail fields name
+// and the rest.
+type partition struct {
+	rest  int64
+	parts [2]int64
+	ok    bool
+}
+
+// splitParts divides whole into two named parts and the rest. When they
+// disagree (parts over their total, or a negative number) it keeps the
+// total, taking the parts from it in order until it runs out, so the
+// classes still sum to what the provider billed and never go negative, and
+// reports ok false. Without a whole, the parts stand alone.
+func splitParts(whole int64, hasWhole bool, a, b int64) partition {
+	p := partition{ok: a >= 0 && b >= 0}
+	if !hasWhole {
+		p.parts = [2]int64{max(a, 0), max(b, 0)}
+		return p
+	}
+	p.ok = p.ok && whole >= 0 && a <= whole && b <= whole-a
+	left := max(whole, 0)
+	for i, n := range [2]int64{a, b} {
+		p.parts[i] = min(max(n, 0), left)
+		left -= p.parts[i]
+	}
+	p.rest = left
+	return p
 }

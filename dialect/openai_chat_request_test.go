@@ -19,7 +19,7 @@ func TestOpenAIChatParseRequest(t *testing.T) {
 		want Request
 	}{
 		{"minimal", `{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}]}`,
-			Request{Model: "gpt-4o", PromptBytes: 2}},
+			Request{Model: "gpt-4o", PromptBytes: 2, Prompt: "Hi"}},
 		{"stream with usage", `{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}`,
 			Request{Model: "gpt-4o", Stream: true, IncludeUsage: true}},
 		{"stream false", `{"model":"m","stream":false,"stream_options":{"include_usage":true}}`,
@@ -32,11 +32,11 @@ func TestOpenAIChatParseRequest(t *testing.T) {
 		{"negative max_tokens", `{"model":"m","max_tokens":-5}`, Request{Model: "m"}},
 		{"array content", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"What is in"},` +
 			`{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}},{"type":"text","text":" this?"}]}]}`,
-			Request{Model: "m", PromptBytes: 16}},
+			Request{Model: "m", PromptBytes: 16, Prompt: "What is in this?"}},
 		{"escaped content", `{"model":"m","messages":[{"role":"system","content":"a\nb \"c\" caf\u00e9 \ud83d\ude00"},` +
 			`{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},` +
 			`{"role":"tool","tool_call_id":"c1","content":"42"}]}`,
-			Request{Model: "m", PromptBytes: 18 + 2}},
+			Request{Model: "m", PromptBytes: 18 + 2, Prompt: "a\nb \"c\" café 😀" + "42"}},
 		{"repeated keys, last wins", `{"model":"a","stream":true,"model":"b","stream":false}`, Request{Model: "b"}},
 		{"escaped keys", `{"mod\u0065l":"m","stre\u0061m":true}`, Request{Model: "m", Stream: true}},
 		{"non-string model", `{"model":42}`, Request{}},
@@ -218,16 +218,17 @@ func oracleRequest(body []byte) (Request, bool) {
 		var s string
 		var parts []map[string]json.RawMessage
 		if json.Unmarshal(msg["content"], &s) == nil {
-			req.PromptBytes += int64(len(s))
+			req.Prompt += s
 		} else if json.Unmarshal(msg["content"], &parts) == nil {
 			for _, p := range parts {
 				var text string
 				if json.Unmarshal(p["text"], &text) == nil {
-					req.PromptBytes += int64(len(text))
+					req.Prompt += text
 				}
 			}
 		}
 	}
+	req.PromptBytes = int64(len(req.Prompt))
 	return req, true
 }
 
@@ -257,7 +258,7 @@ func FuzzOpenAIChatRequest(f *testing.F) {
 		}
 		if json.Valid(body) && utf8.Valid(body) {
 			if want, ok := oracleRequest(body); ok && (want.Model != req.Model || want.Stream != req.Stream ||
-				want.MaxTokens != req.MaxTokens || want.PromptBytes != req.PromptBytes ||
+				want.MaxTokens != req.MaxTokens || want.PromptBytes != req.PromptBytes || want.Prompt != req.Prompt ||
 				(newBody == nil && want.IncludeUsage != req.IncludeUsage)) {
 				t.Fatalf("got %+v, encoding/json reads %+v", req, want)
 			}

@@ -30,16 +30,18 @@ type fixture struct {
 
 // outcome is a Result reduced to what can be compared and written down.
 type outcome struct {
-	Model             string           `json:"model"`
-	Reason            Reason           `json:"reason"`
-	StreamedTextBytes int64            `json:"streamed_text_bytes"`
-	Tokens            map[string]int64 `json:"tokens"` // the Reported classes; the rest must be zero
-	Raw               map[string]int64 `json:"raw"`
+	Model             string `json:"model"`
+	Reason            Reason `json:"reason"`
+	StreamedTextBytes int64  `json:"streamed_text_bytes"`
+	// Text is the kept generated text; omitted for dialects that keep none.
+	Text   string           `json:"text,omitempty"`
+	Tokens map[string]int64 `json:"tokens"` // the Reported classes; the rest must be zero
+	Raw    map[string]int64 `json:"raw"`
 }
 
 func outcomeOf(r Result) outcome {
 	o := outcome{Model: r.Model, Reason: ReasonOf(r.Err), StreamedTextBytes: r.StreamedTextBytes,
-		Tokens: map[string]int64{}, Raw: map[string]int64{}}
+		Text: string(r.Text), Tokens: map[string]int64{}, Raw: map[string]int64{}}
 	for c, n := range r.Usage.Tokens {
 		switch {
 		case n.Reported:
@@ -157,6 +159,28 @@ func TestOpenAIChatNormalise(t *testing.T) {
 		{"last of repeated keys", `{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens":3}`,
 			counts{"input": 3, "output": 2}, ""},
 		{"escaped key", `{"prompt_tokens":4,"completion\u005ftokens":2}`, counts{"input": 4, "output": 2}, ""},
+		{"audio in and out", `{"prompt_tokens":100,"completion_tokens":60,"prompt_tokens_details":{"cached_tokens":20,"audio_tokens":30},` +
+			`"completion_tokens_details":{"reasoning_tokens":10,"audio_tokens":40}}`,
+			counts{"input": 50, "cache_read": 20, "audio_input": 30, "output": 10, "reasoning": 10, "audio_output": 40}, ""},
+		{"audio over prompt", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":6,"audio_tokens":6}}`,
+			counts{"input": 0, "cache_read": 6, "audio_input": 4, "output": 5}, ReasonInconsistentUsage},
+		{"audio output over completion", `{"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2,"audio_tokens":4}}`,
+			counts{"input": 10, "output": 0, "reasoning": 2, "audio_output": 3}, ReasonInconsistentUsage},
+		{"deepseek hit and miss", `{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}`,
+			counts{"input": 36, "cache_read": 64, "output": 5}, ""},
+		{"deepseek cached_tokens wins", `{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":64},` +
+			`"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}`,
+			counts{"input": 36, "cache_read": 64, "output": 5}, ""},
+		{"deepseek hit disagrees with cached_tokens", `{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60},` +
+			`"prompt_cache_hit_tokens":64}`,
+			counts{"input": 40, "cache_read": 60, "output": 5}, ReasonInconsistentUsage},
+		{"deepseek hit and miss do not add up", `{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":30}`,
+			counts{"input": 36, "cache_read": 64, "output": 5}, ReasonInconsistentUsage},
+		{"deepseek miss only", `{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_miss_tokens":100}`,
+			counts{"input": 100, "output": 5}, ""},
+		{"openrouter extras", `{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"cost":0.00042,"is_byok":false,` +
+			`"cost_details":{"upstream_inference_cost":null},"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"image_tokens":0}}`,
+			counts{"input": 10, "cache_read": 0, "output": 5, "reasoning": 0}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,7 +188,7 @@ func TestOpenAIChatNormalise(t *testing.T) {
 			if !ok {
 				t.Fatal("parseChatUsage failed")
 			}
-			got, err := u.normalise()
+			got, err := u.normalise(openAIChatName)
 			o := outcomeOf(Result{Usage: got, Err: err})
 			if !reflect.DeepEqual(o.Tokens, tt.want) || o.Reason != tt.reason {
 				t.Fatalf("got %v %q, want %v %q", o.Tokens, o.Reason, tt.want, tt.reason)
@@ -314,6 +338,9 @@ func FuzzOpenAIChatSSE(f *testing.F) {
 				t.Fatalf("negative %s: %d", c, n)
 			}
 		}
+		if int64(len(whole.Text)) != min(whole.StreamedTextBytes, MaxEstimateText) {
+			t.Fatalf("kept %d bytes of text, counted %d", len(whole.Text), whole.StreamedTextBytes)
+		}
 	})
 }
 
@@ -399,4 +426,43 @@ func readBench(b *testing.B, name string) []byte {
 		b.Fatal(err)
 	}
 	return body
+}
+
+// Groq reports stream usage under x_groq; where a chunk also has the
+// standard usage (newer Groq, or a proxy that adds it), the standard wins.
+func TestOpenAIChatGroqUsage(t *testing.T) {
+	const groq = `"x_groq":{"id":"req_1","usage":{"prompt_tokens":38,"completion_tokens":4,"total_tokens":42,"queue_time":0.09}}`
+	tests := []struct {
+		name, chunk string
+		input       int64
+	}{
+		{"x_groq only", `{"choices":[{"delta":{},"finish_reason":"stop"}],` + groq + `}`, 38},
+		{"standard usage wins", `{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":40,"completion_tokens":4},` + groq + `}`, 40},
+		{"standard null", `{"choices":[],"usage":null,` + groq + `}`, 38},
+		{"x_groq without usage", `{"choices":[],"x_groq":{"id":"req_1"},"usage":{"prompt_tokens":7,"completion_tokens":1}}`, 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := decodeSSE([]byte("data: " + tt.chunk + "\n\ndata: [DONE]\n\n"))
+			if o.Reason != "" || o.Tokens["input"] != tt.input {
+				t.Fatalf("got %+v, want input %d", o, tt.input)
+			}
+		})
+	}
+	d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 0)
+	_ = d.Feed([]byte(`{"model":"llama-3.3-70b-versatile","choices":[],` + groq + `}`))
+	if r := d.Finish(true); r.Err != nil || r.Usage.Get(usage.Input) != 38 {
+		t.Fatalf("JSON: %+v", r)
+	}
+}
+
+// Text is the kept prefix of what StreamedTextBytes counts, whatever the
+// escapes.
+func TestOpenAIChatTextMatchesCount(t *testing.T) {
+	for _, f := range loadFixtures(t) {
+		o := f.decode([][]byte{f.response})
+		if int64(len(o.Text)) != o.StreamedTextBytes {
+			t.Errorf("%s: text %d bytes, counted %d", f.name, len(o.Text), o.StreamedTextBytes)
+		}
+	}
 }

@@ -9,10 +9,10 @@ func TestRegistryForPath(t *testing.T) {
 	}{
 		{"/v1/chat/completions", "openai_chat"},
 		{"/v1/chat/completions?api-version=2024-10-21", "openai_chat"},
-		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", "openai_chat"},
+		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", "azure_openai_chat"},
 		{"/chat/completions", "openai_chat"},
 		{"/api/v1/chat/completions#frag", "openai_chat"},
-		{"/v1/completions", ""},
+		{"/v1/completions", "openai_completions"},
 		{"/v1/chat/completions/", ""},
 		{"/v1/xchat/completions", ""},
 		{"/v1/chat/completions/extra", ""},

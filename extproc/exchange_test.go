@@ -172,6 +172,8 @@ func TestExchangeOutcomes(t *testing.T) {
 	body := reqBody(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"12345678"}]}`)
 	sse := respHeaders(false, ":status", "200", "content-type", "text/event-stream")
 	chunk := `data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}` + "\n\n"
+	// Estimates use gpt-4o-mini's o200k encoding: "12345678" is 3 tokens
+	// ("123" "456" "78"), "abcdefgh" is 1.
 	tests := []struct {
 		name    string
 		end     error
@@ -181,8 +183,8 @@ func TestExchangeOutcomes(t *testing.T) {
 		in, out int64
 	}{
 		{"non-LLM path is unmetered", io.EOF, []*extprocv3.ProcessingRequest{headers(true, ":path", "/healthz", ":method", "GET")}, ledger.Unmetered, reasonUnknownPath, 0, 0},
-		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "client_disconnect", 2, 2},
-		{"stream without usage is estimated", io.EOF, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk+"data: [DONE]\n\n", true)}, ledger.Estimated, "no_usage", 2, 2},
+		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "client_disconnect", 3, 1},
+		{"stream without usage is estimated", io.EOF, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk+"data: [DONE]\n\n", true)}, ledger.Estimated, "no_usage", 3, 1},
 		{"500 without usage is not charged", io.EOF, []*extprocv3.ProcessingRequest{chat, body, respHeaders(false, ":status", "500", "content-type", "application/json"), respBody(`{"error":{"message":"x"}}`, true)}, ledger.UpstreamError, "", 0, 0},
 		{"no response at all", context.Canceled, []*extprocv3.ProcessingRequest{chat, body}, ledger.UpstreamError, "client_disconnect", 0, 0},
 		{"malformed request body passes", io.EOF, []*extprocv3.ProcessingRequest{chat, reqBody(`{"model":`), respHeaders(false, ":status", "400", "content-type", "application/json"), respBody(`{}`, true)}, ledger.UpstreamError, "malformed_json", 0, 0},

@@ -280,7 +280,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/models", 404, `{"error":{"message":"Invalid URL (GET /v1/models)","type":"invalid_request_error","code":"not_found"}}`},
 		{"GET", "/v1/chat/completions", 404, `{"error":{"message":"Invalid URL (GET /v1/chat/completions)","type":"invalid_request_error","code":"not_found"}}`},
 		{"POST", "/healthz", 404, `{"error":{"message":"Invalid URL (POST /healthz)","type":"invalid_request_error","code":"not_found"}}`},
-		{"POST", "/v1/completions", 404, `{"error":{"message":"Invalid URL (POST /v1/completions)","type":"invalid_request_error","code":"not_found"}}`},
+		{"POST", "/v1/edits", 404, `{"error":{"message":"Invalid URL (POST /v1/edits)","type":"invalid_request_error","code":"not_found"}}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {

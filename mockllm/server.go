@@ -117,10 +117,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch {
+	case r.Method == http.MethodPost && openAIRoute(r.URL.Path) != nil: // before chat: Azure's chat path ends like it
+		openAIRoute(r.URL.Path)(s, w, r, body)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/chat/completions"):
 		s.chatCompletions(w, r, body)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v1/messages"):
 		s.anthropicMessages(w, r, body)
+	case r.Method == http.MethodPost && isMediaPath(r.URL.Path):
+		s.media(w, r, body)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2/chat"):
+		s.cohereChat(w, r, body)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/api/chat"):
+		s.ollama(w, r, body, false)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/api/generate"):
+		s.ollama(w, r, body, true)
+	case r.Method == http.MethodPost && isGeminiPath(r.URL.Path):
+		s.gemini(w, r, body)
+	case r.Method == http.MethodPost && isBedrockPath(r.URL.Path):
+		s.bedrock(w, r, body)
 	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == "/healthz":
 		b := []byte("ok")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

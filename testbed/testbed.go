@@ -83,6 +83,11 @@ models:
     source: https://www.anthropic.com/pricing
     as_of: 2025-06-01
     prices: {input: 3.00, cache_read: 0.30, cache_write: 3.75, cache_write_1h: 6.00, output: 15.00}
+  - name: gemini-2.0-flash
+    provider: google
+    source: https://ai.google.dev/gemini-api/docs/pricing
+    as_of: 2025-06-01
+    prices: {input: 0.10, cache_read: 0.025, output: 0.40}
 `
 
 // New starts everything and stops it when the test ends.
