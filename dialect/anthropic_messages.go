@@ -36,12 +36,9 @@ func (anthropicMessages) Provider() string { return "anthropic" }
 // Messages stream carries usage without being asked. Where a key is
 // repeated the last one counts, as the provider's decoder does.
 func (anthropicMessages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", anthropicName, ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", anthropicName, ReasonUnexpectedShape)
+	s, err := requestObject(anthropicName, body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, stream, maxTokens, system, messages string
 	m := newMembers(s)

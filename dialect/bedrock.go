@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
@@ -300,14 +298,8 @@ func bedrockStatusError(dialect string, resp Response) error {
 // error, because pricing needs it more than the body.
 func bedrockRequest(dialect string, body []byte, opts RequestOptions, stream bool) (Request, string, error) {
 	req := Request{Model: bedrockModel(opts.Path), Stream: stream, IncludeUsage: stream}
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return req, "", fmt.Errorf("%s: request body: %w", dialect, ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return req, "", fmt.Errorf("%s: request body is not a JSON object: %w", dialect, ReasonUnexpectedShape)
-	}
-	return req, s, nil
+	s, err := requestObject(dialect, body)
+	return req, s, err
 }
 
 // promptText collects the prompt for estimation: each text, with a newline

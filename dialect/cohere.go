@@ -59,12 +59,9 @@ func (cohere) Provider() string { return "cohere" }
 // Cohere stream ends with its usage. Where a key is repeated the last one
 // counts.
 func (c cohere) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", c.Name(), ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", c.Name(), ReasonUnexpectedShape)
+	s, err := requestObject(c.Name(), body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, stream, maxTokens, messages, message, preamble, history string
 	m := newMembers(s)

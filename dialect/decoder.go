@@ -71,3 +71,16 @@ func (d *jsonBody) object(complete bool) (string, error) {
 	}
 	return s, nil
 }
+
+// requestObject returns body as a string when it is one JSON object, else the
+// reason it is not (malformed_json or unexpected_shape).
+func requestObject(dialect string, body []byte) (string, error) {
+	s := bstr(body)
+	if !gjson.Valid(s) {
+		return "", fmt.Errorf("%s: request body: %w", dialect, ReasonMalformedJSON)
+	}
+	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
+		return "", fmt.Errorf("%s: request body is not a JSON object: %w", dialect, ReasonUnexpectedShape)
+	}
+	return s, nil
+}

@@ -68,12 +68,9 @@ func (g gemini) Provider() string { return g.provider }
 // REST examples write "system_instruction"), so both are read. Where a key
 // is repeated the last one counts, as elsewhere.
 func (g gemini) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", g.name, ReasonMalformedJSON)
-	}
-	if !isObject(s[skipWS(s, 0):]) {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", g.name, ReasonUnexpectedShape)
+	s, err := requestObject(g.name, body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var contents, system, config string
 	m := newMembers(s)

@@ -56,12 +56,9 @@ func (ollama) Provider() string { return "ollama" }
 // Ollama stream ends with its counts. Where a key is repeated the last one
 // counts, as in Go's decoder, which Ollama uses.
 func (o ollama) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", o.Name(), ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", o.Name(), ReasonUnexpectedShape)
+	s, err := requestObject(o.Name(), body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, stream, options, messages, prompt, system, suffix string
 	m := newMembers(s)

@@ -31,12 +31,9 @@ func (openAIEmbeddings) Provider() string { return "openai" }
 // not stream and generate nothing, so only the model and the input text
 // matter.
 func (openAIEmbeddings) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", openAIEmbeddingsName, ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", openAIEmbeddingsName, ReasonUnexpectedShape)
+	s, err := requestObject(openAIEmbeddingsName, body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, input string
 	m := newMembers(s)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/tokenmeter/tokenmeter/framing"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
@@ -58,12 +56,9 @@ func (openAIImages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte
 	if bytes.HasPrefix(body, dashes) {
 		return parseImagesForm(body)
 	}
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", openAIImagesName, ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", openAIImagesName, ReasonUnexpectedShape)
+	s, err := requestObject(openAIImagesName, body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, prompt, size, quality, stream string
 	m := newMembers(s)

@@ -39,12 +39,9 @@ func (openAIResponses) Provider() string { return "openai" }
 // ParseRequest reads the request body; it never rewrites it. Where a key is
 // repeated the last one counts, as the provider's decoder does.
 func (openAIResponses) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", openAIResponsesName, ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", openAIResponsesName, ReasonUnexpectedShape)
+	s, err := requestObject(openAIResponsesName, body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, stream, maxOutput, instructions, input string
 	m := newMembers(s)

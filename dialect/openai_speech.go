@@ -5,8 +5,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/tokenmeter/tokenmeter/framing"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
@@ -39,12 +37,9 @@ func (openAISpeech) Provider() string { return "openai" }
 // counts. The prompt is the input text; its bytes also count the
 // instructions, which are input tokens too.
 func (openAISpeech) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
-	s := bstr(body)
-	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", openAISpeechName, ReasonMalformedJSON)
-	}
-	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", openAISpeechName, ReasonUnexpectedShape)
+	s, err := requestObject(openAISpeechName, body)
+	if err != nil {
+		return Request{}, nil, err
 	}
 	var model, input, instructions, streamFormat string
 	m := newMembers(s)
