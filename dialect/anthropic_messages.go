@@ -199,33 +199,10 @@ func (u anthropicUsage) normalise() (usage.Usage, error) {
 			out.Raw = append(out.Raw, usage.Field{Name: anthropicRawNames[i], Value: u.n[i]})
 		}
 	}
-	ok := true
-	class := func(c usage.Class, n int64) {
-		ok = ok && n >= 0
-		out.Set(c, max(n, 0))
-	}
-	for _, f := range [...]struct {
-		i int
-		c usage.Class
-	}{{auInput, usage.Input}, {auCacheRead, usage.CacheRead}, {auOutput, usage.Output}, {auWrite1h, usage.CacheWrite1h}} {
-		if u.present(f.i) {
-			class(f.c, u.n[f.i])
-		}
-	}
+	c := func(i int) count { return count{u.n[i], u.present(i)} }
+	ok := additive{input: c(auInput), cacheRead: c(auCacheRead), cacheWrite: c(auCacheWrite),
+		write5m: c(auWrite5m), write1h: c(auWrite1h), output: c(auOutput)}.classes(&out)
 	total, w5m, w1h := u.n[auCacheWrite], u.n[auWrite5m], u.n[auWrite1h]
-	switch {
-	case u.present(auWrite5m):
-		class(usage.CacheWrite, w5m)
-		// An absent 1-hour part is 0: the breakdown must still add up.
-		if u.present(auCacheWrite) && w5m+w1h != total {
-			ok = false
-		}
-	case u.present(auCacheWrite) && u.present(auWrite1h):
-		// Only the 1-hour part is broken out: the rest has the default TTL.
-		class(usage.CacheWrite, total-max(w1h, 0))
-	case u.present(auCacheWrite):
-		class(usage.CacheWrite, total)
-	}
 	if !ok {
 		return out, fmt.Errorf("%s: usage input_tokens=%d cache_creation_input_tokens=%d cache_read_input_tokens=%d "+
 			"output_tokens=%d ephemeral_5m_input_tokens=%d ephemeral_1h_input_tokens=%d: %w", anthropicName,

@@ -228,29 +228,10 @@ func (u bedrockUsage) normalise(dialect string) (usage.Usage, error) {
 			out.Raw = append(out.Raw, usage.Field{Name: u.names[i], Value: u.n[i]})
 		}
 	}
-	ok := true
-	class := func(c usage.Class, n int64) {
-		ok = ok && n >= 0
-		out.Set(c, max(n, 0))
-	}
-	for _, f := range [...]struct {
-		i int
-		c usage.Class
-	}{{buInput, usage.Input}, {buCacheRead, usage.CacheRead}, {buOutput, usage.Output}, {buWrite1h, usage.CacheWrite1h}} {
-		if u.present(f.i) {
-			class(f.c, u.n[f.i])
-		}
-	}
-	write, w5m, w1h := u.n[buCacheWrite], u.n[buWrite5m], u.n[buWrite1h]
-	switch {
-	case u.present(buWrite5m):
-		class(usage.CacheWrite, w5m)
-		ok = ok && (!u.present(buCacheWrite) || w5m+w1h == write)
-	case u.present(buCacheWrite) && u.present(buWrite1h):
-		class(usage.CacheWrite, write-max(w1h, 0))
-	case u.present(buCacheWrite):
-		class(usage.CacheWrite, write)
-	}
+	c := func(i int) count { return count{u.n[i], u.present(i)} }
+	ok := additive{input: c(buInput), cacheRead: c(buCacheRead), cacheWrite: c(buCacheWrite),
+		write5m: c(buWrite5m), write1h: c(buWrite1h), output: c(buOutput)}.classes(&out)
+	write := u.n[buCacheWrite]
 	if u.present(buTotal) && u.n[buTotal] != u.n[buInput]+u.n[buCacheRead]+write+u.n[buOutput] {
 		ok = false
 	}
