@@ -88,6 +88,11 @@ models:
     source: https://ai.google.dev/gemini-api/docs/pricing
     as_of: 2025-06-01
     prices: {input: 0.10, cache_read: 0.025, output: 0.40}
+  - name: anthropic.claude-3-5-haiku-20241022-v1:0
+    provider: bedrock
+    source: https://aws.amazon.com/bedrock/pricing/
+    as_of: 2025-06-01
+    prices: {input: 0.80, cache_read: 0.08, cache_write: 1.00, cache_write_1h: 1.60, output: 4.00}
 `
 
 // New starts everything and stops it when the test ends.
