@@ -294,20 +294,26 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 
 func (w *walker) route(n *yaml.Node, key string) (dialect.Route, bool) {
 	before := len(w.errs)
-	var prefix, name string
+	var host, prefix, name string
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"host":    w.str(&host),
 		"prefix":  w.str(&prefix),
 		"dialect": w.str(&name),
 	})
-	if !strings.HasPrefix(prefix, "/") {
+	switch {
+	case host == "" && prefix == "":
+		w.fail(n, key, "want a host, a prefix, or both")
+	case prefix != "" && !strings.HasPrefix(prefix, "/"):
 		w.failKey(join(key, "prefix"), prefix, "want a path prefix starting with /")
+	case strings.ContainsAny(host, ":/ ") || (strings.Contains(host, "*") && !strings.HasPrefix(host, "*.")):
+		w.failKey(join(key, "host"), host, `want a host name without port, or "*.example.com"`)
 	}
 	reg := dialect.DefaultRegistry()
 	d, ok := reg.ByName(name)
 	if !ok {
 		w.failKey(join(key, "dialect"), name, "unknown dialect; known: "+strings.Join(reg.Names(), ", "))
 	}
-	return dialect.Route{Prefix: prefix, Dialect: d}, len(w.errs) == before
+	return dialect.Route{Host: strings.ToLower(host), Prefix: prefix, Dialect: d}, len(w.errs) == before
 }
 
 func (w *walker) count(b *ratelimit.Budget, limits *int, unit ratelimit.Unit) func(*yaml.Node, string) {

@@ -36,7 +36,7 @@ func TestLoadValid(t *testing.T) {
 		len(b.Match) != 1 || b.Match[0] != (ratelimit.Match{Dimension: "project", Value: "demo"}) {
 		t.Fatalf("budget 0: %+v", b)
 	}
-	if len(c.Routes) != 1 || c.Routes[0].Prefix != "/team-x/" || c.Routes[0].Dialect.Name() != "openai_chat" {
+	if len(c.Routes) != 2 || c.Routes[0].Prefix != "/team-x/" || c.Routes[0].Dialect.Name() != "openai_chat" || c.Routes[1].Host != "api.groq.com" {
 		t.Fatalf("routes %+v", c.Routes)
 	}
 	b = c.Budgets[1]
@@ -73,6 +73,7 @@ func TestLoadErrors(t *testing.T) {
 		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
 		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
 		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: {known}`},
+		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 	}

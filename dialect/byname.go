@@ -28,22 +28,54 @@ func (r *Registry) Names() []string {
 	return names
 }
 
-// Route maps a path prefix to a dialect by name; see Resolve.
+// Route maps requests to a dialect by host, path prefix, or both; see
+// Resolve. An empty Host or Prefix matches any.
 type Route struct {
+	// Host is the request's :authority without a port: exact, or "*.suffix"
+	// for any subdomain. Hosts matter where Envoy is an egress gateway and
+	// clients call the provider's own hostname (api.groq.com).
+	Host    string
 	Prefix  string
 	Dialect Dialect
 }
 
+func (rt *Route) matches(host, path string) bool {
+	if rt.Host != "" {
+		if suffix, ok := strings.CutPrefix(rt.Host, "*"); ok {
+			if !strings.HasSuffix(host, suffix) {
+				return false
+			}
+		} else if host != rt.Host {
+			return false
+		}
+	}
+	return strings.HasPrefix(path, rt.Prefix)
+}
+
+// specificity orders matching routes: a host beats none, then the longer prefix.
+func (rt *Route) specificity() int {
+	n := len(rt.Prefix)
+	if rt.Host != "" {
+		n += 1 << 20
+	}
+	return n
+}
+
 // Resolve picks the dialect for a request: an explicit name (from the Envoy
-// route, via gRPC metadata) first, then the longest matching configured
-// prefix, then the built-in path suffixes.
-func (r *Registry) Resolve(name string, routes []Route, path string) (Dialect, bool) {
+// route, via gRPC metadata) first, then the most specific configured route
+// (host, then longest prefix), then the built-in path suffixes. host is the
+// :authority; a port is ignored.
+func (r *Registry) Resolve(name string, routes []Route, host, path string) (Dialect, bool) {
 	if name != "" {
 		return r.ByName(name)
 	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	host = strings.ToLower(host)
 	var best *Route
 	for i := range routes {
-		if strings.HasPrefix(path, routes[i].Prefix) && (best == nil || len(routes[i].Prefix) > len(best.Prefix)) {
+		if routes[i].matches(host, path) && (best == nil || routes[i].specificity() > best.specificity()) {
 			best = &routes[i]
 		}
 	}

@@ -34,12 +34,16 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 		u.ImageSize, u.ImageQuality = x.req.ImageSize, x.req.ImageQuality
 	}
 
+	// A stream cut after its final usage (a client that hangs up right after
+	// the last frame) is not partial: the decoder saw the end, the usage is
+	// whole.
+	cut := !complete && (res.Err != nil || !u.Reported())
 	switch {
 	case !ok2xx || reason == dialect.ReasonProviderError:
 		// A failed call, even one that failed mid-stream under a 200, is
 		// charged only for what the provider says it billed.
 		x.rec.Outcome = ledger.UpstreamError
-	case !complete:
+	case cut:
 		x.rec.Outcome = ledger.Partial
 	case u.Reported():
 		x.rec.Outcome = ledger.OK
@@ -47,7 +51,7 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 		x.rec.Outcome = ledger.Estimated
 	}
 	// A cut stream is explained by the cut, not by the truncation it causes.
-	if ok2xx && !complete && x.rec.Reason == "" {
+	if ok2xx && cut && x.rec.Reason == "" {
 		x.rec.Reason = reasonClientDisconnect
 	}
 	if reason != "" && x.rec.Reason == "" && (ok2xx || u.Reported()) {

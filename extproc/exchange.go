@@ -94,7 +94,7 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	}
 	x.path = get(":path")
 	path, _, _ := strings.Cut(x.path, "?")
-	d, ok := x.snap.Dialects.Resolve(x.dialectName, x.snap.Config.Routes, path)
+	d, ok := x.snap.Dialects.Resolve(x.dialectName, x.snap.Config.Routes, get(":authority"), path)
 	if !ok || get(":method") != "POST" {
 		// Not an API tokenmeter meters: stop Envoy from sending the rest.
 		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reasonUnknownPath
@@ -271,7 +271,7 @@ func (x *exchange) abort(ctx context.Context, eof bool) {
 		x.finish(nil)
 	} else {
 		x.complete(false)
-		if x.rec.Reason == "" {
+		if x.rec.Reason == "" && x.rec.Outcome != ledger.OK {
 			x.rec.Reason = reasonClientDisconnect
 		}
 	}

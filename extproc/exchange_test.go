@@ -184,6 +184,9 @@ func TestExchangeOutcomes(t *testing.T) {
 	}{
 		{"non-LLM path is unmetered", io.EOF, []*extprocv3.ProcessingRequest{headers(true, ":path", "/healthz", ":method", "GET")}, ledger.Unmetered, reasonUnknownPath, 0, 0},
 		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "client_disconnect", 3, 1},
+		{"client gone right after the final frame is ok", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse,
+			respBody(chunk+`data: {"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}`+"\n\ndata: [DONE]\n\n", false)},
+			ledger.OK, "", 11, 4},
 		{"stream without usage is estimated", io.EOF, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk+"data: [DONE]\n\n", true)}, ledger.Estimated, "no_usage", 3, 1},
 		{"500 without usage is not charged", io.EOF, []*extprocv3.ProcessingRequest{chat, body, respHeaders(false, ":status", "500", "content-type", "application/json"), respBody(`{"error":{"message":"x"}}`, true)}, ledger.UpstreamError, "", 0, 0},
 		{"no response at all", context.Canceled, []*extprocv3.ProcessingRequest{chat, body}, ledger.UpstreamError, "client_disconnect", 0, 0},
