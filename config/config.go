@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -37,6 +38,7 @@ const (
 	// at most this is sent by Envoy in one message instead of chunk by chunk.
 	DefaultBufferJSONBelow = 1 << 20
 	DefaultStoreDir        = "data"
+	DefaultReloadInterval  = 5 * time.Second
 	// DefaultMaxTokens is the output estimate for a request that sets no
 	// max_tokens, used when reserving against a budget.
 	DefaultMaxTokens = 4096
@@ -67,6 +69,10 @@ type Config struct {
 	BufferJSONBelow   int64
 	InjectStreamUsage bool
 	DefaultMaxTokens  int64
+
+	// ReloadInterval is how often the config and catalog files are checked
+	// for changes; 0 disables polling (SIGHUP still reloads).
+	ReloadInterval time.Duration
 
 	StoreDir        string // absolute, or relative to the working directory
 	StoreSyncWrites bool
@@ -104,6 +110,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		InjectStreamUsage: true,
 		DefaultMaxTokens:  DefaultMaxTokens,
 		StoreDir:          DefaultStoreDir,
+		ReloadInterval:    DefaultReloadInterval,
 		Unpriced:          UnpricedDeny,
 	}
 	var root yaml.Node
@@ -133,6 +140,9 @@ func Parse(file string, data []byte) (*Config, error) {
 				"inject_stream_usage":       w.boolean(&c.InjectStreamUsage),
 				"default_max_tokens":        w.integer(&c.DefaultMaxTokens, 1, 10_000_000),
 			})
+		},
+		"reload": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){"interval": w.duration(&c.ReloadInterval)})
 		},
 		"store": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -133,6 +134,22 @@ func (w *walker) integer(dst *int64, lo, hi int64) func(*yaml.Node, string) {
 			return
 		}
 		*dst = i
+	}
+}
+
+// duration reads a Go duration such as "5s" (0 allowed, negative not).
+func (w *walker) duration(dst *time.Duration) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		v, ok := w.scalar(n, key)
+		if !ok {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			w.fail(n, key, `want a duration such as "5s" or "0" to disable`)
+			return
+		}
+		*dst = d
 	}
 }
 

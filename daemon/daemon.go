@@ -11,6 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -83,6 +86,25 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		}
 		errc <- nil
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloader := config.NewReloader(cfg, func(next *config.Config) {
+		srv.Swap(extproc.NewSnapshot(next, store, time.Now))
+		m.Reloaded()
+		log.Info("config reloaded", "config", next.File, "catalog_models", next.Catalog.Len(), "budgets", len(next.Budgets))
+	}, func(err error) {
+		m.ReloadFailed()
+		log.Error("config reload refused; keeping the running config", "err", err)
+	})
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	interval := cfg.ReloadInterval
+	if interval == 0 {
+		interval = 24 * time.Hour * 365 // polling off: SIGHUP only
+	}
+	go reloader.Run(reloadCtx, interval, hup)
+
 	adm.SetReady(true)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("tokenmeter serving", "grpc", gl.Addr().String(), "admin", al.Addr().String(),

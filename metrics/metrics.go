@@ -37,6 +37,8 @@ type Metrics struct {
 	invalid     *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	storeErrors *prometheus.CounterVec
+	reloads     prometheus.Counter
+	reloadErrs  prometheus.Counter
 
 	dims []string
 }
@@ -73,6 +75,13 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_store_errors_total", Help: "Budget store operations that failed.",
 	}, []string{"op"})
+	m.reloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenmeter_config_reloads_total", Help: "Config or catalog changes applied without a restart.",
+	})
+	m.reloadErrs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenmeter_config_reload_errors_total", Help: "Config or catalog changes refused; the running config was kept (see the log for file, key and reason).",
+	})
+	m.reg.MustRegister(m.reloads, m.reloadErrs)
 	m.reg.MustRegister(m.requests, m.tokens, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
 		m.duration, m.storeErrors, &budgetCollector{status: budgets, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -132,6 +141,10 @@ func (m *Metrics) ParseError(dialect, reason string) {
 func (m *Metrics) InvalidAttribution(dimension string) {
 	m.invalid.WithLabelValues(dimension).Inc()
 }
+
+// Reloaded counts an applied config change; ReloadFailed a refused one.
+func (m *Metrics) Reloaded()     { m.reloads.Inc() }
+func (m *Metrics) ReloadFailed() { m.reloadErrs.Inc() }
 
 // StoreError counts a failed budget store operation.
 func (m *Metrics) StoreError(op string) {

@@ -240,6 +240,9 @@ func (tm *Tokenmeter) Stop(sig os.Signal) {
 	}
 }
 
+// Signal sends sig to the process (syscall.SIGHUP reloads its config).
+func (tm *Tokenmeter) Signal(sig os.Signal) error { return tm.cmd.Process.Signal(sig) }
+
 // Output is what the process logged.
 func (tm *Tokenmeter) Output() string { return tm.out.String() }
 
