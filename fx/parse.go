@@ -1,0 +1,276 @@
+package fx
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenmeter/tokenmeter/cfgerr"
+	"github.com/tokenmeter/tokenmeter/money"
+)
+
+// The keys each mapping accepts; anything else is reported as unknown.
+var (
+	topKeys  = []string{"rates"}
+	rateKeys = []string{"from", "to", "rate", "effective_from", "source"}
+)
+
+// ParseRates reads rates from node, a mapping (or a document holding one):
+//
+//	rates:
+//	  - from: EUR                          # active ISO 4217 codes, upper case
+//	    to: USD
+//	    rate: "1.0834"                     # 1 EUR = 1.0834 USD; plain decimal, ≤ 12 places, > 0
+//	    effective_from: 2026-11-01T00:00:00Z  # RFC 3339 with a UTC offset
+//	    source: "ECB reference rate"       # required: where the rate was read
+//
+// Every value is read from its YAML text, never through float64. Problems
+// are reported as a cfgerr.List, all at once, each with file, line, key (a
+// path relative to node, such as "rates[2].rate"), value and reason: unknown
+// or repeated keys, a missing field, an unknown currency, a pair of one
+// currency with itself, a rate that is not positive, has an exponent, more
+// than 12 decimals or too many digits, an instant without an offset, and two
+// rates of the same pair effective at the same instant. Rates that pass are
+// accepted by NewTable.
+func ParseRates(file string, node *yaml.Node) ([]Rate, error) {
+	d := &decoder{file: file}
+	rates := d.top(node)
+	if err := d.errs.Err(); err != nil {
+		return nil, err
+	}
+	return rates, nil
+}
+
+// decoder walks the node tree and keeps going after a problem, so that one
+// `tokenmeter check` shows them all.
+type decoder struct {
+	file string
+	errs cfgerr.List
+}
+
+// located is a decoded rate with the node and key of its effective_from, for
+// reporting duplicates.
+type located struct {
+	r     Rate
+	at    *yaml.Node
+	atKey string
+}
+
+func (d *decoder) top(node *yaml.Node) []Rate {
+	if node != nil && node.Kind == yaml.DocumentNode {
+		node = firstNode(node.Content)
+	}
+	// yaml.Unmarshal of an empty file leaves a zero Node.
+	if node == nil || node.Kind == 0 || (node.Kind == yaml.ScalarNode && node.Tag == "!!null") {
+		d.errs.Add(&cfgerr.Error{File: d.file, Reason: `empty; want a mapping with a "rates" list`})
+		return nil
+	}
+	fs, ok := d.fields(node, "", topKeys)
+	if !ok {
+		return nil
+	}
+	list := fs["rates"]
+	if list == nil {
+		d.fail(node, "rates", "missing; want a list of rates")
+		return nil
+	}
+	if !d.want(list, yaml.SequenceNode, "rates", "a list of rates") {
+		return nil
+	}
+	var all []located
+	for i, item := range list.Content {
+		if r, ok := d.rate(item, fmt.Sprintf("rates[%d]", i)); ok {
+			all = append(all, r)
+		}
+	}
+	d.duplicates(all)
+	rates := make([]Rate, len(all))
+	for i, l := range all {
+		rates[i] = l.r
+	}
+	return rates
+}
+
+func firstNode(content []*yaml.Node) *yaml.Node {
+	if len(content) == 0 {
+		return nil
+	}
+	return content[0]
+}
+
+// rate decodes one list item; ok is false when any of its fields is wrong.
+func (d *decoder) rate(n *yaml.Node, path string) (located, bool) {
+	fs, ok := d.fields(n, path, rateKeys)
+	if !ok {
+		return located{}, false
+	}
+	get := func(key, what string) *yaml.Node {
+		v := fs[key]
+		if v == nil {
+			d.fail(n, join(path, key), "missing; want "+what)
+		}
+		return v
+	}
+	var l located
+	from, okFrom := d.currency(get("from", "the currency converted from, such as EUR"), join(path, "from"))
+	to, okTo := d.currency(get("to", "the currency converted to, such as USD"), join(path, "to"))
+	if okFrom && okTo && from == to {
+		d.fail(fs["to"], join(path, "to"), "same currency as from; a rate converts between two currencies")
+		okTo = false
+	}
+	rate, okRate := d.decimal(get("rate", `the units of to that one unit of from buys, such as "1.0834"`), join(path, "rate"))
+	l.at, l.atKey = get("effective_from", "the instant the rate takes effect, such as 2026-11-01T00:00:00Z"), join(path, "effective_from")
+	at, okAt := d.instant(l.at, l.atKey)
+	src, okSrc := d.text(get("source", `where the rate was read, such as "ECB reference rate"`), join(path, "source"))
+	l.r = Rate{From: from, To: to, Rate: rate, EffectiveFrom: at, Source: src}
+	return l, okFrom && okTo && okRate && okAt && okSrc
+}
+
+func (d *decoder) currency(n *yaml.Node, key string) (money.Currency, bool) {
+	s, ok := d.scalar(n, key, "an ISO 4217 code such as USD")
+	if !ok {
+		return "", false
+	}
+	c, err := money.ParseCurrency(s)
+	switch {
+	case errors.Is(err, money.ErrUnknownCurrency):
+		d.fail(n, key, money.ErrUnknownCurrency.Error())
+	case err != nil:
+		d.fail(n, key, money.ErrCurrencySyntax.Error())
+	}
+	return c, err == nil
+}
+
+func (d *decoder) decimal(n *yaml.Node, key string) (Decimal, bool) {
+	s, ok := d.scalar(n, key, "a rate such as \"1.0834\"")
+	if !ok {
+		return 0, false
+	}
+	v, err := ParseDecimal(s)
+	switch {
+	case errors.Is(err, ErrPrecision):
+		d.fail(n, key, "more than 12 decimal places; a rate is exact to 10⁻¹²")
+	case errors.Is(err, money.ErrRange):
+		d.fail(n, key, "too large; a rate is at most 9223372.036854775807")
+	case err != nil:
+		d.fail(n, key, `not a plain decimal (no exponent or separators); want a rate such as "1.0834"`)
+	case v <= 0:
+		d.fail(n, key, "not positive; want the units of to that one unit of from buys")
+	default:
+		return v, true
+	}
+	return 0, false
+}
+
+func (d *decoder) instant(n *yaml.Node, key string) (time.Time, bool) {
+	s, ok := d.scalar(n, key, "an RFC 3339 instant such as 2026-11-01T00:00:00Z")
+	if !ok {
+		return time.Time{}, false
+	}
+	// RFC 3339 requires the offset: a bare date or local time would take
+	// effect at a different instant on each host.
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		d.fail(n, key, "want an RFC 3339 instant with a UTC offset, such as 2026-11-01T00:00:00Z")
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+func (d *decoder) text(n *yaml.Node, key string) (string, bool) {
+	s, ok := d.scalar(n, key, `where the rate was read, such as "ECB reference rate"`)
+	if ok && strings.TrimSpace(s) == "" {
+		d.fail(n, key, `empty; want where the rate was read, such as "ECB reference rate"`)
+		return "", false
+	}
+	return s, ok
+}
+
+// duplicates reports a second rate of the same pair at the same instant,
+// whatever offset each instant is written with.
+func (d *decoder) duplicates(all []located) {
+	first := make(map[instantKey]*yaml.Node, len(all))
+	for _, l := range all {
+		k := instantKey{pair{l.r.From, l.r.To}, l.r.EffectiveFrom.Unix(), l.r.EffectiveFrom.Nanosecond()}
+		if prev, dup := first[k]; dup {
+			d.fail(l.at, l.atKey, fmt.Sprintf("%s to %s already has a rate effective at this instant, at line %d",
+				l.r.From, l.r.To, prev.Line))
+			continue
+		}
+		first[k] = l.at
+	}
+}
+
+func (d *decoder) fail(n *yaml.Node, key, reason string) {
+	d.errs.Add(cfgerr.At(d.file, n, key, reason))
+}
+
+// want reports whether n is of kind, and reports it when it is not.
+func (d *decoder) want(n *yaml.Node, kind yaml.Kind, key, what string) bool {
+	switch {
+	case n.Kind == kind:
+		return true
+	case n.Kind == yaml.AliasNode:
+		// Aliases are refused so that each rate is read where it is
+		// written, beside its source and instant.
+		d.fail(n, key, "YAML aliases are not supported; write the value out")
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		d.fail(n, key, "missing value; want "+what)
+	default:
+		d.fail(n, key, "want "+what)
+	}
+	return false
+}
+
+// fields returns the values of mapping n by key, after reporting unknown and
+// repeated keys. ok is false when n is not a mapping.
+func (d *decoder) fields(n *yaml.Node, path string, known []string) (fs map[string]*yaml.Node, ok bool) {
+	if !d.want(n, yaml.MappingNode, path, "a mapping with keys "+strings.Join(known, ", ")) {
+		return nil, false
+	}
+	fs = make(map[string]*yaml.Node, len(n.Content)/2)
+	lines := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.fail(k, path, "want a plain key")
+			continue
+		}
+		key := join(path, k.Value)
+		switch first, dup := lines[k.Value]; {
+		case !slices.Contains(known, k.Value):
+			d.errs.Add(&cfgerr.Error{File: d.file, Line: k.Line, Key: key,
+				Reason: "unknown key; want one of " + strings.Join(known, ", ")})
+		case dup:
+			d.errs.Add(&cfgerr.Error{File: d.file, Line: k.Line, Key: key,
+				Reason: fmt.Sprintf("repeated key; first at line %d", first)})
+		default:
+			fs[k.Value], lines[k.Value] = v, k.Line
+		}
+	}
+	return fs, true
+}
+
+// scalar returns the text of scalar n; a nil n (a missing field, already
+// reported) is not ok.
+func (d *decoder) scalar(n *yaml.Node, key, what string) (string, bool) {
+	if n == nil || !d.want(n, yaml.ScalarNode, key, what) {
+		return "", false
+	}
+	if n.Tag == "!!null" {
+		d.fail(n, key, "missing value; want "+what)
+		return "", false
+	}
+	return n.Value, true
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
