@@ -97,7 +97,7 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 func (x *exchange) price() {
 	cat := x.snap.Config.Catalog
 	if x.rec.ResponseModel != "" {
-		if e, ok := cat.Lookup(x.rec.Provider, x.rec.ResponseModel); ok {
+		if e, ok := cat.Lookup(x.rec.Provider, x.rec.ResponseModel, x.rec.Start); ok {
 			x.entry = e
 		}
 	}
@@ -106,7 +106,8 @@ func (x *exchange) price() {
 		return
 	}
 	x.rec.PricedModel = x.entry.Name
-	cost, err := x.entry.Cost(&x.rec.Usage)
+	// Each request is priced at the prices in force when it started.
+	cost, err := x.entry.Cost(&x.rec.Usage, pricing.CostOptions{})
 	if err != nil {
 		// Usage the entry has no price for (audio, images, units), or an
 		// overflow: keep the tokens, refuse to guess a price.

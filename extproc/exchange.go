@@ -151,7 +151,7 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	x.admitted = true
 	cfg := x.snap.Config
 	if x.req.Model != "" {
-		x.entry, _ = cfg.Catalog.Lookup(x.rec.Provider, x.req.Model)
+		x.entry, _ = cfg.Catalog.Lookup(x.rec.Provider, x.req.Model, x.rec.Start)
 	}
 	x.rec.Priced = x.entry != nil
 	if x.entry != nil {
@@ -192,7 +192,7 @@ func (x *exchange) estimate() ratelimit.Amounts {
 	u.Set(usage.Output, out)
 	a := ratelimit.Amounts{Tokens: u.Total(), Requests: 1}
 	if x.entry != nil {
-		if c, err := x.entry.Cost(&u); err == nil {
+		if c, err := x.entry.Cost(&u, pricing.CostOptions{}); err == nil {
 			a.Money = c
 		}
 	}

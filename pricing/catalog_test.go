@@ -13,6 +13,9 @@ import (
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
+// now is when the tests' requests start, unless a test says otherwise.
+var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
 func loadValid(t testing.TB) *Catalog {
 	t.Helper()
 	c, err := Load("testdata/valid.yaml")
@@ -35,7 +38,7 @@ func TestParseValid(t *testing.T) {
 	if c.Currency() != money.USD || c.Len() != 7 {
 		t.Fatalf("currency %q, len %d; want USD, 7", c.Currency(), c.Len())
 	}
-	e, ok := c.Lookup("openai", "gpt-4o-mini")
+	e, ok := c.Lookup("openai", "gpt-4o-mini", now)
 	if !ok {
 		t.Fatal("gpt-4o-mini not found")
 	}
@@ -71,7 +74,7 @@ func TestDefaultPrices(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
-			e, ok := c.Lookup(tt.provider, tt.model)
+			e, ok := c.Lookup(tt.provider, tt.model, now)
 			if !ok {
 				t.Fatal("not found")
 			}
@@ -116,7 +119,7 @@ func TestLookup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, ok := c.Lookup(tt.provider, tt.model)
+			e, ok := c.Lookup(tt.provider, tt.model, now)
 			if tt.wantLine == 0 {
 				if ok || e != nil {
 					t.Fatalf("Lookup(%q, %q) = %s line %d, want not found", tt.provider, tt.model, e.Name, e.Line)
@@ -138,7 +141,7 @@ func TestLookupLongName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := c.Lookup("A-Provider", strings.ToUpper(name)+"-20250101"); !ok {
+	if _, ok := c.Lookup("A-Provider", strings.ToUpper(name)+"-20250101", now); !ok {
 		t.Fatalf("long dated name (%d bytes) not found", len(name)+9)
 	}
 }
@@ -152,12 +155,12 @@ func TestConcurrentLookup(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 1000 {
-				e, ok := c.Lookup("OpenAI", "gpt-4o-mini-2024-07-18")
+				e, ok := c.Lookup("OpenAI", "gpt-4o-mini-2024-07-18", now)
 				if !ok {
 					t.Error("not found")
 					return
 				}
-				if got, err := e.Cost(&u); err != nil || got != money.MustParse("0.00015") {
+				if got, err := e.Cost(&u, CostOptions{}); err != nil || got != money.MustParse("0.00015") {
 					t.Errorf("cost = %s, %v", got, err)
 					return
 				}
@@ -187,7 +190,7 @@ func TestCost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, ok := c.Lookup(tt.provider, tt.model)
+			e, ok := c.Lookup(tt.provider, tt.model, now)
 			if !ok {
 				t.Fatal("not found")
 			}
@@ -195,7 +198,7 @@ func TestCost(t *testing.T) {
 			for cl, n := range tt.tokens {
 				u.Set(usage.Class(cl), n)
 			}
-			got, err := e.Cost(&u)
+			got, err := e.Cost(&u, CostOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +212,7 @@ func TestCost(t *testing.T) {
 // The acceptance case: a million single-token cache reads of a 0.075/M model
 // total exactly 0.075, with no drift from per-request rounding.
 func TestMillionCacheReads(t *testing.T) {
-	e, ok := loadValid(t).Lookup("openai", "gpt-4o-mini")
+	e, ok := loadValid(t).Lookup("openai", "gpt-4o-mini", now)
 	if !ok {
 		t.Fatal("not found")
 	}
@@ -217,7 +220,7 @@ func TestMillionCacheReads(t *testing.T) {
 	u.Set(usage.CacheRead, 1)
 	var total money.Amount
 	for range 1_000_000 {
-		c, err := e.Cost(&u)
+		c, err := e.Cost(&u, CostOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,18 +235,18 @@ func TestMillionCacheReads(t *testing.T) {
 }
 
 func TestCostErrors(t *testing.T) {
-	e, _ := loadValid(t).Lookup("openai", "gpt-4o-mini")
+	e, _ := loadValid(t).Lookup("openai", "gpt-4o-mini", now)
 	var neg usage.Usage
 	neg.Set(usage.Output, -1)
-	if _, err := e.Cost(&neg); !errors.Is(err, ErrNegativeCount) {
+	if _, err := e.Cost(&neg, CostOptions{}); !errors.Is(err, ErrNegativeCount) {
 		t.Errorf("negative count: err = %v, want ErrNegativeCount", err)
 	}
-	if _, err := e.Cost(nil); err == nil {
+	if _, err := e.Cost(nil, CostOptions{}); err == nil {
 		t.Error("nil usage: want an error")
 	}
 	var huge usage.Usage
 	huge.Set(usage.Output, 1<<62)
-	if _, err := e.Cost(&huge); !errors.Is(err, money.ErrRange) {
+	if _, err := e.Cost(&huge, CostOptions{}); !errors.Is(err, money.ErrRange) {
 		t.Errorf("overflow: err = %v, want money.ErrRange", err)
 	}
 }
@@ -256,23 +259,23 @@ func TestLoadOverride(t *testing.T) {
 	if c.Len() != 8 {
 		t.Errorf("len = %d, want 8 (7, one replaced, one added)", c.Len())
 	}
-	e, ok := c.Lookup("openai", "gpt-4o-mini")
+	e, ok := c.Lookup("openai", "gpt-4o-mini", now)
 	if !ok || e.File != "testdata/override.yaml" || e.Source != "contract OAI-2026-117" ||
 		e.Prices[usage.Input] != money.PerMillion(money.MustParse("0.12")) {
 		t.Fatalf("override not applied: %+v", e)
 	}
 	// The replaced entry takes its alias with it: the override did not list it.
-	if e, ok := c.Lookup("openai", "gpt-4o-mini-latest"); ok {
+	if e, ok := c.Lookup("openai", "gpt-4o-mini-latest", now); ok {
 		t.Errorf("alias of the replaced entry still matches %s:%d", e.File, e.Line)
 	}
 	// Another provider's entry of the same name is not replaced.
-	if e, ok := c.Lookup("azure", "gpt-4o-mini"); !ok || e.File != "testdata/valid.yaml" {
+	if e, ok := c.Lookup("azure", "gpt-4o-mini", now); !ok || e.File != "testdata/valid.yaml" {
 		t.Errorf("azure entry = %v, %v", e, ok)
 	}
-	if e, ok := c.Lookup("", "o4-mini"); !ok || e.Line != 12 {
+	if e, ok := c.Lookup("", "o4-mini", now); !ok || e.Line != 12 {
 		t.Errorf("added entry = %v, %v", e, ok)
 	}
-	if _, ok := c.Lookup("", "o3-mini"); !ok {
+	if _, ok := c.Lookup("", "o3-mini", now); !ok {
 		t.Error("untouched entry lost")
 	}
 }
@@ -329,21 +332,21 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, _ := c.Lookup("", "text-only")
-	audio, _ := c.Lookup("", "with-audio")
+	text, _ := c.Lookup("", "text-only", now)
+	audio, _ := c.Lookup("", "with-audio", now)
 	var u usage.Usage
 	u.Set(usage.Input, 100)
 	u.Set(usage.AudioInput, 1000)
-	if _, err := text.Cost(&u); !errors.Is(err, ErrNoPrice) {
+	if _, err := text.Cost(&u, CostOptions{}); !errors.Is(err, ErrNoPrice) {
 		t.Fatalf("audio tokens on a text-only entry: %v", err)
 	}
 	// 100×2.5 + 1000×40 = 40250 µ$.
-	if got, err := audio.Cost(&u); err != nil || got != money.MustParse("0.04025") {
+	if got, err := audio.Cost(&u, CostOptions{}); err != nil || got != money.MustParse("0.04025") {
 		t.Fatalf("cost %s, %v", got, err)
 	}
 	var units usage.Usage
 	units.SetUnit(usage.Characters, 1000)
-	if _, err := audio.Cost(&units); !errors.Is(err, ErrNoPrice) {
+	if _, err := audio.Cost(&units, CostOptions{}); !errors.Is(err, ErrNoPrice) {
 		t.Fatalf("characters without a unit price: %v", err)
 	}
 }

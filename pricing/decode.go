@@ -19,7 +19,8 @@ import (
 // The keys each mapping accepts; anything else is reported as unknown.
 var (
 	topKeys   = []string{"currency", "models"}
-	entryKeys = []string{"name", "provider", "aliases", "source", "as_of", "prices"}
+	entryKeys = []string{"name", "provider", "aliases", "match", "source", "as_of", "effective_from", "prices",
+		"units", "context_tiers", "service_tiers"}
 	priceKeys = func() []string {
 		keys := make([]string, usage.NumClasses)
 		for c := range usage.NumClasses {
@@ -200,7 +201,11 @@ func (d *decoder) currency(n *yaml.Node) money.Currency {
 		return ""
 	}
 	c, err := money.ParseCurrency(s)
-	if err != nil {
+	switch {
+	case errors.Is(err, money.ErrUnknownCurrency):
+		d.fail(n, "currency", "not an active ISO 4217 currency code")
+		return ""
+	case err != nil:
 		d.fail(n, "currency", "want a three-letter upper-case ISO 4217 code such as USD")
 		return ""
 	}

@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenmeter/tokenmeter/cfgerr"
+	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // Each fixture is named after the mistake it makes; want is the whole error.
@@ -39,6 +42,24 @@ func TestMalformedFixtures(t *testing.T) {
 			`missing_output_price.yaml:7: models[0].prices.output: missing; every model needs input and output prices`},
 		{"empty.yaml",
 			`empty.yaml: empty catalog; want a "models" list`},
+		{"overlapping_glob.yaml",
+			`overlapping_glob.yaml:12: models[1].match[0]: "gemini-*-preview*": can match the same names as "gemini-*-pro*" at line 7 (such as "gemini--pro-preview") and has the same literal prefix "gemini-", so neither is more specific; lengthen one literal prefix or make them disjoint`},
+		{"bad_glob.yaml",
+			`bad_glob.yaml:5: models[0].match[0]: "gpt-4o-[0-9]*": want a glob whose only wildcards are * and ?; [ ] { } and \ are not supported` + "\n" +
+				`bad_glob.yaml:6: models[0].match[1]: "gpt-4o-2024-08-06": no * or ?; an exact name belongs in name or aliases`},
+		{"tiers_not_ascending.yaml",
+			`tiers_not_ascending.yaml:10: models[0].context_tiers[1].above_input_tokens: "128000": not above the previous tier's 200000; list tiers in ascending order`},
+		{"bad_multiplier.yaml",
+			`bad_multiplier.yaml:8: models[0].service_tiers.batch.multiplier: "0": want a factor above zero such as 0.5` + "\n" +
+				`bad_multiplier.yaml:9: models[0].service_tiers.flex.multiplier: "-0.5": want a factor above zero such as 0.5`},
+		{"unknown_service_tier.yaml",
+			`unknown_service_tier.yaml:9: models[0].service_tiers.scale: unknown key; want one of batch, flex, priority`},
+		{"duplicate_effective_from.yaml",
+			`duplicate_effective_from.yaml:12: models[1].effective_from: "2026-01-01T01:00:00+01:00": gpt-4o already has a version effective from this instant at line 6; give each version its own effective_from`},
+		{"bad_effective_from.yaml",
+			`bad_effective_from.yaml:6: models[0].effective_from: "2026-01-01": want an RFC 3339 instant with a time zone, such as 2026-01-01T00:00:00Z`},
+		{"unknown_unit.yaml",
+			`unknown_unit.yaml:8: models[0].units.minute: unknown key; want one of request, audio_second, characters_1k, image`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
@@ -74,7 +95,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty models", "models: []\n", "c.yaml:1: models: empty; want at least one model"},
 		{"models not a list", "models: gpt-4o\n", `c.yaml:1: models: "gpt-4o": want a list of models`},
 		{"entry not a mapping", "models:\n  - gpt-4o\n",
-			`c.yaml:2: models[0]: "gpt-4o": want a mapping with keys name, provider, aliases, source, as_of, prices`},
+			`c.yaml:2: models[0]: "gpt-4o": want a mapping with keys name, provider, aliases, match, source, as_of, effective_from, prices, units, context_tiers, service_tiers`},
 		{"unknown top-level key", "currency: USD\nmodel:\n" + entry,
 			"c.yaml:1: models: missing; want a list of models\nc.yaml:2: model: unknown key; want one of currency, models"},
 		{"second document", "models:\n" + entry + "---\nmodels: []\n",
@@ -138,16 +159,54 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		// A catalog that loads prices every entry it holds, never below zero.
 		for _, e := range c.entries {
-			for _, p := range e.Prices {
-				if p < 0 {
-					t.Fatalf("%s has a negative price", e.Name)
-				}
-			}
-			if got, ok := c.Lookup(e.Provider, e.Name); !ok || got.Name != e.Name {
-				t.Fatalf("Lookup(%q, %q) misses its own entry", e.Provider, e.Name)
-			}
+			checkLoadedEntry(t, c, e)
 		}
 	})
+}
+
+// checkLoadedEntry holds for every entry of a catalog that loads: it is
+// found at its own effective instant, any name its globs match is priced,
+// and it prices plain text usage at every tier, never below zero.
+func checkLoadedEntry(t *testing.T, c *Catalog, e *Entry) {
+	got, ok := c.Lookup(e.Provider, e.Name, e.EffectiveFrom)
+	if !ok || !strings.EqualFold(got.Name, e.Name) || got.Provider != e.Provider ||
+		(!e.EffectiveFrom.IsZero() && got != e) {
+		t.Fatalf("Lookup(%q, %q, %s) = %v, %v: misses its own entry", e.Provider, e.Name, e.EffectiveFrom, got, ok)
+	}
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // after any RFC 3339 instant
+	for _, g := range e.Match {
+		name := strings.NewReplacer("*", "", "?", "x").Replace(g)
+		if _, ok := c.Lookup(e.Provider, name, far); !ok {
+			t.Fatalf("%q, which glob %q matches, is not priced", name, g)
+		}
+	}
+	var u usage.Usage
+	u.Set(usage.Input, 1000)
+	u.Set(usage.Output, 1000)
+	base, err := e.Cost(&u, CostOptions{})
+	if err != nil && !errors.Is(err, money.ErrRange) || base < 0 {
+		t.Fatalf("%s: base cost %s, %v", e.Name, base, err)
+	}
+	for _, st := range e.ServiceTiers {
+		if a, err := e.Cost(&u, CostOptions{ServiceTier: st.Name}); err != nil && !errors.Is(err, money.ErrRange) || a < 0 {
+			t.Fatalf("%s: %s cost %s, %v", e.Name, st.Name, a, err)
+		}
+	}
+	a, err := e.Cost(&u, CostOptions{ServiceTier: "no-such-tier"})
+	switch {
+	case errors.Is(err, ErrUnknownServiceTier):
+		if a != base {
+			t.Fatalf("%s: unknown tier priced %s, base %s", e.Name, a, base)
+		}
+	case !errors.Is(err, money.ErrRange):
+		t.Fatalf("%s: unknown tier: %s, %v", e.Name, a, err)
+	}
+}
+
+func TestUnknownISOCurrency(t *testing.T) {
+	_, err := Parse("c.yaml", []byte("currency: XYZ\nmodels:\n  - {name: m, source: s, as_of: 2025-06-01, prices: {input: 1, output: 1}}\n"))
+	if err == nil || err.Error() != `c.yaml:1: currency: "XYZ": not an active ISO 4217 currency code` {
+		t.Fatalf("got %v", err)
+	}
 }

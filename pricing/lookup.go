@@ -1,29 +1,52 @@
 package pricing
 
+import "time"
+
 // keyBufSize covers provider + model names seen in practice (Bedrock ARNs
 // included), so building a key stays on the stack; longer keys still work
 // and allocate.
 const keyBufSize = 192
 
-// Lookup finds the entry pricing model when sent through provider. Both are
-// matched case-insensitively; provider may be empty. The order is: the name
-// or alias under provider, then under no provider, then the same two for a
-// dated snapshot (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022) with its
-// date removed. A miss returns (nil, false) and the request is unpriced:
-// there is no fallback price.
+// Lookup finds the entry pricing model when sent through provider, for a
+// request that started at at. Both names are matched case-insensitively;
+// provider may be empty. The order is:
+//
+//  1. the name or alias under provider, then under no provider;
+//  2. the same two for a dated snapshot (gpt-4o-2024-08-06,
+//     claude-3-5-sonnet-20241022) with its date removed;
+//  3. the globs under provider, then under no provider, the longest literal
+//     prefix first (see glob.go for why that never ties).
+//
+// Each step sees only the entries in force at at, which is when the request
+// started. A name, alias or glob names a model (a provider qualification and
+// name); of the model's versions, the entry with the latest effective_from
+// not after at is in force, and an entry without effective_from is in force
+// from the beginning of time. A model whose every version starts after at
+// is absent, and the next step is tried. A miss returns (nil, false) and
+// the request is unpriced: there is no fallback price.
 //
 // It does not allocate unless provider and model together pass 191 bytes.
-func (c *Catalog) Lookup(provider, model string) (*Entry, bool) {
+func (c *Catalog) Lookup(provider, model string, at time.Time) (*Entry, bool) {
 	var buf [keyBufSize]byte
 	key := appendLower(buf[:0], provider)
 	key = append(key, 0)
 	key = appendLower(key, model)
 	p := len(provider)
-	if e := c.find(key, p); e != nil {
+	if e := c.find(key, p, at); e != nil {
 		return e, true
 	}
 	if n := dateSuffixLen(model); n > 0 {
-		if e := c.find(key[:len(key)-n], p); e != nil {
+		if e := c.find(key[:len(key)-n], p, at); e != nil {
+			return e, true
+		}
+	}
+	if len(c.globs) > 0 {
+		if p > 0 {
+			if e := c.matchGlob(key, p, at); e != nil {
+				return e, true
+			}
+		}
+		if e := c.matchGlob(key[p:], 0, at); e != nil {
 			return e, true
 		}
 	}
@@ -32,14 +55,32 @@ func (c *Catalog) Lookup(provider, model string) (*Entry, bool) {
 
 // find tries key, which is provider "\x00" model with the provider p bytes
 // long, and then its unqualified suffix "\x00" model.
-func (c *Catalog) find(key []byte, p int) *Entry {
+func (c *Catalog) find(key []byte, p int, at time.Time) *Entry {
 	if p > 0 {
-		if e, ok := c.index[string(key)]; ok {
+		if e := c.index[string(key)].at(at); e != nil {
 			return e
 		}
 	}
-	if e, ok := c.index[string(key[p:])]; ok {
-		return e
+	return c.index[string(key[p:])].at(at)
+}
+
+// matchGlob finds the glob of key's qualification (its first p bytes) with
+// the longest literal prefix that matches key's model and has a version in
+// force at at. The literal prefix is looked up by length, longest first, so
+// a catalog of many globs costs a few map probes, not a scan of them all.
+func (c *Catalog) matchGlob(key []byte, p int, at time.Time) *Entry {
+	name := key[p+1:]
+	for _, n := range c.globLens {
+		if n > len(name) {
+			continue
+		}
+		for _, g := range c.globs[string(key[:p+1+n])] {
+			if wildMatch(g.pattern[n:], name[n:]) {
+				if e := g.versions.at(at); e != nil {
+					return e
+				}
+			}
+		}
 	}
 	return nil
 }
