@@ -217,11 +217,11 @@ func (d *imagesJSON) Finish(complete bool) Result {
 	t, hasUsage := readImagesUsage(usageRaw)
 	switch {
 	case isArray(data) || hasUsage:
-		if isArray(data) {
-			res.Usage.SetUnit(usage.Images, countElements(data))
-		}
 		if hasUsage {
 			res.Err = normaliseImages(&t, &res.Usage)
+		}
+		if isArray(data) {
+			setImageCount(&res.Usage, countElements(data))
 		}
 		setImageSpec(&res.Usage, size, quality)
 	case mediaErrorCode(errRaw) != "":
@@ -288,13 +288,26 @@ func (d *imagesSSE) Finish(complete bool) Result {
 		return Result{Err: d.missing(cut)}
 	}
 	var res Result
-	res.Usage.SetUnit(usage.Images, d.images)
-	res.Usage.ImageSize, res.Usage.ImageQuality = d.size, d.quality
 	if d.hasUsage {
 		res.Err = normaliseImages(&d.usage, &res.Usage)
 	}
+	setImageCount(&res.Usage, d.images)
+	res.Usage.ImageSize, res.Usage.ImageQuality = d.size, d.quality
 	if res.Err == nil && cut {
 		res.Err = fmt.Errorf("%s: stream cut after %d images: %w", openAIImagesName, d.images, ReasonTruncated)
 	}
 	return res
+}
+
+// setImageCount records how many images came back. Models billed per image
+// (DALL·E) report no tokens, and the count is their billable unit. Models
+// billed by tokens (gpt-image-1) report both; there the count is only
+// information, kept in Raw, so that pricing does not look for a per-image
+// price the provider never charges.
+func setImageCount(u *usage.Usage, n int64) {
+	if u.Reported() {
+		u.Raw = append(u.Raw, usage.Field{Name: "images", Value: n})
+		return
+	}
+	u.SetUnit(usage.Images, n)
 }

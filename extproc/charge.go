@@ -27,7 +27,10 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	reason := dialect.ReasonOf(res.Err)
 	// What the request alone says is billed (speech characters, image size
 	// and quality) joins what a successful response reported.
-	if ok2xx && x.req.InputCharacters > 0 && !u.Units[usage.Characters].Reported {
+	// Characters are the billable unit only of models that report no tokens
+	// (tts-1); a token-billed speech model (gpt-4o-mini-tts) is priced by
+	// its tokens.
+	if ok2xx && x.req.InputCharacters > 0 && !u.Reported() {
 		u.SetUnit(usage.Characters, x.req.InputCharacters)
 	}
 	if u.Units[usage.Images].N > 0 && u.ImageSize == "" {
