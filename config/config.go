@@ -20,6 +20,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/pricing"
+	"github.com/tokenmeter/tokenmeter/pricing/litellm"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 
@@ -207,12 +208,35 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := w.errs.Err(); err != nil {
 		return nil, err
 	}
-	cat, err := pricing.Load(c.CatalogFiles...)
+	cat, err := loadCatalog(c.CatalogFiles)
 	if err != nil {
 		return nil, fmt.Errorf("load catalog: %w", err)
 	}
 	c.Catalog = cat
 	return c, nil
+}
+
+// loadCatalog reads the catalogs in order. A file ending in .json is
+// LiteLLM's model_prices_and_context_window.json, converted on the way in
+// (its as_of is the file's modification date); everything else is YAML.
+func loadCatalog(paths []string) (*pricing.Catalog, error) {
+	srcs := make([]pricing.Source, 0, len(paths))
+	for _, p := range paths {
+		if strings.HasSuffix(strings.ToLower(p), ".json") {
+			data, _, err := litellm.Load(p, time.Time{})
+			if err != nil {
+				return nil, err
+			}
+			srcs = append(srcs, pricing.Source{Name: p + " (converted from LiteLLM)", Data: data})
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read catalog: %w", err)
+		}
+		srcs = append(srcs, pricing.Source{Name: p, Data: data})
+	}
+	return pricing.LoadSources(srcs...)
 }
 
 // resolve makes a path in the config file relative to the file itself, so a

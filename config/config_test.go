@@ -4,11 +4,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 func TestLoadValid(t *testing.T) {
@@ -89,5 +92,30 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("error:\n got %s\nwant %s", err, want)
 			}
 		})
+	}
+}
+
+// A LiteLLM price file is a catalog source as it is: converted on load, and
+// overridden by later YAML files like any other catalog.
+func TestLiteLLMCatalogSource(t *testing.T) {
+	c, err := Load("testdata/litellm_catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := c.Catalog.Lookup("openai", "gpt-4o", time.Now())
+	if !ok || e.Source != "litellm model_prices_and_context_window.json" {
+		t.Fatalf("gpt-4o from LiteLLM: %+v %v", e, ok)
+	}
+	var u usage.Usage
+	u.Set(usage.Input, 1000)
+	u.Set(usage.CacheRead, 1000)
+	u.Set(usage.Output, 100)
+	// 1000×2.5 + 1000×1.25 + 100×10 = 4750 µ$.
+	if got, err := e.Cost(&u, pricing.CostOptions{}); err != nil || got != money.MustParse("0.00475") {
+		t.Fatalf("cost %s, %v", got, err)
+	}
+	// prices.yaml, later in the list, overrides LiteLLM's gpt-4o-mini.
+	if e, ok := c.Catalog.Lookup("openai", "gpt-4o-mini", time.Now()); !ok || e.File != filepath.Join("testdata", "prices.yaml") {
+		t.Fatalf("override: %+v", e)
 	}
 }

@@ -69,17 +69,34 @@ func Parse(file string, data []byte) (*Catalog, error) {
 // and name, aliases and globs and all; other entries add to the catalog.
 // Every file must be in the same currency.
 func Load(paths ...string) (*Catalog, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("pricing: no catalog files given")
-	}
-	var errs cfgerr.List
-	files := make([]*catalogFile, 0, len(paths))
+	srcs := make([]Source, 0, len(paths))
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("pricing: %w", err)
 		}
-		files = append(files, decodeFile(p, data, &errs))
+		srcs = append(srcs, Source{Name: p, Data: data})
+	}
+	return LoadSources(srcs...)
+}
+
+// Source is one catalog's YAML and the name errors give it (a path, or a
+// path and what it was converted from).
+type Source struct {
+	Name string
+	Data []byte
+}
+
+// LoadSources is Load over catalogs already in memory, such as ones
+// converted from another format.
+func LoadSources(srcs ...Source) (*Catalog, error) {
+	if len(srcs) == 0 {
+		return nil, errors.New("pricing: no catalog files given")
+	}
+	var errs cfgerr.List
+	files := make([]*catalogFile, 0, len(srcs))
+	for _, s := range srcs {
+		files = append(files, decodeFile(s.Name, s.Data, &errs))
 	}
 	c := compile(files, &errs)
 	if err := errs.Err(); err != nil {

@@ -61,6 +61,7 @@ const usage = `usage: tokenmeter <command> [flags]
 commands:
   serve   --config FILE   run the ext_proc server
   check   --config FILE   validate the config and its price catalogs
+  prices  import --from litellm FILE   convert a LiteLLM price file to a catalog
   version                 print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
+	case "prices":
+		return prices(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tokenmeter", version)
 		return nil

@@ -1,0 +1,59 @@
+package litellm
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/tokenmeter/tokenmeter/money"
+)
+
+// FuzzConvert: no input makes Convert panic, and whatever it writes is YAML
+// whose every model has the keys the schema requires.
+func FuzzConvert(f *testing.F) {
+	if excerpt, err := os.ReadFile("testdata/model_prices_excerpt.json"); err == nil {
+		f.Add(excerpt)
+	}
+	for _, s := range []string{
+		`{}`, `[]`, `null`, `{"a": 1}`, `{"a": {"input_cost_per_token": 1e999999999, "output_cost_per_token": 1}}`,
+		`{"hd/1-x-1/m": {"mode": "image_generation", "input_cost_per_pixel": 1e-3}}`,
+		`{"m": {"input_cost_per_token": "1e-6", "output_cost_per_token": 0, "input_cost_per_token_above_1k_tokens": 2e-6}}`,
+		`{"a/b": {"litellm_provider": "a", "mode": "audio_speech", "input_cost_per_character": 1e-6}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, rep, err := Convert(bytes.NewReader(in), Options{AsOf: asOf})
+		_ = rep.String()
+		if rep.Read != rep.Models+rep.Merged+rep.Skipped {
+			t.Fatalf("read %d != %d + %d + %d", rep.Read, rep.Models, rep.Merged, rep.Skipped)
+		}
+		if err != nil {
+			return
+		}
+		c := decodeV2(t, out)
+		for _, m := range c.Models {
+			if m.Name == "" || m.Source == "" || m.AsOf == "" || m.Prices["input"] == "" || m.Prices["output"] == "" {
+				t.Fatalf("model lacks a required key: %+v", m)
+			}
+			prices := []map[string]string{m.Prices}
+			for _, tier := range m.ContextTiers {
+				prices = append(prices, tier.Prices)
+			}
+			for _, tier := range m.ServiceTiers {
+				prices = append(prices, tier.Prices)
+			}
+			if m.Units != nil {
+				prices = append(prices, m.Units.Image, map[string]string{"request": m.Units.Request,
+					"audio_second": m.Units.AudioSecond, "characters_1k": m.Units.Characters1k})
+			}
+			for _, p := range prices {
+				for k, v := range p {
+					if _, err := money.Parse(v); v != "" && err != nil {
+						t.Fatalf("%s: %s = %q is not a catalog decimal: %v", m.Name, k, v, err)
+					}
+				}
+			}
+		}
+	})
+}
