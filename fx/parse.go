@@ -3,7 +3,7 @@ package fx
 import (
 	"errors"
 	"fmt"
-	"slices"
+	"github.com/tokenmeter/tokenmeter/yamlcheck"
 	"strings"
 	"time"
 
@@ -37,9 +37,10 @@ var (
 // rates of the same pair effective at the same instant. Rates that pass are
 // accepted by NewTable.
 func ParseRates(file string, node *yaml.Node) ([]Rate, error) {
-	d := &decoder{file: file}
+	d := &decoder{}
+	d.Checker = yamlcheck.Checker{File: file, Errs: &d.list}
 	rates := d.top(node)
-	if err := d.errs.Err(); err != nil {
+	if err := d.list.Err(); err != nil {
 		return nil, err
 	}
 	return rates, nil
@@ -48,8 +49,8 @@ func ParseRates(file string, node *yaml.Node) ([]Rate, error) {
 // decoder walks the node tree and keeps going after a problem, so that one
 // `tokenmeter check` shows them all.
 type decoder struct {
-	file string
-	errs cfgerr.List
+	yamlcheck.Checker
+	list cfgerr.List
 }
 
 // located is a decoded rate with the node and key of its effective_from, for
@@ -66,19 +67,19 @@ func (d *decoder) top(node *yaml.Node) []Rate {
 	}
 	// yaml.Unmarshal of an empty file leaves a zero Node.
 	if node == nil || node.Kind == 0 || (node.Kind == yaml.ScalarNode && node.Tag == "!!null") {
-		d.errs.Add(&cfgerr.Error{File: d.file, Reason: `empty; want a mapping with a "rates" list`})
+		d.Errs.Add(&cfgerr.Error{File: d.File, Reason: `empty; want a mapping with a "rates" list`})
 		return nil
 	}
-	fs, ok := d.fields(node, "", topKeys)
+	fs, ok := d.Fields(node, "", topKeys)
 	if !ok {
 		return nil
 	}
 	list := fs["rates"]
 	if list == nil {
-		d.fail(node, "rates", "missing; want a list of rates")
+		d.Fail(node, "rates", "missing; want a list of rates")
 		return nil
 	}
-	if !d.want(list, yaml.SequenceNode, "rates", "a list of rates") {
+	if !d.Want(list, yaml.SequenceNode, "rates", "a list of rates") {
 		return nil
 	}
 	var all []located
@@ -104,62 +105,62 @@ func firstNode(content []*yaml.Node) *yaml.Node {
 
 // rate decodes one list item; ok is false when any of its fields is wrong.
 func (d *decoder) rate(n *yaml.Node, path string) (located, bool) {
-	fs, ok := d.fields(n, path, rateKeys)
+	fs, ok := d.Fields(n, path, rateKeys)
 	if !ok {
 		return located{}, false
 	}
 	get := func(key, what string) *yaml.Node {
 		v := fs[key]
 		if v == nil {
-			d.fail(n, join(path, key), "missing; want "+what)
+			d.Fail(n, yamlcheck.Join(path, key), "missing; want "+what)
 		}
 		return v
 	}
 	var l located
-	from, okFrom := d.currency(get("from", "the currency converted from, such as EUR"), join(path, "from"))
-	to, okTo := d.currency(get("to", "the currency converted to, such as USD"), join(path, "to"))
+	from, okFrom := d.currency(get("from", "the currency converted from, such as EUR"), yamlcheck.Join(path, "from"))
+	to, okTo := d.currency(get("to", "the currency converted to, such as USD"), yamlcheck.Join(path, "to"))
 	if okFrom && okTo && from == to {
-		d.fail(fs["to"], join(path, "to"), "same currency as from; a rate converts between two currencies")
+		d.Fail(fs["to"], yamlcheck.Join(path, "to"), "same currency as from; a rate converts between two currencies")
 		okTo = false
 	}
-	rate, okRate := d.decimal(get("rate", `the units of to that one unit of from buys, such as "1.0834"`), join(path, "rate"))
-	l.at, l.atKey = get("effective_from", "the instant the rate takes effect, such as 2026-11-01T00:00:00Z"), join(path, "effective_from")
+	rate, okRate := d.decimal(get("rate", `the units of to that one unit of from buys, such as "1.0834"`), yamlcheck.Join(path, "rate"))
+	l.at, l.atKey = get("effective_from", "the instant the rate takes effect, such as 2026-11-01T00:00:00Z"), yamlcheck.Join(path, "effective_from")
 	at, okAt := d.instant(l.at, l.atKey)
-	src, okSrc := d.text(get("source", `where the rate was read, such as "ECB reference rate"`), join(path, "source"))
+	src, okSrc := d.text(get("source", `where the rate was read, such as "ECB reference rate"`), yamlcheck.Join(path, "source"))
 	l.r = Rate{From: from, To: to, Rate: rate, EffectiveFrom: at, Source: src}
 	return l, okFrom && okTo && okRate && okAt && okSrc
 }
 
 func (d *decoder) currency(n *yaml.Node, key string) (money.Currency, bool) {
-	s, ok := d.scalar(n, key, "an ISO 4217 code such as USD")
+	s, ok := d.Scalar(n, key, "an ISO 4217 code such as USD")
 	if !ok {
 		return "", false
 	}
 	c, err := money.ParseCurrency(s)
 	switch {
 	case errors.Is(err, money.ErrUnknownCurrency):
-		d.fail(n, key, money.ErrUnknownCurrency.Error())
+		d.Fail(n, key, money.ErrUnknownCurrency.Error())
 	case err != nil:
-		d.fail(n, key, money.ErrCurrencySyntax.Error())
+		d.Fail(n, key, money.ErrCurrencySyntax.Error())
 	}
 	return c, err == nil
 }
 
 func (d *decoder) decimal(n *yaml.Node, key string) (Decimal, bool) {
-	s, ok := d.scalar(n, key, "a rate such as \"1.0834\"")
+	s, ok := d.Scalar(n, key, "a rate such as \"1.0834\"")
 	if !ok {
 		return 0, false
 	}
 	v, err := ParseDecimal(s)
 	switch {
 	case errors.Is(err, ErrPrecision):
-		d.fail(n, key, "more than 12 decimal places; a rate is exact to 10⁻¹²")
+		d.Fail(n, key, "more than 12 decimal places; a rate is exact to 10⁻¹²")
 	case errors.Is(err, money.ErrRange):
-		d.fail(n, key, "too large; a rate is at most 9223372.036854775807")
+		d.Fail(n, key, "too large; a rate is at most 9223372.036854775807")
 	case err != nil:
-		d.fail(n, key, `not a plain decimal (no exponent or separators); want a rate such as "1.0834"`)
+		d.Fail(n, key, `not a plain decimal (no exponent or separators); want a rate such as "1.0834"`)
 	case v <= 0:
-		d.fail(n, key, "not positive; want the units of to that one unit of from buys")
+		d.Fail(n, key, "not positive; want the units of to that one unit of from buys")
 	default:
 		return v, true
 	}
@@ -167,7 +168,7 @@ func (d *decoder) decimal(n *yaml.Node, key string) (Decimal, bool) {
 }
 
 func (d *decoder) instant(n *yaml.Node, key string) (time.Time, bool) {
-	s, ok := d.scalar(n, key, "an RFC 3339 instant such as 2026-11-01T00:00:00Z")
+	s, ok := d.Scalar(n, key, "an RFC 3339 instant such as 2026-11-01T00:00:00Z")
 	if !ok {
 		return time.Time{}, false
 	}
@@ -175,16 +176,16 @@ func (d *decoder) instant(n *yaml.Node, key string) (time.Time, bool) {
 	// effect at a different instant on each host.
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		d.fail(n, key, "want an RFC 3339 instant with a UTC offset, such as 2026-11-01T00:00:00Z")
+		d.Fail(n, key, "want an RFC 3339 instant with a UTC offset, such as 2026-11-01T00:00:00Z")
 		return time.Time{}, false
 	}
 	return t, true
 }
 
 func (d *decoder) text(n *yaml.Node, key string) (string, bool) {
-	s, ok := d.scalar(n, key, `where the rate was read, such as "ECB reference rate"`)
+	s, ok := d.Scalar(n, key, `where the rate was read, such as "ECB reference rate"`)
 	if ok && strings.TrimSpace(s) == "" {
-		d.fail(n, key, `empty; want where the rate was read, such as "ECB reference rate"`)
+		d.Fail(n, key, `empty; want where the rate was read, such as "ECB reference rate"`)
 		return "", false
 	}
 	return s, ok
@@ -197,80 +198,10 @@ func (d *decoder) duplicates(all []located) {
 	for _, l := range all {
 		k := instantKey{pair{l.r.From, l.r.To}, l.r.EffectiveFrom.Unix(), l.r.EffectiveFrom.Nanosecond()}
 		if prev, dup := first[k]; dup {
-			d.fail(l.at, l.atKey, fmt.Sprintf("%s to %s already has a rate effective at this instant, at line %d",
+			d.Fail(l.at, l.atKey, fmt.Sprintf("%s to %s already has a rate effective at this instant, at line %d",
 				l.r.From, l.r.To, prev.Line))
 			continue
 		}
 		first[k] = l.at
 	}
-}
-
-func (d *decoder) fail(n *yaml.Node, key, reason string) {
-	d.errs.Add(cfgerr.At(d.file, n, key, reason))
-}
-
-// want reports whether n is of kind, and reports it when it is not.
-func (d *decoder) want(n *yaml.Node, kind yaml.Kind, key, what string) bool {
-	switch {
-	case n.Kind == kind:
-		return true
-	case n.Kind == yaml.AliasNode:
-		// Aliases are refused so that each rate is read where it is
-		// written, beside its source and instant.
-		d.fail(n, key, "YAML aliases are not supported; write the value out")
-	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
-		d.fail(n, key, "missing value; want "+what)
-	default:
-		d.fail(n, key, "want "+what)
-	}
-	return false
-}
-
-// fields returns the values of mapping n by key, after reporting unknown and
-// repeated keys. ok is false when n is not a mapping.
-func (d *decoder) fields(n *yaml.Node, path string, known []string) (fs map[string]*yaml.Node, ok bool) {
-	if !d.want(n, yaml.MappingNode, path, "a mapping with keys "+strings.Join(known, ", ")) {
-		return nil, false
-	}
-	fs = make(map[string]*yaml.Node, len(n.Content)/2)
-	lines := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			d.fail(k, path, "want a plain key")
-			continue
-		}
-		key := join(path, k.Value)
-		switch first, dup := lines[k.Value]; {
-		case !slices.Contains(known, k.Value):
-			d.errs.Add(&cfgerr.Error{File: d.file, Line: k.Line, Key: key,
-				Reason: "unknown key; want one of " + strings.Join(known, ", ")})
-		case dup:
-			d.errs.Add(&cfgerr.Error{File: d.file, Line: k.Line, Key: key,
-				Reason: fmt.Sprintf("repeated key; first at line %d", first)})
-		default:
-			fs[k.Value], lines[k.Value] = v, k.Line
-		}
-	}
-	return fs, true
-}
-
-// scalar returns the text of scalar n; a nil n (a missing field, already
-// reported) is not ok.
-func (d *decoder) scalar(n *yaml.Node, key, what string) (string, bool) {
-	if n == nil || !d.want(n, yaml.ScalarNode, key, what) {
-		return "", false
-	}
-	if n.Tag == "!!null" {
-		d.fail(n, key, "missing value; want "+what)
-		return "", false
-	}
-	return n.Value, true
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }

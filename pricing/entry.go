@@ -2,6 +2,7 @@ package pricing
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/yamlcheck"
 	"strings"
 	"time"
 
@@ -126,11 +127,11 @@ type entryKey struct {
 // or provider; an entry with other problems is still returned, so that its
 // names take part in the duplicate check, and the load fails anyway.
 func (d *decoder) entry(n *yaml.Node, path string) *Entry {
-	fs, ok := d.fields(n, path, entryKeys)
+	fs, ok := d.Fields(n, path, entryKeys)
 	if !ok {
 		return nil
 	}
-	e := &Entry{File: d.file, Line: n.Line}
+	e := &Entry{File: d.File, Line: n.Line}
 	if v := d.required(fs, n, path, "source", "the URL or document the prices were read from"); v != nil {
 		e.Source = d.text(v, path+".source", "the URL or document the prices were read from")
 	}
@@ -180,7 +181,7 @@ func (d *decoder) names(fs map[string]*yaml.Node, n *yaml.Node, path string, e *
 	}
 	prefix := e.Provider + "\x00"
 	e.keys = append(e.keys, entryKey{key: prefix + lowerASCII(e.Name), value: e.Name, path: path + ".name", line: nameNode.Line})
-	if v := fs["aliases"]; v != nil && d.want(v, yaml.SequenceNode, path+".aliases", "a list of model names") {
+	if v := fs["aliases"]; v != nil && d.Want(v, yaml.SequenceNode, path+".aliases", "a list of model names") {
 		for i, a := range v.Content {
 			ap := fmt.Sprintf("%s.aliases[%d]", path, i)
 			if alias := d.name(a, ap, "a model name"); alias != "" {
@@ -189,7 +190,7 @@ func (d *decoder) names(fs map[string]*yaml.Node, n *yaml.Node, path string, e *
 			}
 		}
 	}
-	if v := fs["match"]; v != nil && d.want(v, yaml.SequenceNode, path+".match", "a list of globs such as gpt-4o-*") {
+	if v := fs["match"]; v != nil && d.Want(v, yaml.SequenceNode, path+".match", "a list of globs such as gpt-4o-*") {
 		for i, g := range v.Content {
 			gp := fmt.Sprintf("%s.match[%d]", path, i)
 			if glob := d.glob(g, gp); glob != "" {
@@ -205,16 +206,16 @@ func (d *decoder) names(fs map[string]*yaml.Node, n *yaml.Node, path string, e *
 func (d *decoder) required(fs map[string]*yaml.Node, n *yaml.Node, path, key, what string) *yaml.Node {
 	v := fs[key]
 	if v == nil {
-		d.fail(n, join(path, key), "missing; want "+what)
+		d.Fail(n, yamlcheck.Join(path, key), "missing; want "+what)
 	}
 	return v
 }
 
 // text returns a non-blank scalar, or "" after reporting it.
 func (d *decoder) text(n *yaml.Node, key, what string) string {
-	s, ok := d.scalar(n, key, what)
+	s, ok := d.Scalar(n, key, what)
 	if ok && strings.TrimSpace(s) == "" {
-		d.fail(n, key, "empty; want "+what)
+		d.Fail(n, key, "empty; want "+what)
 		return ""
 	}
 	return s
@@ -227,7 +228,7 @@ func (d *decoder) name(n *yaml.Node, key, what string) string {
 	s := d.text(n, key, what)
 	for i := 0; i < len(s); i++ {
 		if s[i] <= ' ' || s[i] == 0x7f {
-			d.fail(n, key, "want "+what+" without spaces or control characters")
+			d.Fail(n, key, "want "+what+" without spaces or control characters")
 			return ""
 		}
 	}
@@ -235,13 +236,13 @@ func (d *decoder) name(n *yaml.Node, key, what string) string {
 }
 
 func (d *decoder) date(n *yaml.Node, key string) time.Time {
-	s, ok := d.scalar(n, key, "a date as YYYY-MM-DD")
+	s, ok := d.Scalar(n, key, "a date as YYYY-MM-DD")
 	if !ok {
 		return time.Time{}
 	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
-		d.fail(n, key, "want a date as YYYY-MM-DD")
+		d.Fail(n, key, "want a date as YYYY-MM-DD")
 	}
 	return t
 }
@@ -251,13 +252,13 @@ func (d *decoder) date(n *yaml.Node, key string) time.Time {
 // requests away from one at midnight UTC, and the file must say which.
 func (d *decoder) instant(n *yaml.Node, key string) (time.Time, bool) {
 	const what = "an RFC 3339 instant with a time zone, such as 2026-01-01T00:00:00Z"
-	s, ok := d.scalar(n, key, what)
+	s, ok := d.Scalar(n, key, what)
 	if !ok {
 		return time.Time{}, false
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		d.fail(n, key, "want "+what)
+		d.Fail(n, key, "want "+what)
 		return time.Time{}, false
 	}
 	return t.UTC(), true

@@ -32,11 +32,11 @@ func (d *decoder) glob(n *yaml.Node, key string) string {
 		return ""
 	}
 	if strings.ContainsAny(s, `[]{}\`) {
-		d.fail(n, key, `want a glob whose only wildcards are * and ?; [ ] { } and \ are not supported`)
+		d.Fail(n, key, `want a glob whose only wildcards are * and ?; [ ] { } and \ are not supported`)
 		return ""
 	}
 	if !strings.ContainsAny(s, "*?") {
-		d.fail(n, key, "no * or ?; an exact name belongs in name or aliases")
+		d.Fail(n, key, "no * or ?; an exact name belongs in name or aliases")
 		return ""
 	}
 	return s

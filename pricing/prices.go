@@ -74,7 +74,7 @@ func (d *decoder) basePrices(n *yaml.Node, path string) priceList {
 	}
 	for _, c := range []usage.Class{usage.Input, usage.Output} {
 		if !set[c] && !d.listed(n, c.String()) {
-			d.fail(n, path+"."+c.String(), "missing; every model needs input and output prices")
+			d.Fail(n, path+"."+c.String(), "missing; every model needs input and output prices")
 		}
 	}
 	l := priceList{}.with(&p, &set)
@@ -99,7 +99,7 @@ func (d *decoder) listed(n *yaml.Node, key string) bool {
 
 // priceSet reads the token prices mapping n lists, whatever they are.
 func (d *decoder) priceSet(n *yaml.Node, path string) (p [usage.NumClasses]money.PerMillion, set [usage.NumClasses]bool, ok bool) {
-	fs, ok := d.fields(n, path, priceKeys)
+	fs, ok := d.Fields(n, path, priceKeys)
 	if !ok {
 		return p, set, false
 	}
@@ -117,7 +117,7 @@ func (d *decoder) priceSet(n *yaml.Node, path string) (p [usage.NumClasses]money
 func (d *decoder) tierPrices(n *yaml.Node, path string) (p [usage.NumClasses]money.PerMillion, set [usage.NumClasses]bool) {
 	p, set, ok := d.priceSet(n, path)
 	if ok && len(n.Content) == 0 {
-		d.fail(n, path, "empty; want at least one of "+strings.Join(priceKeys, ", "))
+		d.Fail(n, path, "empty; want at least one of "+strings.Join(priceKeys, ", "))
 	}
 	return p, set
 }
@@ -141,7 +141,7 @@ var (
 func (d *decoder) price(n *yaml.Node, key string, k decimalKind) (money.Amount, bool) {
 	a, ok := d.decimal(n, key, k)
 	if ok && a < 0 {
-		d.fail(n, key, "negative; a price is zero or more")
+		d.Fail(n, key, "negative; a price is zero or more")
 		return 0, false
 	}
 	return a, ok
@@ -149,18 +149,18 @@ func (d *decoder) price(n *yaml.Node, key string, k decimalKind) (money.Amount, 
 
 // decimal reads one decimal from its scalar's text, never through float64.
 func (d *decoder) decimal(n *yaml.Node, key string, k decimalKind) (money.Amount, bool) {
-	s, ok := d.scalar(n, key, k.what)
+	s, ok := d.Scalar(n, key, k.what)
 	if !ok {
 		return 0, false
 	}
 	a, err := money.Parse(s)
 	switch {
 	case errors.Is(err, money.ErrPrecision):
-		d.fail(n, key, "more than 9 decimal places; "+k.exact)
+		d.Fail(n, key, "more than 9 decimal places; "+k.exact)
 	case errors.Is(err, money.ErrRange):
-		d.fail(n, key, "out of range; want "+k.what)
+		d.Fail(n, key, "out of range; want "+k.what)
 	case err != nil:
-		d.fail(n, key, "not a plain decimal (no exponent or separators); want "+k.what)
+		d.Fail(n, key, "not a plain decimal (no exponent or separators); want "+k.what)
 	default:
 		return a, true
 	}

@@ -22,7 +22,7 @@ var (
 
 // units reads the per-unit prices of mapping n into u.
 func (d *decoder) units(n *yaml.Node, path string, u *UnitPrices) {
-	fs, ok := d.fields(n, path, unitKeys)
+	fs, ok := d.Fields(n, path, unitKeys)
 	if !ok {
 		return
 	}
@@ -45,11 +45,11 @@ func (d *decoder) units(n *yaml.Node, path string, u *UnitPrices) {
 // qualities, so the mapping is walked here rather than by fields.
 func (d *decoder) imagePrices(n *yaml.Node, path string) map[string]money.Amount {
 	const what = `a mapping of "SIZE/QUALITY", "SIZE" or default to a price per image`
-	if !d.want(n, yaml.MappingNode, path, what) {
+	if !d.Want(n, yaml.MappingNode, path, what) {
 		return nil
 	}
 	if len(n.Content) == 0 {
-		d.fail(n, path, "empty; want "+what)
+		d.Fail(n, path, "empty; want "+what)
 		return nil
 	}
 	m := make(map[string]money.Amount, len(n.Content)/2)
@@ -57,18 +57,18 @@ func (d *decoder) imagePrices(n *yaml.Node, path string) map[string]money.Amount
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			d.fail(k, path, "want a plain key")
+			d.Fail(k, path, "want a plain key")
 			continue
 		}
 		key, norm := path+"."+k.Value, lowerASCII(k.Value)
 		if !validImageKey(norm) {
-			d.errs.Add(&cfgerr.Error{File: d.file, Line: k.Line, Key: key,
+			d.Errs.Add(&cfgerr.Error{File: d.File, Line: k.Line, Key: key,
 				Reason: `want "SIZE/QUALITY" such as 1024x1024/hd, "SIZE" such as 1024x1024, or default`})
 			continue
 		}
 		// Keys match case-insensitively, so "HD" and "hd" would be one key.
 		if first, dup := lines[norm]; dup {
-			d.errs.Add(&cfgerr.Error{File: d.file, Line: k.Line, Key: key,
+			d.Errs.Add(&cfgerr.Error{File: d.File, Line: k.Line, Key: key,
 				Reason: fmt.Sprintf("repeated key; first at line %d", first)})
 			continue
 		}
@@ -101,14 +101,14 @@ func validImageKey(k string) bool {
 // contextTiers reads the tiers; each resolves against base (see
 // ContextTier), not against the tier below it.
 func (d *decoder) contextTiers(n *yaml.Node, path string, base priceList) []ContextTier {
-	if !d.want(n, yaml.SequenceNode, path, "a list of tiers, each with above_input_tokens and prices") {
+	if !d.Want(n, yaml.SequenceNode, path, "a list of tiers, each with above_input_tokens and prices") {
 		return nil
 	}
 	var tiers []ContextTier
 	var prev int64 // the last valid threshold; thresholds are above zero
 	for i, tn := range n.Content {
 		tp := fmt.Sprintf("%s[%d]", path, i)
-		fs, ok := d.fields(tn, tp, contextTierKeys)
+		fs, ok := d.Fields(tn, tp, contextTierKeys)
 		if !ok {
 			continue
 		}
@@ -118,7 +118,7 @@ func (d *decoder) contextTiers(n *yaml.Node, path string, base priceList) []Cont
 				// Lookup picks the highest tier passed; out of order, a
 				// lower tier listed later would never apply.
 				if t.AboveInputTokens <= prev {
-					d.fail(v, tp+".above_input_tokens",
+					d.Fail(v, tp+".above_input_tokens",
 						fmt.Sprintf("not above the previous tier's %d; list tiers in ascending order", prev))
 				}
 				prev = t.AboveInputTokens
@@ -137,13 +137,13 @@ func (d *decoder) contextTiers(n *yaml.Node, path string, base priceList) []Cont
 // tokens reads a whole number of tokens above zero, digits only.
 func (d *decoder) tokens(n *yaml.Node, key string) (int64, bool) {
 	const what = "a whole number of prompt tokens above zero, such as 200000"
-	s, ok := d.scalar(n, key, what)
+	s, ok := d.Scalar(n, key, what)
 	if !ok {
 		return 0, false
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v <= 0 || !digits(s) {
-		d.fail(n, key, "want "+what)
+		d.Fail(n, key, "want "+what)
 		return 0, false
 	}
 	return v, true
@@ -153,12 +153,12 @@ func (d *decoder) tokens(n *yaml.Node, key string) (int64, bool) {
 // the entry's price lists per context level, which explicit tier prices
 // resolve against.
 func (d *decoder) serviceTiers(n *yaml.Node, path string, levels []priceList) []ServiceTier {
-	fs, ok := d.fields(n, path, serviceTierNames)
+	fs, ok := d.Fields(n, path, serviceTierNames)
 	if !ok {
 		return nil
 	}
 	if len(n.Content) == 0 {
-		d.fail(n, path, "empty; want one or more of batch, flex, priority")
+		d.Fail(n, path, "empty; want one or more of batch, flex, priority")
 	}
 	var tiers []ServiceTier
 	for _, name := range serviceTierNames {
@@ -167,7 +167,7 @@ func (d *decoder) serviceTiers(n *yaml.Node, path string, levels []priceList) []
 			continue
 		}
 		tp := path + "." + name
-		tfs, ok := d.fields(v, tp, serviceTierKeys)
+		tfs, ok := d.Fields(v, tp, serviceTierKeys)
 		if !ok {
 			continue
 		}
@@ -175,11 +175,11 @@ func (d *decoder) serviceTiers(n *yaml.Node, path string, levels []priceList) []
 		m, p := tfs["multiplier"], tfs["prices"]
 		switch {
 		case m != nil && p != nil:
-			d.fail(v, tp, "want multiplier or prices, not both")
+			d.Fail(v, tp, "want multiplier or prices, not both")
 		case m != nil:
 			if a, ok := d.decimal(m, tp+".multiplier", factor); ok {
 				if a <= 0 {
-					d.fail(m, tp+".multiplier", "want "+factor.what)
+					d.Fail(m, tp+".multiplier", "want "+factor.what)
 				}
 				t.Multiplier = a
 			}
@@ -189,7 +189,7 @@ func (d *decoder) serviceTiers(n *yaml.Node, path string, levels []priceList) []
 				t.lists = append(t.lists, l.with(&t.Prices, &t.Set))
 			}
 		default:
-			d.fail(v, tp, "empty; want multiplier or prices")
+			d.Fail(v, tp, "empty; want multiplier or prices")
 		}
 		tiers = append(tiers, t)
 	}
