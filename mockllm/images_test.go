@@ -37,7 +37,7 @@ func TestImagesGenerations(t *testing.T) {
 			if res.Err != nil || res.Usage.ImageSize != tt.size || res.Usage.ImageQuality != tt.quality {
 				t.Fatalf("%+v", res)
 			}
-			wantCounts(t, res.Usage, tt.tokens, map[tmusage.Unit]int64{tmusage.Images: tt.images})
+			wantImages(t, res.Usage, tt.tokens, tt.images)
 			if got := strings.Contains(string(r.body), `"url":"https://mock.invalid/images/`); got != tt.url {
 				t.Fatalf("url %v: %s", got, r.body)
 			}
@@ -54,8 +54,7 @@ func TestImagesEditsAndVariations(t *testing.T) {
 	if r.status != http.StatusOK || res.Err != nil || req.Model != "gpt-image-1" || req.ImageQuality != "low" {
 		t.Fatalf("%d %+v %+v: %s", r.status, req, res, r.body)
 	}
-	wantCounts(t, res.Usage, map[tmusage.Class]int64{tmusage.Input: 3, tmusage.ImageInput: 130, tmusage.ImageOutput: 2 * 272},
-		map[tmusage.Unit]int64{tmusage.Images: 2})
+	wantImages(t, res.Usage, map[tmusage.Class]int64{tmusage.Input: 3, tmusage.ImageInput: 130, tmusage.ImageOutput: 2 * 272}, 2)
 
 	variation, ct := mediaForm(t, []mediaFile{{"image", 100}}, "n", "3", "size", "512x512")
 	r = do(t, http.MethodPost, base+"/v1/images/variations", variation, map[string]string{"Content-Type": ct})
@@ -92,7 +91,7 @@ func TestImagesStream(t *testing.T) {
 		r = do(t, http.MethodPost, base+path, plain, map[string]string{"Content-Type": ct})
 		_, whole := mediaMeter(t, dialect.OpenAIImages(), plain, r)
 		if streamed.Err != nil || whole.Err != nil || streamed.Usage.Tokens != whole.Usage.Tokens ||
-			streamed.Usage.Units != whole.Usage.Units || whole.Usage.Units[tmusage.Images].N != 2 {
+			streamed.Usage.Units != whole.Usage.Units || imageCount(whole.Usage) != 2 || imageCount(streamed.Usage) != 2 {
 			t.Fatalf("%s: streamed %+v\nwhole %+v", path, streamed.Usage, whole.Usage)
 		}
 	}
@@ -116,4 +115,27 @@ func TestImagesErrors(t *testing.T) {
 			t.Errorf("%s %s: %d %s", tt.path, tt.body, r.status, r.body)
 		}
 	}
+}
+
+// imageCount is the number of images a usage reports: a billable unit for
+// models billed per image, raw information for models billed by tokens.
+func imageCount(u tmusage.Usage) int64 {
+	if n, ok := u.RawValue("images"); ok {
+		return n
+	}
+	return u.Units[tmusage.Images].N
+}
+
+// wantImages checks the token counts and that n images are reported in the
+// right place: as the unit when no tokens were reported, else in raw.
+func wantImages(t *testing.T, u tmusage.Usage, tokens map[tmusage.Class]int64, n int64) {
+	t.Helper()
+	units := map[tmusage.Unit]int64{tmusage.Images: n}
+	if len(tokens) > 0 {
+		units = nil
+		if got, _ := u.RawValue("images"); got != n {
+			t.Errorf("raw images %d, want %d", got, n)
+		}
+	}
+	wantCounts(t, u, tokens, units)
 }
