@@ -263,3 +263,17 @@ func (d *decoder) instant(n *yaml.Node, key string) (time.Time, bool) {
 	}
 	return t.UTC(), true
 }
+
+// Origin says where the price of class c comes from: written in the file
+// (written true), or defaulted from another class (from, as in reasoning
+// from output). ok is false when the entry has no price for c.
+func (e *Entry) Origin(c usage.Class) (written bool, from usage.Class, ok bool) {
+	if !e.Has[c] {
+		return false, 0, false
+	}
+	if e.written[c] {
+		return true, 0, true
+	}
+	from, _ = defaultSource(c)
+	return false, from, true
+}

@@ -56,7 +56,7 @@ func exitCode(err error, stderr io.Writer) int {
 	return exitFail
 }
 
-const usage = `usage: tokenmeter <command> [flags]
+const usageText = `usage: tokenmeter <command> [flags]
 
 commands:
   serve   --config FILE   run the ext_proc server
@@ -66,7 +66,7 @@ commands:
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{usage}
+		return usageError{usageText}
 	}
 	switch args[0] {
 	case "serve":
@@ -79,8 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "tokenmeter", version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprintln(stdout, usageText)
 		return nil
 	}
-	return usageError{fmt.Sprintf("unknown command %q\n%s", args[0], usage)}
+	return usageError{fmt.Sprintf("unknown command %q\n%s", args[0], usageText)}
 }

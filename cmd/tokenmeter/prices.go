@@ -12,13 +12,29 @@ import (
 )
 
 const pricesUsage = `usage: tokenmeter prices import --from litellm [--as-of YYYY-MM-DD] [--out FILE] FILE
+       tokenmeter prices show [--config FILE] [--provider P] [--at INSTANT] MODEL
+       tokenmeter prices cost --model M --usage input=1000,output=200 [--service-tier T] [--config FILE]
 
 Converts LiteLLM's model_prices_and_context_window.json to a price catalog
 (stdout, or --out FILE) and reports what it left out, and why, on stderr.`
 
-// prices runs "prices import". Only LiteLLM's format is read so far; --from
-// is required so that other formats can follow without changing its meaning.
+// prices runs "prices import|show|cost".
 func prices(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "show":
+			return pricesShow(args[1:], stdout, stderr)
+		case "cost":
+			return pricesCost(args[1:], stdout, stderr)
+		}
+	}
+	return pricesImport(args, stdout, stderr)
+}
+
+// pricesImport runs "prices import". Only LiteLLM's format is read so far;
+// --from is required so that other formats can follow without changing its
+// meaning.
+func pricesImport(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "import" {
 		return usageError{pricesUsage}
 	}

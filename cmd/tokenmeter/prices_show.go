@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokenmeter/tokenmeter/config"
+	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/pricing"
+	"github.com/tokenmeter/tokenmeter/usage"
+)
+
+// lookupFlags are the flags show and cost share: which catalog, which
+// provider qualification, which instant.
+type lookupFlags struct {
+	config, provider, at string
+}
+
+func (l *lookupFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.config, "config", "tokenmeter.yaml", "config `file` naming the catalogs")
+	fs.StringVar(&l.provider, "provider", "", "provider qualification, e.g. openai, azure, bedrock")
+	fs.StringVar(&l.at, "at", "", "price in force at this RFC 3339 instant (default: now)")
+}
+
+// knownProviders are the providers tokenmeter's dialects report.
+var knownProviders = []string{"openai", "azure", "anthropic", "google", "vertex", "bedrock", "cohere", "ollama"}
+
+// resolve loads the catalog and finds model.
+func (l *lookupFlags) resolve(model string) (*pricing.Entry, *config.Config, error) {
+	cfg, err := config.Load(l.config)
+	if err != nil {
+		return nil, nil, configError{err}
+	}
+	at := time.Now()
+	if l.at != "" {
+		if at, err = time.Parse(time.RFC3339, l.at); err != nil {
+			return nil, nil, usageError{fmt.Sprintf("--at %q: want an RFC 3339 instant", l.at)}
+		}
+	}
+	e, ok := cfg.Catalog.Lookup(l.provider, model, at)
+	// Without --provider, try the providers the dialects report, so that a
+	// provider-qualified entry is still found.
+	for _, p := range knownProviders {
+		if ok || l.provider != "" {
+			break
+		}
+		e, ok = cfg.Catalog.Lookup(p, model, at)
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("model %q (provider %q) has no price in the catalog at %s: it would be metered as unpriced",
+			model, l.provider, at.UTC().Format(time.RFC3339))
+	}
+	return e, cfg, nil
+}
+
+// pricesShow prints the entry a model resolves to, and where each number
+// came from.
+func pricesShow(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("prices show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var l lookupFlags
+	l.register(fs)
+	rest, err := parseInterspersed(fs, args)
+	if err != nil || len(rest) != 1 {
+		return usageError{"usage: tokenmeter prices show [--config FILE] [--provider P] [--at INSTANT] MODEL"}
+	}
+	e, cfg, err := l.resolve(rest[0])
+	if err != nil {
+		return err
+	}
+	cur := cfg.Catalog.Currency()
+	fmt.Fprintf(stdout, "%s resolves to %s", rest[0], e.Name)
+	if e.Provider != "" {
+		fmt.Fprintf(stdout, " (provider %s)", e.Provider)
+	}
+	fmt.Fprintf(stdout, "\n  defined at %s:%d\n  source     %s\n  as of      %s\n", e.File, e.Line, e.Source, e.AsOf.Format(time.DateOnly))
+	if !e.EffectiveFrom.IsZero() {
+		fmt.Fprintf(stdout, "  effective  from %s\n", e.EffectiveFrom.Format(time.RFC3339))
+	}
+	if len(e.Aliases)+len(e.Match) > 0 {
+		fmt.Fprintf(stdout, "  also       %s\n", strings.Join(append(slices.Clone(e.Aliases), e.Match...), ", "))
+	}
+	fmt.Fprintf(stdout, "  per million tokens, %s:\n", cur)
+	for c := usage.Class(0); c < usage.NumClasses; c++ {
+		written, from, ok := e.Origin(c)
+		switch {
+		case !ok:
+			fmt.Fprintf(stdout, "    %-15s no price (such usage is unpriced)\n", c)
+		case written:
+			fmt.Fprintf(stdout, "    %-15s %s\n", c, showPrice(e.Prices[c]))
+		default:
+			fmt.Fprintf(stdout, "    %-15s %s (defaults to %s)\n", c, showPrice(e.Prices[c]), from)
+		}
+	}
+	showUnits(stdout, e)
+	for _, t := range e.ContextTiers {
+		fmt.Fprintf(stdout, "  above %d prompt tokens: input %s, output %s\n", t.AboveInputTokens,
+			showPrice(t.Prices[usage.Input]), showPrice(t.Prices[usage.Output]))
+	}
+	for _, t := range e.ServiceTiers {
+		if t.Multiplier != 0 && t.Multiplier.String() != "1" {
+			fmt.Fprintf(stdout, "  service tier %s: every price × %s\n", t.Name, t.Multiplier)
+			continue
+		}
+		fmt.Fprintf(stdout, "  service tier %s: explicit prices\n", t.Name)
+	}
+	return nil
+}
+
+func showPrice(p money.PerMillion) string { return money.Amount(p).String() }
+
+func showUnits(w io.Writer, e *pricing.Entry) {
+	u := e.Units
+	if u.Request != 0 {
+		fmt.Fprintf(w, "  per request      %s\n", money.Amount(u.Request).String())
+	}
+	if u.HasAudioSecond {
+		fmt.Fprintf(w, "  per audio second %s (rounded up per request)\n", money.Amount(u.AudioSecond).String())
+	}
+	if u.HasCharacters1k {
+		fmt.Fprintf(w, "  per 1k characters %s\n", money.Amount(u.Characters1k).String())
+	}
+	keys := make([]string, 0, len(u.Image))
+	for k := range u.Image {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  per image %-20s %s\n", k, money.Amount(u.Image[k]).String())
+	}
+}
+
+// pricesCost prices a usage given by hand: --usage input=1000,output=200,...
+func pricesCost(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("prices cost", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var l lookupFlags
+	l.register(fs)
+	model := fs.String("model", "", "model `name`")
+	spec := fs.String("usage", "", "usage as class=count,...: "+classList()+", images, audio_ms, characters")
+	tier := fs.String("service-tier", "", "service tier: batch, flex or priority")
+	if err := fs.Parse(args); err != nil || *model == "" || *spec == "" || fs.NArg() > 0 {
+		return usageError{"usage: tokenmeter prices cost --model M --usage input=1000,output=200 [--service-tier T] [--config FILE] [--provider P] [--at INSTANT]"}
+	}
+	u, err := parseUsage(*spec)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	e, cfg, err := l.resolve(*model)
+	if err != nil {
+		return err
+	}
+	cost, err := e.Cost(&u, pricing.CostOptions{ServiceTier: *tier})
+	if err != nil && !errors.Is(err, pricing.ErrUnknownServiceTier) {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s %s\n", money.Amount(cost).String(), cfg.Catalog.Currency())
+	if err != nil {
+		fmt.Fprintf(stderr, "note: %v\n", err)
+	}
+	return nil
+}
+
+func classList() string {
+	names := make([]string, 0, usage.NumClasses)
+	for c := usage.Class(0); c < usage.NumClasses; c++ {
+		names = append(names, c.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+func parseUsage(spec string) (usage.Usage, error) {
+	var u usage.Usage
+	for _, part := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil || n < 0 {
+			return u, fmt.Errorf("--usage %q: want class=count with a whole count", part)
+		}
+		if c, ok := usage.ParseClass(k); ok {
+			u.Set(c, n)
+			continue
+		}
+		switch k {
+		case "images":
+			u.SetUnit(usage.Images, n)
+		case "audio_ms":
+			u.SetUnit(usage.AudioMillis, n)
+		case "characters":
+			u.SetUnit(usage.Characters, n)
+		default:
+			return u, fmt.Errorf("--usage: unknown class %q; want one of %s, images, audio_ms, characters", k, classList())
+		}
+	}
+	return u, nil
+}
