@@ -58,6 +58,10 @@ type Request struct {
 	// says how many but not how large (DALL·E); the exchange copies them
 	// into the usage.
 	ImageSize, ImageQuality string
+	// ServiceTier is the price tier the request asks for (flex, priority,
+	// batch), as the catalog names it; empty for the default tier or when
+	// the provider chooses ("auto").
+	ServiceTier string
 }
 
 // RequestOptions control request parsing.

@@ -63,7 +63,7 @@ func parseOpenAIRequest(name, promptKey string, texts func(string) iter.Seq[stri
 
 // chatRequest holds the raw values of the request keys metering reads.
 type chatRequest struct {
-	model, stream, streamOptions, maxCompletion, maxTokens, prompt string
+	model, stream, streamOptions, maxCompletion, maxTokens, prompt, serviceTier string
 }
 
 func scanChatRequest(s, promptKey string) (chatRequest, bool) {
@@ -84,6 +84,8 @@ func scanChatRequest(s, promptKey string) (chatRequest, bool) {
 			c.maxCompletion = v
 		case "max_tokens":
 			c.maxTokens = v
+		case "service_tier":
+			c.serviceTier = v
 		case promptKey:
 			c.prompt = v
 		}
@@ -104,7 +106,19 @@ func (c chatRequest) request(texts func(string) iter.Seq[string]) Request {
 	}
 	req.MaxTokens = max(n, 0)
 	req.Prompt, req.PromptBytes = collectText(texts(c.prompt))
+	req.ServiceTier = openAIServiceTier(c.serviceTier)
 	return req
+}
+
+// openAIServiceTier maps a request's service_tier to the catalog's tier
+// names. "auto" and "default" leave the choice to OpenAI, whose default tier
+// is priced at the base prices.
+func openAIServiceTier(raw string) string {
+	switch v, _ := stringValue(raw); v {
+	case "flex", "priority":
+		return v
+	}
+	return ""
 }
 
 // collectText unescapes the JSON strings texts yields into one text, as far

@@ -312,3 +312,20 @@ func BenchmarkParseRequestInject(b *testing.B) {
 		}
 	}
 }
+
+func TestOpenAIServiceTier(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"model":"m","service_tier":"flex"}`:     "flex",
+		`{"model":"m","service_tier":"priority"}`: "priority",
+		`{"model":"m","service_tier":"auto"}`:     "",
+		`{"model":"m","service_tier":"default"}`:  "",
+		`{"model":"m"}`:                           "",
+	} {
+		for _, d := range []Dialect{OpenAIChat(), OpenAIResponses()} {
+			req, _, err := d.ParseRequest([]byte(body), RequestOptions{})
+			if err != nil || req.ServiceTier != want {
+				t.Errorf("%s %s: tier %q, err %v; want %q", d.Name(), body, req.ServiceTier, err, want)
+			}
+		}
+	}
+}

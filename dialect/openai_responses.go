@@ -43,7 +43,7 @@ func (openAIResponses) ParseRequest(body []byte, _ RequestOptions) (Request, []b
 	if err != nil {
 		return Request{}, nil, err
 	}
-	var model, stream, maxOutput, instructions, input string
+	var model, stream, maxOutput, instructions, input, tier string
 	m := newMembers(s)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
 		switch k {
@@ -53,6 +53,8 @@ func (openAIResponses) ParseRequest(body []byte, _ RequestOptions) (Request, []b
 			stream = v
 		case "max_output_tokens":
 			maxOutput = v
+		case "service_tier":
+			tier = v
 		case "instructions":
 			instructions = v
 		case "input":
@@ -66,6 +68,7 @@ func (openAIResponses) ParseRequest(body []byte, _ RequestOptions) (Request, []b
 	n, _ := intValue(maxOutput)
 	req.MaxTokens = max(n, 0)
 	req.Prompt, req.PromptBytes = collectText(responsesInputTexts(instructions, input))
+	req.ServiceTier = openAIServiceTier(tier)
 	return req, nil, nil
 }
 

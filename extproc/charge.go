@@ -110,7 +110,13 @@ func (x *exchange) price() {
 	}
 	x.rec.PricedModel = x.entry.Name
 	// Each request is priced at the prices in force when it started.
-	cost, err := x.entry.Cost(&x.rec.Usage, pricing.CostOptions{})
+	cost, err := x.entry.Cost(&x.rec.Usage, pricing.CostOptions{ServiceTier: x.req.ServiceTier})
+	if errors.Is(err, pricing.ErrUnknownServiceTier) {
+		// The entry does not list the requested tier: priced at base prices,
+		// which Cost returned; the log says so.
+		x.srv.log.Info("service tier not in the catalog; priced at base", "model", x.entry.Name, "tier", x.req.ServiceTier)
+		err = nil
+	}
 	if err != nil {
 		// Usage the entry has no price for (audio, images, units), or an
 		// overflow: keep the tokens, refuse to guess a price.

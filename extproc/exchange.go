@@ -192,7 +192,7 @@ func (x *exchange) estimate() ratelimit.Amounts {
 	u.Set(usage.Output, out)
 	a := ratelimit.Amounts{Tokens: u.Total(), Requests: 1}
 	if x.entry != nil {
-		if c, err := x.entry.Cost(&u, pricing.CostOptions{}); err == nil {
+		if c, err := x.entry.Cost(&u, pricing.CostOptions{ServiceTier: x.req.ServiceTier}); err == nil {
 			a.Money = c
 		}
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
-const testConfig = `catalog: {files: [../config/testdata/prices.yaml]}
+const testConfig = `catalog: {files: [testdata/prices.yaml]}
 budgets:
   - {name: two, match: {project: capped}, limit: {requests: 2}, window: day}
 `
@@ -293,5 +293,27 @@ func TestInvalidUTF8ModelIsCleaned(t *testing.T) {
 	}
 	if r := sink.recs[0]; r.Model != "invalid" || r.ResponseModel != "invalid" || r.Usage.Get(usage.Input) != 3 {
 		t.Fatalf("record %+v", r)
+	}
+}
+
+// A request for the flex tier is priced at the catalog's flex prices.
+func TestServiceTierIsPriced(t *testing.T) {
+	for _, tt := range []struct{ tier, cost string }{{"", "0.000024"}, {"flex", "0.000012"}, {"priority", "0.000024"}} {
+		s, sink, _ := newTestServer(t)
+		body := `{"model":"gpt-4o-mini","messages":[]}`
+		if tt.tier != "" {
+			body = `{"model":"gpt-4o-mini","service_tier":"` + tt.tier + `","messages":[]}`
+		}
+		play(t, s, io.EOF,
+			headers(false, ":path", "/v1/chat/completions", ":method", "POST"),
+			reqBody(body),
+			respHeaders(false, ":status", "200", "content-type", "application/json"),
+			respBody(jsonResp, true),
+		)
+		// Base: 60×0.15 + 40×0.075 + 15×0.60 + 5×0.60 = 24 µ$; flex halves it;
+		// priority is not in this catalog, so it is priced at base.
+		if r := sink.recs[0]; r.Cost != money.MustParse(tt.cost) || !r.Priced {
+			t.Errorf("tier %q: cost %s priced %v, want %s", tt.tier, r.Cost, r.Priced, tt.cost)
+		}
 	}
 }
