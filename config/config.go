@@ -87,6 +87,9 @@ type Config struct {
 	// Routes map path prefixes to dialects, for APIs mounted where their
 	// documented path would not be recognised (e.g. /anthropic/ → anthropic_messages).
 	Routes []dialect.Route
+	// Adjustments are markups and discounts on list prices; the first that
+	// matches a request applies.
+	Adjustments []Adjustment
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -187,10 +190,19 @@ func Parse(file string, data []byte) (*Config, error) {
 				}
 			})
 		},
+		"adjustments": func(n *yaml.Node, k string) {
+			w.sequence(n, k, func(item *yaml.Node, k string) {
+				if a, ok := w.adjustment(item, k); ok {
+					c.Adjustments = append(c.Adjustments, a)
+					w.keepItem("adjustments", k)
+				}
+			})
+		},
 		"budgets": func(n *yaml.Node, k string) {
 			w.sequence(n, k, func(item *yaml.Node, k string) {
 				if b, ok := w.budget(item, k); ok {
 					c.Budgets = append(c.Budgets, b)
+					w.keepItem("budgets", k)
 				}
 			})
 		},
@@ -377,17 +389,19 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 	}
 	names := map[string]bool{}
 	for i, b := range c.Budgets {
+		key := w.itemKeys["budgets"][i]
 		if names[b.Name] {
-			w.failKey(fmt.Sprintf("budgets[%d].name", i), b.Name, "budget name used twice")
+			w.failKey(key+".name", b.Name, "budget name used twice")
 		}
 		names[b.Name] = true
 		for _, m := range b.Match {
 			if !dims[m.Dimension] {
-				w.failKey(fmt.Sprintf("budgets[%d].match.%s", i, m.Dimension), m.Dimension,
+				w.failKey(key+".match."+m.Dimension, m.Dimension,
 					"not a configured dimension; configured: "+strings.Join(slices.Sorted(maps.Keys(dims)), ", "))
 			}
 		}
 	}
+	w.checkAdjustments(c, dims)
 	if len(c.CatalogFiles) == 0 {
 		w.fail(root, "catalog.files", "required: at least one price catalog file")
 	}

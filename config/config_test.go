@@ -76,6 +76,14 @@ func TestLoadErrors(t *testing.T) {
 		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
 		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
 		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: {known}`},
+		// Cross-section checks name the item as written, even after an invalid one.
+		{"budget_after_invalid.yaml", "testdata/budget_after_invalid.yaml:3: budgets[0].window: \"fortnight\": want minute, hour, day or month\n" +
+			"testdata/budget_after_invalid.yaml:4: budgets[1].match.tenant: \"tenant\": not a configured dimension; configured: project, team, user"},
+		{"bad_adjustment.yaml", "testdata/bad_adjustment.yaml:3: adjustments[0].percent: \"-100\": a discount must be less than 100%\n" +
+			"testdata/bad_adjustment.yaml:4: adjustments[1].percent: \"0.00000001\": want a decimal percentage with at most 7 decimal places, such as \"10\" or \"-12.5\"\n" +
+			"testdata/bad_adjustment.yaml:7: adjustments[4].name: required\n" +
+			"testdata/bad_adjustment.yaml:5: adjustments[2].match.tenant: \"tenant\": not a configured dimension\n" +
+			"testdata/bad_adjustment.yaml:6: adjustments[3].name: \"c\": adjustment name used twice"},
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},

@@ -19,6 +19,17 @@ type walker struct {
 	file  string
 	errs  cfgerr.List
 	lines map[string]int // key path → line of its key, for checks that run after the walk
+	// itemKeys[list][i] is the key path ("budgets[3]") of the i-th valid item
+	// of a list: cross-section checks name the item as written, not its
+	// position among the valid ones.
+	itemKeys map[string][]string
+}
+
+func (w *walker) keepItem(list, key string) {
+	if w.itemKeys == nil {
+		w.itemKeys = map[string][]string{}
+	}
+	w.itemKeys[list] = append(w.itemKeys[list], key)
 }
 
 func (w *walker) fail(n *yaml.Node, key, reason string) {

@@ -8,6 +8,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/estimate"
 	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usage"
@@ -128,7 +129,24 @@ func (x *exchange) price() {
 		}
 		return
 	}
-	x.rec.Cost = cost
+	x.rec.ListCost, x.rec.Cost = cost, cost
+	for i := range x.snap.Config.Adjustments {
+		a := &x.snap.Config.Adjustments[i]
+		if !a.Applies(x.rec.Dimensions, x.rec.Provider) {
+			continue
+		}
+		// The markup applies to the list amount, as on an invoice line:
+		// list × factor, rounded once to a nano-unit.
+		var s money.Sum
+		s.AddEach(1, cost)
+		charged, err := s.AmountTimes(a.Factor)
+		if err != nil {
+			x.srv.log.Error("adjustment", "adjustment", a.Name, "err", err)
+			break
+		}
+		x.rec.Cost, x.rec.Adjustment = charged, a.Name
+		break
+	}
 }
 
 // metadata is what Envoy's access log can print as
@@ -142,6 +160,7 @@ func (x *exchange) metadata() *structpb.Struct {
 	}
 	if x.rec.Priced {
 		f["cost"] = structpb.NewStringValue(x.rec.Cost.String())
+		f["list_cost"] = structpb.NewStringValue(x.rec.ListCost.String())
 	} else {
 		f["cost"] = structpb.NewStringValue("unpriced")
 	}

@@ -22,6 +22,10 @@ import (
 )
 
 const testConfig = `catalog: {files: [testdata/prices.yaml]}
+adjustments:
+  - {name: chargeback, match: {project: marked}, percent: "10"}
+  - {name: negotiated, match: {project: discounted}, provider: openai, percent: "-20"}
+  - {name: never-reached, match: {project: discounted}, percent: "50"}
 budgets:
   - {name: two, match: {project: capped}, limit: {requests: 2}, window: day}
 `
@@ -314,6 +318,32 @@ func TestServiceTierIsPriced(t *testing.T) {
 		// priority is not in this catalog, so it is priced at base.
 		if r := sink.recs[0]; r.Cost != money.MustParse(tt.cost) || !r.Priced {
 			t.Errorf("tier %q: cost %s priced %v, want %s", tt.tier, r.Cost, r.Priced, tt.cost)
+		}
+	}
+}
+
+// Markups and discounts: the record keeps the list cost beside the charged
+// one; the first matching adjustment applies.
+func TestAdjustments(t *testing.T) {
+	for _, tt := range []struct{ project, list, charged, adj string }{
+		{"plain", "0.000024", "0.000024", ""},
+		{"marked", "0.000024", "0.0000264", "chargeback"},
+		{"discounted", "0.000024", "0.0000192", "negotiated"},
+	} {
+		s, sink, _ := newTestServer(t)
+		fs := play(t, s, io.EOF,
+			headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", tt.project),
+			reqBody(`{"model":"gpt-4o-mini","messages":[]}`),
+			respHeaders(false, ":status", "200", "content-type", "application/json"),
+			respBody(jsonResp, true),
+		)
+		r := sink.recs[0]
+		if r.ListCost != money.MustParse(tt.list) || r.Cost != money.MustParse(tt.charged) || r.Adjustment != tt.adj {
+			t.Errorf("%s: list %s charged %s (%q), want %s %s (%q)", tt.project, r.ListCost, r.Cost, r.Adjustment, tt.list, tt.charged, tt.adj)
+		}
+		md := fs.sent[len(fs.sent)-1].GetDynamicMetadata().GetFields()["tokenmeter"].GetStructValue().GetFields()
+		if md["cost"].GetStringValue() != tt.charged || md["list_cost"].GetStringValue() != tt.list {
+			t.Errorf("%s: metadata %v", tt.project, md)
 		}
 	}
 }

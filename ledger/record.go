@@ -44,9 +44,13 @@ type Record struct {
 	// report it (see package estimate); empty when it was reported.
 	EstimateMethod string
 
-	Cost     money.Amount
-	Currency money.Currency
-	Priced   bool // false: the model has no price; Cost is 0 and must not be read as free
+	// ListCost is the cost at catalog prices; Cost is what is charged, after
+	// any markup or discount (Adjustment names it). They are equal without one.
+	ListCost   money.Amount
+	Cost       money.Amount
+	Adjustment string
+	Currency   money.Currency
+	Priced     bool // false: the model has no price; Cost is 0 and must not be read as free
 
 	Outcome Outcome
 	Reason  string // why metering fell short (a dialect.Reason, "client_disconnect", ...)
