@@ -53,6 +53,9 @@ type UnpricedPolicy string
 const (
 	UnpricedDeny  UnpricedPolicy = "deny"  // refuse the request when a money budget applies
 	UnpricedAllow UnpricedPolicy = "allow" // let it through; its tokens are metered, its cost counted as unpriced
+	// UnpricedFallback prices the request at the FallbackModel's prices, so
+	// money budgets hold; it is still counted and recorded as unpriced.
+	UnpricedFallback UnpricedPolicy = "fallback"
 )
 
 // Config is a loaded, validated config. Treat it as immutable.
@@ -81,9 +84,14 @@ type Config struct {
 	CatalogFiles []string // resolved relative to the config file
 	Catalog      *pricing.Catalog
 
-	Unpriced   UnpricedPolicy
-	Dimensions []attribution.Dimension
-	Budgets    []ratelimit.Budget
+	Unpriced UnpricedPolicy
+	// Fallback is the catalog entry unknown models are priced at under the
+	// fallback policy (unpriced.fallback_model); nil otherwise.
+	Fallback *pricing.Entry
+	// BudgetUnpriced overrides Unpriced per budget name (deny or allow).
+	BudgetUnpriced map[string]UnpricedPolicy
+	Dimensions     []attribution.Dimension
+	Budgets        []ratelimit.Budget
 	// Routes map path prefixes to dialects, for APIs mounted where their
 	// documented path would not be recognised (e.g. /anthropic/ → anthropic_messages).
 	Routes []dialect.Route
@@ -125,7 +133,8 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
 	}
 	w := &walker{file: file}
-	var tokenEnv string
+	var tokenEnv, fallbackModel string
+	var fallbackNode *yaml.Node
 	w.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
 		"listen": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
@@ -170,12 +179,13 @@ func Parse(file string, data []byte) (*Config, error) {
 				"policy": func(n *yaml.Node, k string) {
 					v, _ := w.scalar(n, k)
 					switch p := UnpricedPolicy(v); p {
-					case UnpricedDeny, UnpricedAllow:
+					case UnpricedDeny, UnpricedAllow, UnpricedFallback:
 						c.Unpriced = p
 					default:
-						w.fail(n, k, "want deny or allow")
+						w.fail(n, k, "want deny, allow or fallback")
 					}
 				},
+				"fallback_model": func(n *yaml.Node, k string) { fallbackNode = n; fallbackModel, _ = w.scalar(n, k) },
 			})
 		},
 		"attribution": func(n *yaml.Node, k string) {
@@ -200,9 +210,16 @@ func Parse(file string, data []byte) (*Config, error) {
 		},
 		"budgets": func(n *yaml.Node, k string) {
 			w.sequence(n, k, func(item *yaml.Node, k string) {
+				w.budgetUnpriced = ""
 				if b, ok := w.budget(item, k); ok {
 					c.Budgets = append(c.Budgets, b)
 					w.keepItem("budgets", k)
+					if w.budgetUnpriced != "" {
+						if c.BudgetUnpriced == nil {
+							c.BudgetUnpriced = map[string]UnpricedPolicy{}
+						}
+						c.BudgetUnpriced[b.Name] = w.budgetUnpriced
+					}
 				}
 			})
 		},
@@ -225,7 +242,31 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, fmt.Errorf("load catalog: %w", err)
 	}
 	c.Catalog = cat
+	switch {
+	case c.Unpriced == UnpricedFallback && fallbackModel == "":
+		return nil, cfgerr.List{{File: file, Key: "unpriced.fallback_model", Reason: "required with policy fallback: the catalog model unknown models are priced at"}}
+	case c.Unpriced == UnpricedFallback:
+		e, ok := cat.Lookup("", fallbackModel, time.Now())
+		for _, p := range []string{"openai", "anthropic", "google", "vertex", "bedrock", "azure", "cohere", "ollama"} {
+			if ok {
+				break
+			}
+			e, ok = cat.Lookup(p, fallbackModel, time.Now())
+		}
+		if !ok {
+			return nil, cfgerr.List{cfgerr.At(file, fallbackNode, "unpriced.fallback_model", "not a model in the catalog")}
+		}
+		c.Fallback = e
+	}
 	return c, nil
+}
+
+// UnpricedFor is the policy a money budget applies to an unpriced model.
+func (c *Config) UnpricedFor(budget string) UnpricedPolicy {
+	if p, ok := c.BudgetUnpriced[budget]; ok {
+		return p
+	}
+	return c.Unpriced
 }
 
 // loadCatalog reads the catalogs in order. A file ending in .json is
@@ -313,6 +354,15 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 			})
 			if limits != 1 {
 				w.fail(n, k, "want exactly one of money, tokens, requests")
+			}
+		},
+		"unpriced": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			switch p := UnpricedPolicy(v); p {
+			case UnpricedDeny, UnpricedAllow:
+				w.budgetUnpriced = p
+			default:
+				w.fail(n, k, "want deny or allow")
 			}
 		},
 		"window": func(n *yaml.Node, k string) {

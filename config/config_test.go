@@ -72,7 +72,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
 		{"negative_money_limit.yaml", `testdata/negative_money_limit.yaml:4: budgets[0].limit.money: "-5": want a positive decimal amount in the catalog currency, e.g. "25.00"`},
 		{"duplicate_budget.yaml", `testdata/duplicate_budget.yaml:4: budgets[1].name: "b": budget name used twice`},
-		{"bad_policy.yaml", `testdata/bad_policy.yaml:2: unpriced.policy: "free": want deny or allow`},
+		{"bad_policy.yaml", `testdata/bad_policy.yaml:2: unpriced.policy: "free": want deny, allow or fallback`},
 		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
 		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
 		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: {known}`},
@@ -84,6 +84,8 @@ func TestLoadErrors(t *testing.T) {
 			"testdata/bad_adjustment.yaml:7: adjustments[4].name: required\n" +
 			"testdata/bad_adjustment.yaml:5: adjustments[2].match.tenant: \"tenant\": not a configured dimension\n" +
 			"testdata/bad_adjustment.yaml:6: adjustments[3].name: \"c\": adjustment name used twice"},
+		{"fallback_unknown_model.yaml", `testdata/fallback_unknown_model.yaml:2: unpriced.fallback_model: "gpt-9": not a model in the catalog`},
+		{"fallback_without_model.yaml", `testdata/fallback_without_model.yaml: unpriced.fallback_model: required with policy fallback: the catalog model unknown models are priced at`},
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},

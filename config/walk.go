@@ -23,6 +23,8 @@ type walker struct {
 	// of a list: cross-section checks name the item as written, not its
 	// position among the valid ones.
 	itemKeys map[string][]string
+	// budgetUnpriced is the unpriced override of the budget being read.
+	budgetUnpriced UnpricedPolicy
 }
 
 func (w *walker) keepItem(list, key string) {

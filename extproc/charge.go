@@ -102,14 +102,18 @@ func (x *exchange) price() {
 	cat := x.snap.Config.Catalog
 	if x.rec.ResponseModel != "" {
 		if e, ok := cat.Lookup(x.rec.Provider, x.rec.ResponseModel, x.rec.Start); ok {
-			x.entry = e
+			x.entry, x.rec.Fallback = e, false // the served model has a price of its own
 		}
 	}
 	x.rec.Priced = x.entry != nil
 	if x.entry == nil {
 		return
 	}
-	x.rec.PricedModel = x.entry.Name
+	if x.rec.Fallback {
+		x.rec.Reason = reasonFallback
+	} else {
+		x.rec.PricedModel = x.entry.Name
+	}
 	// Each request is priced at the prices in force when it started.
 	cost, err := x.entry.Cost(&x.rec.Usage, pricing.CostOptions{ServiceTier: x.req.ServiceTier})
 	if errors.Is(err, pricing.ErrUnknownServiceTier) {

@@ -9,6 +9,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/pricing"
@@ -32,6 +33,7 @@ const (
 	reasonNoResponse       = "no_response"
 	reasonUnpriced         = "unpriced_model"
 	reasonUnpricedUsage    = "unpriced_usage" // audio, image or unit usage the entry has no price for
+	reasonFallback         = "fallback_price" // an unknown model priced at the configured fallback
 	reasonStore            = "store_unavailable"
 )
 
@@ -157,15 +159,20 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	if x.entry != nil {
 		x.rec.PricedModel = x.entry.Name
 	}
-	est := x.estimate()
 	if x.entry == nil && x.req.Model != "" {
 		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
-			if b.Unit == ratelimit.Money && cfg.Unpriced == "deny" {
+			if b.Unit == ratelimit.Money && cfg.UnpricedFor(b.Name) == config.UnpricedDeny {
 				x.rec.Reason = reasonUnpriced
 				return x.denyUnpriced(b)
 			}
 		}
+		if cfg.Fallback != nil {
+			// Priced at the fallback entry so money budgets hold, and still
+			// recorded as an unknown model.
+			x.entry, x.rec.Fallback = cfg.Fallback, true
+		}
 	}
+	est := x.estimate()
 	hold, den, err := x.snap.Limiter.Reserve(ctx, x.rec.Dimensions, est)
 	if err != nil {
 		// The store failed: let the request through and say so. Per-budget

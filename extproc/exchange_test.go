@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -345,5 +346,79 @@ func TestAdjustments(t *testing.T) {
 		if md["cost"].GetStringValue() != tt.charged || md["list_cost"].GetStringValue() != tt.list {
 			t.Errorf("%s: metadata %v", tt.project, md)
 		}
+	}
+}
+
+// Unknown models: the global fallback prices them at a catalog entry (still
+// counted as unpriced); a budget can override the policy.
+func TestUnpricedPolicies(t *testing.T) {
+	cfgText := `catalog: {files: [testdata/prices.yaml]}
+unpriced: {policy: fallback, fallback_model: gpt-4o-mini}
+budgets:
+  - {name: strict, match: {project: strict}, limit: {money: "1"}, window: day, unpriced: deny}
+  - {name: lenient, match: {project: lenient}, limit: {money: "1"}, window: day}
+`
+	for _, tt := range []struct {
+		project string
+		status  int // 0: admitted
+		cost    string
+	}{{"strict", 403, "0"}, {"lenient", 0, "0.000024"}, {"none", 0, "0.000024"}} {
+		cfg, err := config.Parse("test.yaml", []byte(cfgText))
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink := &fakeSink{}
+		s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
+			slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+		fs := play(t, s, io.EOF,
+			headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", tt.project),
+			reqBody(`{"model":"mystery-1","messages":[]}`),
+			respHeaders(false, ":status", "200", "content-type", "application/json"),
+			// The response names no model the catalog knows either.
+			respBody(strings.Replace(jsonResp, "gpt-4o-mini-2024-07-18", "mystery-1-0901", 1), true),
+		)
+		store.Close()
+		r := sink.recs[0]
+		if got := int(fs.sent[1].GetImmediateResponse().GetStatus().GetCode()); got != tt.status {
+			t.Fatalf("%s: status %d, want %d", tt.project, got, tt.status)
+		}
+		if tt.status != 0 {
+			continue
+		}
+		// Priced at gpt-4o-mini's prices (24 µ$), flagged as a fallback for an
+		// unknown model, under the requested model's name.
+		if r.Cost != money.MustParse(tt.cost) || !r.Fallback || r.PricedModel != "" || r.Model != "mystery-1" || r.Reason != "fallback_price" {
+			t.Fatalf("%s: %+v", tt.project, r)
+		}
+	}
+}
+
+// A fallback is dropped when the response names a model the catalog prices:
+// the served model's own price wins.
+func TestFallbackYieldsToServedModel(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte("catalog: {files: [testdata/prices.yaml]}\nunpriced: {policy: fallback, fallback_model: gpt-4o-mini}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sink := &fakeSink{}
+	s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	play(t, s, io.EOF,
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST"),
+		reqBody(`{"model":"alias-we-do-not-know","messages":[]}`),
+		respHeaders(false, ":status", "200", "content-type", "application/json"),
+		respBody(jsonResp, true), // names gpt-4o-mini-2024-07-18
+	)
+	if r := sink.recs[0]; r.Fallback || r.PricedModel != "gpt-4o-mini" || r.Cost != money.MustParse("0.000024") {
+		t.Fatalf("%+v", r)
 	}
 }

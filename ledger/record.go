@@ -51,6 +51,9 @@ type Record struct {
 	Adjustment string
 	Currency   money.Currency
 	Priced     bool // false: the model has no price; Cost is 0 and must not be read as free
+	// Fallback: the model is not in the catalog and Cost is at the configured
+	// fallback model's prices; it still counts as an unpriced model.
+	Fallback bool
 
 	Outcome Outcome
 	Reason  string // why metering fell short (a dialect.Reason, "client_disconnect", ...)

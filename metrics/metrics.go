@@ -109,7 +109,7 @@ func (m *Metrics) Append(r *ledger.Record) {
 	if r.Outcome == ledger.Denied {
 		m.denied.WithLabelValues(r.Budget).Inc()
 	}
-	if !r.Priced && r.Model != "" {
+	if (!r.Priced || r.Fallback) && r.Model != "" {
 		m.unpriced.WithLabelValues(model).Inc()
 	}
 	labels := make([]string, 0, 3+len(m.dims))
