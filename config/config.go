@@ -246,13 +246,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	case c.Unpriced == UnpricedFallback && fallbackModel == "":
 		return nil, cfgerr.List{{File: file, Key: "unpriced.fallback_model", Reason: "required with policy fallback: the catalog model unknown models are priced at"}}
 	case c.Unpriced == UnpricedFallback:
-		e, ok := cat.Lookup("", fallbackModel, time.Now())
-		for _, p := range []string{"openai", "anthropic", "google", "vertex", "bedrock", "azure", "cohere", "ollama"} {
-			if ok {
-				break
-			}
-			e, ok = cat.Lookup(p, fallbackModel, time.Now())
-		}
+		e, ok := cat.LookupAnyProvider(fallbackModel, time.Now())
 		if !ok {
 			return nil, cfgerr.List{cfgerr.At(file, fallbackNode, "unpriced.fallback_model", "not a model in the catalog")}
 		}

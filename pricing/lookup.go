@@ -1,6 +1,9 @@
 package pricing
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // keyBufSize covers provider + model names seen in practice (Bedrock ARNs
 // included), so building a key stays on the stack; longer keys still work
@@ -142,4 +145,26 @@ func digits(s string) bool {
 		}
 	}
 	return true
+}
+
+// LookupAnyProvider finds model when the caller names no provider (the
+// command line, a config's fallback model): unqualified entries first, then
+// each provider the catalog qualifies entries with, in name order.
+func (c *Catalog) LookupAnyProvider(model string, at time.Time) (*Entry, bool) {
+	if e, ok := c.Lookup("", model, at); ok {
+		return e, true
+	}
+	var providers []string
+	for _, e := range c.entries {
+		if e.Provider != "" && !slices.Contains(providers, e.Provider) {
+			providers = append(providers, e.Provider)
+		}
+	}
+	slices.Sort(providers)
+	for _, p := range providers {
+		if e, ok := c.Lookup(p, model, at); ok {
+			return e, true
+		}
+	}
+	return nil, false
 }

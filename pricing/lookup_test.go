@@ -314,3 +314,26 @@ func TestLookupAllocs(t *testing.T) {
 		t.Errorf("image cost = %s, %v", got, err)
 	}
 }
+
+func TestLookupAnyProvider(t *testing.T) {
+	c, err := Parse("a.yaml", []byte(`currency: USD
+models:
+  - {name: only-azure, provider: azure, source: s, as_of: 2025-06-01, prices: {input: 1, output: 2}}
+  - {name: both, provider: openai, source: s, as_of: 2025-06-01, prices: {input: 3, output: 4}}
+  - {name: both, source: s, as_of: 2025-06-01, prices: {input: 5, output: 6}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if e, ok := c.LookupAnyProvider("only-azure", now); !ok || e.Provider != "azure" {
+		t.Fatalf("provider-only entry: %+v %v", e, ok)
+	}
+	// The unqualified entry wins when there is one.
+	if e, ok := c.LookupAnyProvider("both", now); !ok || e.Provider != "" || e.Prices[usage.Input] != money.PerMillion(money.MustParse("5")) {
+		t.Fatalf("unqualified first: %+v %v", e, ok)
+	}
+	if _, ok := c.LookupAnyProvider("nope", now); ok {
+		t.Fatal("unknown model found")
+	}
+}

@@ -28,9 +28,6 @@ func (l *lookupFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.at, "at", "", "price in force at this RFC 3339 instant (default: now)")
 }
 
-// knownProviders are the providers tokenmeter's dialects report.
-var knownProviders = []string{"openai", "azure", "anthropic", "google", "vertex", "bedrock", "cohere", "ollama"}
-
 // resolve loads the catalog and finds model.
 func (l *lookupFlags) resolve(model string) (*pricing.Entry, *config.Config, error) {
 	cfg, err := config.Load(l.config)
@@ -44,13 +41,9 @@ func (l *lookupFlags) resolve(model string) (*pricing.Entry, *config.Config, err
 		}
 	}
 	e, ok := cfg.Catalog.Lookup(l.provider, model, at)
-	// Without --provider, try the providers the dialects report, so that a
-	// provider-qualified entry is still found.
-	for _, p := range knownProviders {
-		if ok || l.provider != "" {
-			break
-		}
-		e, ok = cfg.Catalog.Lookup(p, model, at)
+	if l.provider == "" {
+		// Without --provider, a provider-qualified entry is still found.
+		e, ok = cfg.Catalog.LookupAnyProvider(model, at)
 	}
 	if !ok {
 		return nil, nil, fmt.Errorf("model %q (provider %q) has no price in the catalog at %s: it would be metered as unpriced",
