@@ -2,25 +2,68 @@ package ratelimit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
 )
 
+// DefaultLeaseTTL is how long a reservation is held when its request never
+// settles. It must outlast the longest request: a lease that expires while
+// its request still streams releases the estimate early (the request is
+// still charged in full when it ends).
+const DefaultLeaseTTL = 15 * time.Minute
+
+// Options configure a Limiter.
+type Options struct {
+	// Now is the clock: time.Now in production, a fake in tests (windows are
+	// never tested with sleeps). Default time.Now.
+	Now func() time.Time
+	// LeaseTTL bounds how long a reservation outlives a request that never
+	// settles. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
+}
+
 // Limiter applies a set of budgets to requests. It is immutable: a config
 // reload builds a new Limiter over the same Store, so counters carry over.
 type Limiter struct {
-	budgets []*Budget
-	byName  map[string]*Budget
-	store   Store
-	now     func() time.Time
+	budgets  []*Budget
+	byName   map[string]*Budget
+	store    Store
+	now      func() time.Time
+	leaseTTL time.Duration
 }
 
-// New builds a Limiter. now is the clock (time.Now in production, a fake in
-// tests: windows are never tested with sleeps).
-func New(budgets []Budget, store Store, now func() time.Time) *Limiter {
-	l := &Limiter{store: store, now: now, byName: make(map[string]*Budget, len(budgets))}
+// leaseIDs makes lease ids unique across processes sharing a store (a random
+// prefix per process) without a syscall per request (a counter).
+var leaseIDs = struct {
+	prefix string
+	n      atomic.Uint64
+}{prefix: randomPrefix()}
+
+func randomPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+func newLeaseID() string {
+	return leaseIDs.prefix + "-" + strconv.FormatUint(leaseIDs.n.Add(1), 36)
+}
+
+// New builds a Limiter over store.
+func New(budgets []Budget, store Store, o Options) *Limiter {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	l := &Limiter{store: store, now: o.Now, leaseTTL: o.LeaseTTL, byName: make(map[string]*Budget, len(budgets))}
 	for i := range budgets {
 		b := budgets[i]
 		l.budgets = append(l.budgets, &b)
@@ -49,8 +92,11 @@ func (d *Denial) Error() string {
 
 // Reservation is what Reserve held; pass it to Settle exactly once.
 type Reservation struct {
+	lease   Lease
 	holds   []Hold
 	budgets []*Budget
+	// counters are the held counters just after the reservation.
+	counters []Counter
 }
 
 // Matching returns the budgets that apply to d.
@@ -90,7 +136,7 @@ func (l *Limiter) holds(d attribution.Dimensions, est Amounts) ([]Hold, []*Budge
 func (l *Limiter) Precheck(ctx context.Context, d attribution.Dimensions) (*Denial, error) {
 	holds, budgets := l.holds(d, Amounts{})
 	for i, h := range holds {
-		c, err := l.store.Get(ctx, h.ID)
+		c, err := l.store.Get(ctx, h)
 		if err != nil {
 			return nil, fmt.Errorf("precheck budget %q: %w", h.ID.Budget, err)
 		}
@@ -108,19 +154,15 @@ func (l *Limiter) Reserve(ctx context.Context, d attribution.Dimensions, est Amo
 	if len(holds) == 0 {
 		return &Reservation{}, nil, nil
 	}
-	refused, err := l.store.Reserve(ctx, holds)
+	lease := Lease{ID: newLeaseID(), Expires: l.now().Add(l.leaseTTL)}
+	res, err := l.store.Reserve(ctx, lease, holds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reserve: %w", err)
 	}
-	if refused >= 0 {
-		h := holds[refused]
-		c, err := l.store.Get(ctx, h.ID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reserve: %w", err)
-		}
-		return nil, l.denial(budgets[refused], h, c, h.Amount), nil
+	if i := res.Refused; i >= 0 {
+		return nil, l.denial(budgets[i], holds[i], res.Counters[i], holds[i].Amount), nil
 	}
-	return &Reservation{holds: holds, budgets: budgets}, nil, nil
+	return &Reservation{lease: lease, holds: holds, budgets: budgets, counters: res.Counters}, nil, nil
 }
 
 func (l *Limiter) denial(b *Budget, h Hold, c Counter, asked int64) *Denial {
@@ -142,7 +184,7 @@ func (l *Limiter) Settle(ctx context.Context, r *Reservation, actual Amounts) er
 	for i, b := range r.budgets {
 		amounts[i] = actual.Of(b.Unit)
 	}
-	if err := l.store.Settle(ctx, r.holds, amounts); err != nil {
+	if err := l.store.Settle(ctx, r.lease, r.holds, amounts); err != nil {
 		return fmt.Errorf("settle: %w", err)
 	}
 	return nil
@@ -153,7 +195,7 @@ func (l *Limiter) Release(ctx context.Context, r *Reservation) error {
 	if r == nil || len(r.holds) == 0 {
 		return nil
 	}
-	if err := l.store.Settle(ctx, r.holds, nil); err != nil {
+	if err := l.store.Settle(ctx, r.lease, r.holds, nil); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,19 +34,35 @@ type Options struct {
 	SyncWrites bool
 	// Logger receives Badger's own messages at debug level. Default: discard.
 	Logger *slog.Logger
+	// Now is the clock that expires leases and windows (tests); default time.Now.
+	Now func() time.Time
 }
 
 // Store is a Badger-backed ratelimit.Store.
 type Store struct {
-	db *badger.DB
+	db  *badger.DB
+	now func() time.Time
 
-	mu       sync.Mutex
-	counters map[ratelimit.CounterID]*entry
+	mu sync.Mutex
+	// families groups a budget key's counters (one per window, or per bucket
+	// of a rolling window), so a rolling check sums one small map.
+	families map[family]map[int64]*entry
+	leases   map[string]*lease
+	// nextSweep is when expired leases are next looked for: a sweep is O(leases
+	// in flight), so it runs at most once a second, not on every Reserve.
+	nextSweep time.Time
 }
+
+type family struct{ budget, key string }
 
 type entry struct {
 	ratelimit.Counter
 	end time.Time
+}
+
+type lease struct {
+	expires time.Time
+	holds   []ratelimit.Hold
 }
 
 // Open opens (or creates) the store and loads the counters it holds.
@@ -67,7 +84,11 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open badger at %q: %w", opts.Dir, err)
 	}
-	s := &Store{db: db, counters: map[ratelimit.CounterID]*entry{}}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Store{db: db, now: now, families: map[family]map[int64]*entry{}, leases: map[string]*lease{}}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -80,13 +101,22 @@ const prefix = "c\x00"
 // key encodes a counter id. Budget names and keys never hold NUL: budget names
 // are validated at load and attribution values reject control characters.
 func key(id ratelimit.CounterID) []byte {
-	b := make([]byte, 0, len(prefix)+len(id.Budget)+len(id.Key)+2+8)
-	b = append(b, prefix...)
-	b = append(b, id.Budget...)
-	b = append(b, 0)
-	b = append(b, id.Key...)
-	b = append(b, 0)
+	b := familyPrefix(id.Budget, id.Key)
 	return binary.BigEndian.AppendUint64(b, uint64(id.Start.Unix()))
+}
+
+// familyPrefix is the key prefix of a budget's counters, or of one key's when
+// key is not empty.
+func familyPrefix(budget, key string) []byte {
+	b := make([]byte, 0, len(prefix)+len(budget)+len(key)+2+8)
+	b = append(b, prefix...)
+	b = append(b, budget...)
+	b = append(b, 0)
+	if key != "" {
+		b = append(b, key...)
+		b = append(b, 0)
+	}
+	return b
 }
 
 func parseKey(k []byte) (ratelimit.CounterID, error) {
@@ -118,7 +148,7 @@ func value(spent int64, end time.Time) []byte {
 }
 
 func (s *Store) load() error {
-	now := time.Now()
+	now := s.now()
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true})
 		defer it.Close()
@@ -139,59 +169,118 @@ func (s *Store) load() error {
 			if !end.After(now) {
 				continue
 			}
-			s.counters[id] = &entry{Counter: ratelimit.Counter{Spent: int64(binary.BigEndian.Uint64(v))}, end: end}
+			s.entry(id, end).Spent = int64(binary.BigEndian.Uint64(v))
 		}
 		return nil
 	})
 }
 
 func (s *Store) entry(id ratelimit.CounterID, end time.Time) *entry {
-	e, ok := s.counters[id]
+	f := family{id.Budget, id.Key}
+	m, ok := s.families[f]
+	if !ok {
+		m = map[int64]*entry{}
+		s.families[f] = m
+	}
+	e, ok := m[id.Start.UnixNano()]
 	if !ok {
 		e = &entry{end: end}
-		s.counters[id] = e
+		m[id.Start.UnixNano()] = e
 	}
 	return e
 }
 
-// Reserve implements ratelimit.Store.
-func (s *Store) Reserve(_ context.Context, holds []ratelimit.Hold) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, h := range holds {
-		c := s.counters[h.ID]
-		var spent, reserved int64
-		if c != nil {
-			spent, reserved = c.Spent, c.Reserved
+// sum adds up the counters h's check covers.
+func (s *Store) sum(h *ratelimit.Hold) ratelimit.Counter {
+	m := s.families[family{h.ID.Budget, h.ID.Key}]
+	if h.Since.IsZero() {
+		if e := m[h.ID.Start.UnixNano()]; e != nil {
+			return e.Counter
 		}
-		if spent+reserved+h.Amount > h.Limit {
-			return i, nil
+		return ratelimit.Counter{}
+	}
+	from, to := h.From().UnixNano(), h.ID.Start.UnixNano()
+	var c ratelimit.Counter
+	for start, e := range m {
+		if start >= from && start <= to {
+			c.Spent += e.Spent
+			c.Reserved += e.Reserved
 		}
 	}
-	for _, h := range holds {
-		s.entry(h.ID, h.End).Reserved += h.Amount
-	}
-	return -1, nil
+	return c
 }
 
-// Settle implements ratelimit.Store. The write to Badger happens under the
-// lock so that concurrent settles of one counter persist in order.
-func (s *Store) Settle(_ context.Context, holds []ratelimit.Hold, actual []int64) error {
+// Reserve implements ratelimit.Store.
+func (s *Store) Reserve(_ context.Context, l ratelimit.Lease, holds []ratelimit.Hold) (ratelimit.ReserveResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	s.sweep()
+	res := ratelimit.ReserveResult{Refused: -1, Counters: make([]ratelimit.Counter, len(holds))}
+	for i := range holds {
+		c := s.sum(&holds[i])
+		res.Counters[i] = c
+		if c.Spent+c.Reserved+holds[i].Amount > holds[i].Limit {
+			res.Refused = i
+			return res, nil
+		}
+	}
 	for i, h := range holds {
+		s.entry(h.ID, h.End).Reserved += h.Amount
+		res.Counters[i].Reserved += h.Amount
+	}
+	if _, dup := s.leases[l.ID]; dup {
+		// A reused lease id would make one Settle release another's holds.
+		s.release(holds)
+		return ratelimit.ReserveResult{}, fmt.Errorf("lease %q is already held", l.ID)
+	}
+	s.leases[l.ID] = &lease{expires: l.Expires, holds: holds}
+	return res, nil
+}
+
+// release drops holds' reservations. Called with mu held.
+func (s *Store) release(holds []ratelimit.Hold) {
+	for _, h := range holds {
 		e := s.entry(h.ID, h.End)
 		e.Reserved -= h.Amount
 		if e.Reserved < 0 {
 			e.Reserved = 0
 		}
+	}
+}
+
+// sweep releases expired leases. Called with mu held.
+func (s *Store) sweep() {
+	now := s.now()
+	if now.Before(s.nextSweep) {
+		return
+	}
+	s.nextSweep = now.Add(time.Second)
+	for id, l := range s.leases {
+		if !l.expires.After(now) {
+			s.release(l.holds)
+			delete(s.leases, id)
+		}
+	}
+}
+
+// Settle implements ratelimit.Store. The write to Badger happens under the
+// lock so that concurrent settles of one counter persist in order.
+func (s *Store) Settle(_ context.Context, l ratelimit.Lease, holds []ratelimit.Hold, actual []int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if held, ok := s.leases[l.ID]; ok {
+		s.release(held.holds)
+		delete(s.leases, l.ID)
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i, h := range holds {
 		if actual == nil || actual[i] == 0 {
 			continue
 		}
+		e := s.entry(h.ID, h.End)
 		e.Spent += actual[i]
-		ttl := time.Until(h.End) + time.Hour // keep a closed window an hour for late readers
+		ttl := h.End.Sub(s.now()) + time.Hour // keep a closed window an hour for late readers
 		if ttl <= 0 {
 			ttl = time.Hour
 		}
@@ -206,13 +295,10 @@ func (s *Store) Settle(_ context.Context, holds []ratelimit.Hold, actual []int64
 }
 
 // Get implements ratelimit.Store.
-func (s *Store) Get(_ context.Context, id ratelimit.CounterID) (ratelimit.Counter, error) {
+func (s *Store) Get(_ context.Context, h ratelimit.Hold) (ratelimit.Counter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.counters[id]; ok {
-		return e.Counter, nil
-	}
-	return ratelimit.Counter{}, nil
+	return s.sum(&h), nil
 }
 
 // List implements ratelimit.Store. It also forgets counters whose window
@@ -220,17 +306,45 @@ func (s *Store) Get(_ context.Context, id ratelimit.CounterID) (ratelimit.Counte
 func (s *Store) List(_ context.Context, now time.Time) ([]ratelimit.CounterState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ratelimit.CounterState, 0, len(s.counters))
-	for id, e := range s.counters {
-		if !e.end.After(now) {
-			if e.Reserved == 0 {
-				delete(s.counters, id)
+	s.sweep()
+	var out []ratelimit.CounterState
+	for f, m := range s.families {
+		for start, e := range m {
+			if !e.end.After(now) {
+				if e.Reserved == 0 {
+					delete(m, start)
+				}
+				continue
 			}
-			continue
+			id := ratelimit.CounterID{Budget: f.budget, Key: f.key, Start: time.Unix(0, start).UTC()}
+			out = append(out, ratelimit.CounterState{ID: id, Counter: e.Counter})
 		}
-		out = append(out, ratelimit.CounterState{ID: id, Counter: e.Counter})
+		if len(m) == 0 {
+			delete(s.families, f)
+		}
 	}
 	return out, nil
+}
+
+// Reset implements ratelimit.Store.
+func (s *Store) Reset(_ context.Context, budget, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for f := range s.families {
+		if f.budget == budget && (key == "" || f.key == key) {
+			delete(s.families, f)
+		}
+	}
+	// A lease settled later must not release what a new request reserves on
+	// the fresh counter, so the reset counters leave every lease.
+	reset := func(h ratelimit.Hold) bool { return h.ID.Budget == budget && (key == "" || h.ID.Key == key) }
+	for _, l := range s.leases {
+		l.holds = slices.DeleteFunc(slices.Clone(l.holds), reset)
+	}
+	if err := s.db.DropPrefix(familyPrefix(budget, key)); err != nil {
+		return fmt.Errorf("reset budget %q: %w", budget, err)
+	}
+	return nil
 }
 
 // Close implements ratelimit.Store.

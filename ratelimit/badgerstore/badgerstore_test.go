@@ -47,7 +47,7 @@ func TestWindowsResetAtBoundaries(t *testing.T) {
 			clk := &clock{t: tt.start}
 			store := open(t, "")
 			defer store.Close()
-			l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Requests, Limit: 2, Window: tt.window}}, store, clk.now)
+			l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Requests, Limit: 2, Window: tt.window}}, store, ratelimit.Options{Now: clk.now})
 			ctx := context.Background()
 			d := dims("demo", "ann")
 			for i := 0; i < 2; i++ {
@@ -89,7 +89,7 @@ func TestReserveIsAllOrNone(t *testing.T) {
 		{Name: "project", Match: []ratelimit.Match{{Dimension: "project", Value: "demo"}}, Unit: ratelimit.Money, Limit: int64(money.MustParse("1")), Window: ratelimit.Day},
 		{Name: "per-user", Match: []ratelimit.Match{{Dimension: "user", Value: ratelimit.Wildcard}}, Unit: ratelimit.Tokens, Limit: 100, Window: ratelimit.Day},
 	}
-	l := ratelimit.New(budgets, store, clk.now)
+	l := ratelimit.New(budgets, store, ratelimit.Options{Now: clk.now})
 	ctx := context.Background()
 
 	// ann's token budget refuses: the project money budget must not be touched.
@@ -141,7 +141,7 @@ func TestConcurrentReserveHolds(t *testing.T) {
 	store := open(t, "")
 	defer store.Close()
 	est := money.MustParse("0.01")
-	l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Money, Limit: int64(money.MustParse("0.1")), Window: ratelimit.Month}}, store, clk.now)
+	l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Money, Limit: int64(money.MustParse("0.1")), Window: ratelimit.Month}}, store, ratelimit.Options{Now: clk.now})
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	for i := 0; i < 64; i++ {
@@ -165,7 +165,7 @@ func TestConcurrentReserveHolds(t *testing.T) {
 	if admitted.Load() != 10 {
 		t.Fatalf("admitted %d, want exactly 10", admitted.Load())
 	}
-	c, _ := store.Get(context.Background(), ratelimit.CounterID{Budget: "b", Key: "all", Start: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
+	c, _ := store.Get(context.Background(), ratelimit.Hold{ID: ratelimit.CounterID{Budget: "b", Key: "all", Start: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}})
 	if c.Spent != int64(money.MustParse("0.1")) || c.Reserved != 0 {
 		t.Fatalf("counter = %+v", c)
 	}
@@ -179,7 +179,7 @@ func TestCountersSurviveReopen(t *testing.T) {
 	ctx := context.Background()
 
 	store := open(t, dir)
-	l := ratelimit.New(budgets, store, clk.now)
+	l := ratelimit.New(budgets, store, ratelimit.Options{Now: clk.now})
 	r, _, err := l.Reserve(ctx, dims("demo", "x"), ratelimit.Amounts{Tokens: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestCountersSurviveReopen(t *testing.T) {
 
 	store = open(t, dir)
 	defer store.Close()
-	l = ratelimit.New(budgets, store, clk.now)
+	l = ratelimit.New(budgets, store, ratelimit.Options{Now: clk.now})
 	st, err := l.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +219,7 @@ func BenchmarkReserveSettle(b *testing.B) {
 	defer store.Close()
 	l := ratelimit.New([]ratelimit.Budget{
 		{Name: "p", Match: []ratelimit.Match{{Dimension: "project", Value: ratelimit.Wildcard}}, Unit: ratelimit.Money, Limit: int64(money.Max), Window: ratelimit.Month},
-	}, store, time.Now)
+	}, store, ratelimit.Options{})
 	ctx := context.Background()
 	d := dims("demo", "ann")
 	b.ReportAllocs()
@@ -231,5 +231,47 @@ func BenchmarkReserveSettle(b *testing.B) {
 		if err := l.Settle(ctx, r, ratelimit.Amounts{Money: 900}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A reservation whose request never settles is released when its lease
+// expires, and a settle after that still charges without releasing twice.
+func TestLeaseExpires(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 5, 5, 12, 0, 0, 0, time.UTC)}
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Tokens, Limit: 100, Window: ratelimit.Month}}, store,
+		ratelimit.Options{Now: clk.now, LeaseTTL: time.Minute})
+	ctx := context.Background()
+	d := dims("p", "u")
+	leaked, den, err := l.Reserve(ctx, d, ratelimit.Amounts{Tokens: 80})
+	if err != nil || den != nil {
+		t.Fatal(den, err)
+	}
+	if _, den, _ := l.Reserve(ctx, d, ratelimit.Amounts{Tokens: 30}); den == nil {
+		t.Fatal("80 held + 30 > 100 was admitted")
+	}
+	clk.t = clk.t.Add(time.Minute)
+	r, den, err := l.Reserve(ctx, d, ratelimit.Amounts{Tokens: 30})
+	if err != nil || den != nil {
+		t.Fatalf("after the lease expired: %v %v", den, err)
+	}
+	// The leaked request ends after all: it is charged, and releases nothing
+	// of the 30 held by the other.
+	if err := l.Settle(ctx, leaked, ratelimit.Amounts{Tokens: 50}); err != nil {
+		t.Fatal(err)
+	}
+	id := ratelimit.CounterID{Budget: "b", Key: "all", Start: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
+	if c, _ := store.Get(ctx, ratelimit.Hold{ID: id}); c != (ratelimit.Counter{Spent: 50, Reserved: 30}) {
+		t.Fatalf("counter = %+v, want spent 50 reserved 30", c)
+	}
+	if err := l.Settle(ctx, r, ratelimit.Amounts{Tokens: 30}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := store.Get(ctx, ratelimit.Hold{ID: id}); c != (ratelimit.Counter{Spent: 80}) {
+		t.Fatalf("counter = %+v, want spent 80", c)
 	}
 }
