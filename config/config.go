@@ -18,6 +18,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/attribution"
 	"github.com/tokenmeter/tokenmeter/cfgerr"
 	"github.com/tokenmeter/tokenmeter/dialect"
+	"github.com/tokenmeter/tokenmeter/fx"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/pricing/litellm"
@@ -84,6 +85,15 @@ type Config struct {
 	CatalogFiles []string // resolved relative to the config file
 	Catalog      *pricing.Catalog
 
+	// Reporting is the currency of statements and cost metrics (currency.
+	// reporting); the catalog's currency when not configured.
+	Reporting money.Currency
+	// RatesFiles hold the exchange rates (package fx's format), resolved
+	// relative to the config file; FX is the table built from them (nil
+	// converts a currency only to itself).
+	RatesFiles []string
+	FX         *fx.Table
+
 	Unpriced UnpricedPolicy
 	// Fallback is the catalog entry unknown models are priced at under the
 	// fallback policy (unpriced.fallback_model); nil otherwise.
@@ -133,6 +143,8 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
 	}
 	w := &walker{file: file}
+	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
+	w.currencyNodes = cur
 	var tokenEnv, fallbackModel string
 	var fallbackNode *yaml.Node
 	w.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
@@ -174,6 +186,7 @@ func Parse(file string, data []byte) (*Config, error) {
 				},
 			})
 		},
+		"currency": w.currency(c, cur),
 		"unpriced": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"policy": func(n *yaml.Node, k string) {
@@ -242,6 +255,14 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, fmt.Errorf("load catalog: %w", err)
 	}
 	c.Catalog = cat
+	if len(c.RatesFiles) > 0 {
+		if c.FX, err = loadRates(c.RatesFiles); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.checkCurrencies(cur, time.Now()); err != nil {
+		return nil, err
+	}
 	switch {
 	case c.Unpriced == UnpricedFallback && fallbackModel == "":
 		return nil, cfgerr.List{{File: file, Key: "unpriced.fallback_model", Reason: "required with policy fallback: the catalog model unknown models are priced at"}}
@@ -321,6 +342,8 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 	before := len(w.errs)
 	b := ratelimit.Budget{}
 	var limits int
+	var curNode *yaml.Node // limit.currency, remembered under the budget's name
+	var curKey string
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
 		"name": w.str(&b.Name),
 		"match": func(n *yaml.Node, k string) {
@@ -338,16 +361,24 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 					v, _ := w.scalar(n, k)
 					a, err := money.Parse(v)
 					if err != nil || a <= 0 {
-						w.fail(n, k, "want a positive decimal amount in the catalog currency, e.g. \"25.00\"")
+						w.fail(n, k, "want a positive decimal amount, e.g. \"25.00\" (in limit.currency, default the reporting currency)")
 						return
 					}
 					b.Limit = int64(a)
+				},
+				"currency": func(n *yaml.Node, k string) {
+					if cur, ok := w.currencyCode(n, k); ok {
+						b.Currency, curNode, curKey = cur, n, k
+					}
 				},
 				"tokens":   w.count(&b, &limits, ratelimit.Tokens),
 				"requests": w.count(&b, &limits, ratelimit.Requests),
 			})
 			if limits != 1 {
 				w.fail(n, k, "want exactly one of money, tokens, requests")
+			}
+			if b.Currency != "" && b.Unit != ratelimit.Money {
+				w.fail(n, join(k, "currency"), "only a money limit has a currency")
 			}
 		},
 		"unpriced": func(n *yaml.Node, k string) {
@@ -375,6 +406,9 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 		if !req.ok {
 			w.fail(n, join(key, req.name), "required")
 		}
+	}
+	if curNode != nil && w.currencyNodes != nil {
+		w.currencyNodes.budgets[b.Name], w.currencyNodes.keys[b.Name] = curNode, curKey
 	}
 	if b.Name != "" && !budgetName(b.Name) {
 		w.fail(n, join(key, "name"), fmt.Sprintf("%q: want letters, digits, '-', '_' or '.'", b.Name))

@@ -70,7 +70,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day or month`},
 		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests`},
 		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
-		{"negative_money_limit.yaml", `testdata/negative_money_limit.yaml:4: budgets[0].limit.money: "-5": want a positive decimal amount in the catalog currency, e.g. "25.00"`},
+		{"negative_money_limit.yaml", `testdata/negative_money_limit.yaml:4: budgets[0].limit.money: "-5": want a positive decimal amount, e.g. "25.00" (in limit.currency, default the reporting currency)`},
+		{"unknown_reporting_currency.yaml", `testdata/unknown_reporting_currency.yaml:3: currency.reporting: "EURO": want an active ISO 4217 currency code such as USD or EUR`},
+		{"reporting_currency_without_rate.yaml", `testdata/reporting_currency_without_rate.yaml:3: currency.reporting: "JPY": the catalog is in USD and no USD→JPY (or JPY→USD) rate is in force now; add one to currency.rates_files`},
+		{"budget_currency_without_rate.yaml", `testdata/budget_currency_without_rate.yaml:5: budgets[0].limit.currency: "CHF": the catalog is in USD and no USD→CHF (or CHF→USD) rate is in force now; add one to currency.rates_files`},
+		{"currency_on_token_limit.yaml", `testdata/currency_on_token_limit.yaml:4: budgets[0].limit.currency: only a money limit has a currency`},
+		{"bad_rates_file.yaml", `testdata/negative_rate.yaml:2: rates[0].rate: "-1.08": not positive; want the units of to that one unit of from buys`},
 		{"duplicate_budget.yaml", `testdata/duplicate_budget.yaml:4: budgets[1].name: "b": budget name used twice`},
 		{"bad_policy.yaml", `testdata/bad_policy.yaml:2: unpriced.policy: "free": want deny, allow or fallback`},
 		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
@@ -127,5 +132,28 @@ func TestLiteLLMCatalogSource(t *testing.T) {
 	// prices.yaml, later in the list, overrides LiteLLM's gpt-4o-mini.
 	if e, ok := c.Catalog.Lookup("openai", "gpt-4o-mini", time.Now()); !ok || e.File != filepath.Join("testdata", "prices.yaml") {
 		t.Fatalf("override: %+v", e)
+	}
+}
+
+// The reporting currency, the rates and each money budget's currency: a
+// budget without one is in the reporting currency.
+func TestCurrency(t *testing.T) {
+	c, err := Load("testdata/currency.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reporting != "EUR" || c.Catalog.Currency() != "USD" {
+		t.Fatalf("reporting %s, catalog %s", c.Reporting, c.Catalog.Currency())
+	}
+	want := map[string]money.Currency{"eur": "EUR", "gbp": "GBP", "usd": "USD", "tokens": ""}
+	for _, b := range c.Budgets {
+		if b.Currency != want[b.Name] {
+			t.Errorf("budget %s in %q, want %q", b.Name, b.Currency, want[b.Name])
+		}
+	}
+	// $1.0834 is €1 at the configured rate, used inverted.
+	got, rate, err := c.FX.Convert(money.MustParse("1.0834"), "USD", "EUR", time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil || got != money.MustParse("1") || rate.Source != "ECB reference rate" {
+		t.Fatalf("convert: %v %v %v", got, rate, err)
 	}
 }

@@ -33,7 +33,7 @@ func NewReloader(cur *Config, apply func(*Config), fail func(error)) *Reloader {
 }
 
 func (r *Reloader) stamps(c *Config) map[string]stamp {
-	files := append([]string{r.Path}, c.CatalogFiles...)
+	files := append(append([]string{r.Path}, c.CatalogFiles...), c.RatesFiles...)
 	out := make(map[string]stamp, len(files))
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {

@@ -25,6 +25,7 @@ type walker struct {
 	itemKeys map[string][]string
 	// budgetUnpriced is the unpriced override of the budget being read.
 	budgetUnpriced UnpricedPolicy
+	currencyNodes  *currencyNodes
 }
 
 func (w *walker) keepItem(list, key string) {

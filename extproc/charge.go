@@ -151,6 +151,27 @@ func (x *exchange) price() {
 		x.rec.Cost, x.rec.Adjustment = charged, a.Name
 		break
 	}
+	x.report()
+}
+
+// report converts the charged cost into the reporting currency at the
+// request's start.
+func (x *exchange) report() {
+	cfg := x.snap.Config
+	to := cfg.Reporting
+	if to == "" || to == x.rec.Currency {
+		x.rec.ReportingCost, x.rec.ReportingCurrency = x.rec.Cost, x.rec.Currency
+		return
+	}
+	v, rate, err := cfg.FX.Convert(x.rec.Cost, x.rec.Currency, to, x.rec.Start)
+	if err != nil {
+		// The config check makes sure a rate is in force at load; only a
+		// request that started before every configured rate gets here. The
+		// record keeps its catalog-currency cost and no reporting cost.
+		x.srv.log.Error("convert to the reporting currency", "err", err)
+		return
+	}
+	x.rec.ReportingCost, x.rec.ReportingCurrency, x.rec.FX = v, to, rate
 }
 
 // metadata is what Envoy's access log can print as
@@ -165,6 +186,10 @@ func (x *exchange) metadata() *structpb.Struct {
 	if x.rec.Priced {
 		f["cost"] = structpb.NewStringValue(x.rec.Cost.String())
 		f["list_cost"] = structpb.NewStringValue(x.rec.ListCost.String())
+		if x.rec.ReportingCurrency != "" && x.rec.ReportingCurrency != x.rec.Currency {
+			f["reporting_cost"] = structpb.NewStringValue(x.rec.ReportingCost.String())
+			f["reporting_currency"] = structpb.NewStringValue(string(x.rec.ReportingCurrency))
+		}
 	} else {
 		f["cost"] = structpb.NewStringValue("unpriced")
 	}

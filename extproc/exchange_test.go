@@ -422,3 +422,36 @@ func TestFallbackYieldsToServedModel(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// The charged cost is converted once into the reporting currency, at the
+// request's start, and the record keeps the rate it used.
+func TestReportingCurrency(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(testConfig+"currency: {reporting: EUR, rates_files: [testdata/rates.yaml]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sink := &fakeSink{}
+	s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	fs := play(t, s, io.EOF,
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "marked"),
+		reqBody(`{"model":"gpt-4o-mini","messages":[]}`),
+		respHeaders(false, ":status", "200", "content-type", "application/json"),
+		respBody(jsonResp, true),
+	)
+	r := sink.recs[0]
+	// $0.0000264 charged (list $0.000024 + 10%) is €0.00002112 at €1 = $1.25.
+	if r.Cost != money.MustParse("0.0000264") || r.Currency != "USD" ||
+		r.ReportingCost != money.MustParse("0.00002112") || r.ReportingCurrency != "EUR" || r.FX.Source != "test rate" {
+		t.Fatalf("record: cost %s %s, reporting %s %s, rate %+v", r.Cost, r.Currency, r.ReportingCost, r.ReportingCurrency, r.FX)
+	}
+	md := fs.sent[len(fs.sent)-1].GetDynamicMetadata().GetFields()["tokenmeter"].GetStructValue().GetFields()
+	if md["reporting_cost"].GetStringValue() != "0.00002112" || md["reporting_currency"].GetStringValue() != "EUR" {
+		t.Fatalf("metadata %v", md)
+	}
+}

@@ -38,7 +38,7 @@ type Snapshot struct {
 func NewSnapshot(c *config.Config, store ratelimit.Store, now func() time.Time) *Snapshot {
 	return &Snapshot{
 		Config:    c,
-		Limiter:   ratelimit.New(c.Budgets, store, ratelimit.Options{Now: now}),
+		Limiter:   ratelimit.New(c.Budgets, store, ratelimit.Options{Now: now, Currency: c.Catalog.Currency(), FX: c.FX}),
 		Extractor: attribution.NewExtractor(c.Dimensions),
 		Dialects:  dialect.DefaultRegistry(),
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/fx"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
@@ -50,6 +51,12 @@ type Record struct {
 	Cost       money.Amount
 	Adjustment string
 	Currency   money.Currency
+	// ReportingCost is Cost in ReportingCurrency, converted at Start with the
+	// rate FX (zero when the currencies are the same): each request is
+	// converted once, at its own instant, so statements re-run later agree.
+	ReportingCost     money.Amount
+	ReportingCurrency money.Currency
+	FX                fx.Rate
 	Priced     bool // false: the model has no price; Cost is 0 and must not be read as free
 	// Fallback: the model is not in the catalog and Cost is at the configured
 	// fallback model's prices; it still counts as an unpriced model.

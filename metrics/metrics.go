@@ -122,8 +122,14 @@ func (m *Metrics) Append(r *ledger.Record) {
 		}
 	}
 	if r.Priced && r.Usage.Total() > 0 {
-		labels[0], labels[1], labels[2] = string(r.Currency), r.Provider, model
-		m.cost.add(labels, r.Cost)
+		// Cost is exported in the reporting currency, so one PromQL sum
+		// adds like with like.
+		cur, cost := r.Currency, r.Cost
+		if r.ReportingCurrency != "" {
+			cur, cost = r.ReportingCurrency, r.ReportingCost
+		}
+		labels[0], labels[1], labels[2] = string(cur), r.Provider, model
+		m.cost.add(labels, cost)
 	}
 }
 

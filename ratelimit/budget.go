@@ -54,8 +54,11 @@ type Budget struct {
 	Name   string
 	Match  []Match // all must hold; empty matches every request
 	Unit   Unit
-	Limit  int64 // nano-units for Money, else a count
+	Limit  int64 // nano-units of Currency for Money, else a count
 	Window Window
+	// Currency of a Money limit; empty means the currency amounts are
+	// given in (the catalog's), which needs no conversion.
+	Currency money.Currency
 }
 
 // LimitString formats the limit in its unit, e.g. "5" dollars or "1000".

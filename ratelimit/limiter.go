@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/fx"
+	"github.com/tokenmeter/tokenmeter/money"
 )
 
 // DefaultLeaseTTL is how long a reservation is held when its request never
@@ -26,6 +28,12 @@ type Options struct {
 	// LeaseTTL bounds how long a reservation outlives a request that never
 	// settles. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Currency is the currency of Amounts.Money (the catalog's). A money
+	// budget in another currency is charged the amount converted with FX at
+	// the instant the request was admitted, for the reservation and the
+	// settlement alike, so one request never straddles two rates.
+	Currency money.Currency
+	FX       *fx.Table
 }
 
 // Limiter applies a set of budgets to requests. It is immutable: a config
@@ -36,6 +44,8 @@ type Limiter struct {
 	store    Store
 	now      func() time.Time
 	leaseTTL time.Duration
+	currency money.Currency
+	fx       *fx.Table
 }
 
 // leaseIDs makes lease ids unique across processes sharing a store (a random
@@ -63,7 +73,8 @@ func New(budgets []Budget, store Store, o Options) *Limiter {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
-	l := &Limiter{store: store, now: o.Now, leaseTTL: o.LeaseTTL, byName: make(map[string]*Budget, len(budgets))}
+	l := &Limiter{store: store, now: o.Now, leaseTTL: o.LeaseTTL, currency: o.Currency, fx: o.FX,
+		byName: make(map[string]*Budget, len(budgets))}
 	for i := range budgets {
 		b := budgets[i]
 		l.budgets = append(l.budgets, &b)
@@ -97,6 +108,7 @@ type Reservation struct {
 	budgets []*Budget
 	// counters are the held counters just after the reservation.
 	counters []Counter
+	at       time.Time // admission: the instant of every currency conversion
 }
 
 // Matching returns the budgets that apply to d.
@@ -110,8 +122,7 @@ func (l *Limiter) Matching(d attribution.Dimensions) []*Budget {
 	return out
 }
 
-func (l *Limiter) holds(d attribution.Dimensions, est Amounts) ([]Hold, []*Budget) {
-	now := l.now()
+func (l *Limiter) holds(d attribution.Dimensions, est Amounts, now time.Time) ([]Hold, []*Budget, error) {
 	var holds []Hold
 	var budgets []*Budget
 	for _, b := range l.budgets {
@@ -119,22 +130,41 @@ func (l *Limiter) holds(d attribution.Dimensions, est Amounts) ([]Hold, []*Budge
 		if !ok {
 			continue
 		}
+		amount, err := l.amount(b, est, now)
+		if err != nil {
+			return nil, nil, err
+		}
 		start, end := b.Window.Bounds(now)
 		holds = append(holds, Hold{
 			ID:     CounterID{Budget: b.Name, Key: key, Start: start},
 			Limit:  b.Limit,
-			Amount: est.Of(b.Unit),
+			Amount: amount,
 			End:    end,
 		})
 		budgets = append(budgets, b)
 	}
-	return holds, budgets
+	return holds, budgets, nil
+}
+
+// amount is what a counts on b, in b's currency for a money budget.
+func (l *Limiter) amount(b *Budget, a Amounts, at time.Time) (int64, error) {
+	if b.Unit != Money || b.Currency == "" || b.Currency == l.currency || a.Money == 0 {
+		return a.Of(b.Unit), nil
+	}
+	v, _, err := l.fx.Convert(a.Money, l.currency, b.Currency, at)
+	if err != nil {
+		return 0, fmt.Errorf("budget %q: %w", b.Name, err)
+	}
+	return int64(v), nil
 }
 
 // Precheck denies a request whose budgets are already used up, before its
 // body is read: the cheap early answer. It holds nothing.
 func (l *Limiter) Precheck(ctx context.Context, d attribution.Dimensions) (*Denial, error) {
-	holds, budgets := l.holds(d, Amounts{})
+	holds, budgets, err := l.holds(d, Amounts{}, l.now())
+	if err != nil {
+		return nil, err
+	}
 	for i, h := range holds {
 		c, err := l.store.Get(ctx, h)
 		if err != nil {
@@ -150,11 +180,15 @@ func (l *Limiter) Precheck(ctx context.Context, d attribution.Dimensions) (*Deni
 // Reserve holds est on every matching budget, all or none. It returns a
 // Denial, and holds nothing, when any budget cannot afford est.
 func (l *Limiter) Reserve(ctx context.Context, d attribution.Dimensions, est Amounts) (*Reservation, *Denial, error) {
-	holds, budgets := l.holds(d, est)
+	now := l.now()
+	holds, budgets, err := l.holds(d, est, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reserve: %w", err)
+	}
 	if len(holds) == 0 {
 		return &Reservation{}, nil, nil
 	}
-	lease := Lease{ID: newLeaseID(), Expires: l.now().Add(l.leaseTTL)}
+	lease := Lease{ID: newLeaseID(), Expires: now.Add(l.leaseTTL)}
 	res, err := l.store.Reserve(ctx, lease, holds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reserve: %w", err)
@@ -162,7 +196,7 @@ func (l *Limiter) Reserve(ctx context.Context, d attribution.Dimensions, est Amo
 	if i := res.Refused; i >= 0 {
 		return nil, l.denial(budgets[i], holds[i], res.Counters[i], holds[i].Amount), nil
 	}
-	return &Reservation{lease: lease, holds: holds, budgets: budgets, counters: res.Counters}, nil, nil
+	return &Reservation{lease: lease, holds: holds, budgets: budgets, counters: res.Counters, at: now}, nil, nil
 }
 
 func (l *Limiter) denial(b *Budget, h Hold, c Counter, asked int64) *Denial {
@@ -182,7 +216,14 @@ func (l *Limiter) Settle(ctx context.Context, r *Reservation, actual Amounts) er
 	}
 	amounts := make([]int64, len(r.holds))
 	for i, b := range r.budgets {
-		amounts[i] = actual.Of(b.Unit)
+		a, err := l.amount(b, actual, r.at)
+		if err != nil {
+			// Still release the holds: a stuck reservation would deny
+			// requests the budget can afford.
+			_ = l.store.Settle(ctx, r.lease, r.holds, nil)
+			return fmt.Errorf("settle: %w", err)
+		}
+		amounts[i] = a
 	}
 	if err := l.store.Settle(ctx, r.lease, r.holds, amounts); err != nil {
 		return fmt.Errorf("settle: %w", err)
