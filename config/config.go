@@ -105,6 +105,9 @@ type Config struct {
 	// Routes map path prefixes to dialects, for APIs mounted where their
 	// documented path would not be recognised (e.g. /anthropic/ → anthropic_messages).
 	Routes []dialect.Route
+	// RouteUnpriced[i] overrides the unknown-model policy for requests that
+	// Routes[i] chose; a zero Policy inherits the global one.
+	RouteUnpriced []RoutePolicy
 	// Adjustments are markups and discounts on list prices; the first that
 	// matches a request applies.
 	Adjustments []Adjustment
@@ -146,6 +149,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
 	w.currencyNodes = cur
 	var tokenEnv, fallbackModel string
+	var routePolicies []routePolicy
 	var fallbackNode *yaml.Node
 	w.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
 		"listen": func(n *yaml.Node, k string) {
@@ -208,8 +212,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		},
 		"routes": func(n *yaml.Node, k string) {
 			w.sequence(n, k, func(item *yaml.Node, k string) {
-				if r, ok := w.route(item, k); ok {
+				if r, p, ok := w.route(item, k); ok {
 					c.Routes = append(c.Routes, r)
+					routePolicies = append(routePolicies, p)
 				}
 			})
 		},
@@ -273,15 +278,50 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		c.Fallback = e
 	}
+	var errs cfgerr.List
+	for _, p := range routePolicies {
+		rp := RoutePolicy{Policy: p.policy}
+		if p.policy == UnpricedFallback {
+			e, ok := cat.LookupAnyProvider(p.model, time.Now())
+			if !ok {
+				errs = append(errs, cfgerr.At(file, p.modelNode, p.modelKey, "not a model in the catalog"))
+			}
+			rp.Fallback = e
+		}
+		c.RouteUnpriced = append(c.RouteUnpriced, rp)
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
-// UnpricedFor is the policy a money budget applies to an unpriced model.
-func (c *Config) UnpricedFor(budget string) UnpricedPolicy {
+// RoutePolicy is a route's unknown-model policy.
+type RoutePolicy struct {
+	Policy   UnpricedPolicy // empty: the global policy
+	Fallback *pricing.Entry // with UnpricedFallback
+}
+
+// UnpricedFor is the policy a money budget applies to an unpriced model on a
+// request that route chose (-1: no configured route). The most specific
+// setting wins: the budget's, then the route's, then the global one.
+func (c *Config) UnpricedFor(budget string, route int) UnpricedPolicy {
 	if p, ok := c.BudgetUnpriced[budget]; ok {
 		return p
 	}
+	if route >= 0 && route < len(c.RouteUnpriced) && c.RouteUnpriced[route].Policy != "" {
+		return c.RouteUnpriced[route].Policy
+	}
 	return c.Unpriced
+}
+
+// FallbackFor is the entry an unknown model is priced at on a request that
+// route chose, or nil when the policy there is not fallback.
+func (c *Config) FallbackFor(route int) *pricing.Entry {
+	if route >= 0 && route < len(c.RouteUnpriced) && c.RouteUnpriced[route].Policy != "" {
+		return c.RouteUnpriced[route].Fallback
+	}
+	return c.Fallback
 }
 
 // loadCatalog reads the catalogs in order. A file ending in .json is
@@ -416,13 +456,47 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 	return b, len(w.errs) == before
 }
 
-func (w *walker) route(n *yaml.Node, key string) (dialect.Route, bool) {
+// routePolicy is a route's unpriced section as read, resolved against the
+// catalog once it is loaded.
+type routePolicy struct {
+	policy    UnpricedPolicy
+	model     string
+	modelNode *yaml.Node
+	modelKey  string
+}
+
+func (w *walker) route(n *yaml.Node, key string) (dialect.Route, routePolicy, bool) {
 	before := len(w.errs)
-	var host, prefix, name string
+	var host, prefix, name, provider string
+	var p routePolicy
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
-		"host":    w.str(&host),
-		"prefix":  w.str(&prefix),
-		"dialect": w.str(&name),
+		"host":     w.str(&host),
+		"prefix":   w.str(&prefix),
+		"dialect":  w.str(&name),
+		"provider": w.str(&provider),
+		"unpriced": func(n *yaml.Node, k string) {
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"policy": func(n *yaml.Node, k string) {
+					v, _ := w.scalar(n, k)
+					switch pol := UnpricedPolicy(v); pol {
+					case UnpricedDeny, UnpricedAllow, UnpricedFallback:
+						p.policy = pol
+					default:
+						w.fail(n, k, "want deny, allow or fallback")
+					}
+				},
+				"fallback_model": func(n *yaml.Node, k string) {
+					p.modelNode, p.modelKey = n, k
+					p.model, _ = w.scalar(n, k)
+				},
+			})
+			switch {
+			case p.policy == UnpricedFallback && p.model == "":
+				w.fail(n, k, "fallback_model is required with policy fallback")
+			case p.policy != UnpricedFallback && p.model != "":
+				w.fail(p.modelNode, p.modelKey, "only policy fallback uses a fallback_model")
+			}
+		},
 	})
 	switch {
 	case host == "" && prefix == "":
@@ -432,12 +506,16 @@ func (w *walker) route(n *yaml.Node, key string) (dialect.Route, bool) {
 	case strings.ContainsAny(host, ":/ ") || (strings.Contains(host, "*") && !strings.HasPrefix(host, "*.")):
 		w.failKey(join(key, "host"), host, `want a host name without port, or "*.example.com"`)
 	}
+	if provider != "" && !budgetName(provider) {
+		w.failKey(join(key, "provider"), provider, "want a provider name of letters, digits, '-', '_' or '.'")
+	}
 	reg := dialect.DefaultRegistry()
 	d, ok := reg.ByName(name)
 	if !ok {
 		w.failKey(join(key, "dialect"), name, "unknown dialect; known: "+strings.Join(reg.Names(), ", "))
 	}
-	return dialect.Route{Host: strings.ToLower(host), Prefix: prefix, Dialect: d}, len(w.errs) == before
+	r := dialect.Route{Host: strings.ToLower(host), Prefix: prefix, Dialect: d, Provider: strings.ToLower(provider)}
+	return r, p, len(w.errs) == before
 }
 
 func (w *walker) count(b *ratelimit.Budget, limits *int, unit ratelimit.Unit) func(*yaml.Node, string) {

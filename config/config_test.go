@@ -91,6 +91,8 @@ func TestLoadErrors(t *testing.T) {
 			"testdata/bad_adjustment.yaml:6: adjustments[3].name: \"c\": adjustment name used twice"},
 		{"fallback_unknown_model.yaml", `testdata/fallback_unknown_model.yaml:2: unpriced.fallback_model: "gpt-9": not a model in the catalog`},
 		{"fallback_without_model.yaml", `testdata/fallback_without_model.yaml: unpriced.fallback_model: required with policy fallback: the catalog model unknown models are priced at`},
+		{"route_fallback_without_model.yaml", `testdata/route_fallback_without_model.yaml:5: routes[0].unpriced: fallback_model is required with policy fallback`},
+		{"route_fallback_unknown_model.yaml", `testdata/route_fallback_unknown_model.yaml:6: routes[0].unpriced.fallback_model: "gpt-9": not a model in the catalog`},
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},

@@ -37,6 +37,10 @@ type Route struct {
 	Host    string
 	Prefix  string
 	Dialect Dialect
+	// Provider, when set, replaces the dialect's provider: an
+	// OpenAI-compatible API (DeepSeek, Mistral, Groq) is spoken in the
+	// openai_chat dialect but billed, and priced, as its own provider.
+	Provider string
 }
 
 func (rt *Route) matches(host, path string) bool {
@@ -66,21 +70,30 @@ func (rt *Route) specificity() int {
 // (host, then longest prefix), then the built-in path suffixes. host is the
 // :authority; a port is ignored.
 func (r *Registry) Resolve(name string, routes []Route, host, path string) (Dialect, bool) {
+	d, _, ok := r.ResolveRoute(name, routes, host, path)
+	return d, ok
+}
+
+// ResolveRoute is Resolve that also returns the index of the route that
+// chose the dialect, or -1 when none did.
+func (r *Registry) ResolveRoute(name string, routes []Route, host, path string) (Dialect, int, bool) {
 	if name != "" {
-		return r.ByName(name)
+		d, ok := r.ByName(name)
+		return d, -1, ok
 	}
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
 	host = strings.ToLower(host)
-	var best *Route
+	best := -1
 	for i := range routes {
-		if routes[i].matches(host, path) && (best == nil || routes[i].specificity() > best.specificity()) {
-			best = &routes[i]
+		if routes[i].matches(host, path) && (best < 0 || routes[i].specificity() > routes[best].specificity()) {
+			best = i
 		}
 	}
-	if best != nil {
-		return best.Dialect, true
+	if best >= 0 {
+		return routes[best].Dialect, best, true
 	}
-	return r.ForPath(path)
+	d, ok := r.ForPath(path)
+	return d, -1, ok
 }

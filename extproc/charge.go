@@ -107,6 +107,10 @@ func (x *exchange) price() {
 	}
 	x.rec.Priced = x.entry != nil
 	if x.entry == nil {
+		if x.rec.Model != "" && x.rec.Reason == "" {
+			// Never a silent zero: the ledger says why there is no cost.
+			x.rec.Reason = reasonUnpriced
+		}
 		return
 	}
 	if x.rec.Fallback {

@@ -44,6 +44,7 @@ type exchange struct {
 
 	rec         ledger.Record
 	dialectName string // named by the Envoy route; empty to choose by path
+	route       int    // index of the configured route that chose the dialect, or -1
 	path        string // :path as the client sent it
 	dialect     dialect.Dialect
 	req         dialect.Request
@@ -62,7 +63,7 @@ type exchange struct {
 }
 
 func newExchange(s *Server, snap *Snapshot) *exchange {
-	return &exchange{srv: s, snap: snap, rec: ledger.Record{Start: s.now(), Currency: snap.Config.Catalog.Currency()}}
+	return &exchange{srv: s, snap: snap, route: -1, rec: ledger.Record{Start: s.now(), Currency: snap.Config.Catalog.Currency()}}
 }
 
 // handle answers one message. It never fails: anything it cannot read passes
@@ -96,15 +97,18 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	}
 	x.path = get(":path")
 	path, _, _ := strings.Cut(x.path, "?")
-	d, ok := x.snap.Dialects.Resolve(x.dialectName, x.snap.Config.Routes, get(":authority"), path)
+	d, route, ok := x.snap.Dialects.ResolveRoute(x.dialectName, x.snap.Config.Routes, get(":authority"), path)
 	if !ok || get(":method") != "POST" {
 		// Not an API tokenmeter meters: stop Envoy from sending the rest.
 		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reasonUnknownPath
 		x.finish(nil)
 		return skipRest()
 	}
-	x.dialect = d
+	x.dialect, x.route = d, route
 	x.rec.Dialect, x.rec.Provider = d.Name(), d.Provider()
+	if route >= 0 && x.snap.Config.Routes[route].Provider != "" {
+		x.rec.Provider = x.snap.Config.Routes[route].Provider
+	}
 
 	if den, err := x.snap.Limiter.Precheck(ctx, dims); err != nil {
 		x.storeError("precheck", err)
@@ -161,15 +165,15 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	}
 	if x.entry == nil && x.req.Model != "" {
 		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
-			if b.Unit == ratelimit.Money && cfg.UnpricedFor(b.Name) == config.UnpricedDeny {
+			if b.Unit == ratelimit.Money && cfg.UnpricedFor(b.Name, x.route) == config.UnpricedDeny {
 				x.rec.Reason = reasonUnpriced
 				return x.denyUnpriced(b)
 			}
 		}
-		if cfg.Fallback != nil {
+		if fb := cfg.FallbackFor(x.route); fb != nil {
 			// Priced at the fallback entry so money budgets hold, and still
 			// recorded as an unknown model.
-			x.entry, x.rec.Fallback = cfg.Fallback, true
+			x.entry, x.rec.Fallback = fb, true
 		}
 	}
 	est := x.estimate()

@@ -357,12 +357,27 @@ unpriced: {policy: fallback, fallback_model: gpt-4o-mini}
 budgets:
   - {name: strict, match: {project: strict}, limit: {money: "1"}, window: day, unpriced: deny}
   - {name: lenient, match: {project: lenient}, limit: {money: "1"}, window: day}
+routes:
+  - {prefix: /guarded/, dialect: openai_chat, unpriced: {policy: deny}}
+  - {prefix: /open/, dialect: openai_chat, provider: deepseek, unpriced: {policy: allow}}
+  - {prefix: /cheap/, dialect: openai_chat, unpriced: {policy: fallback, fallback_model: house-model}}
 `
 	for _, tt := range []struct {
-		project string
-		status  int // 0: admitted
-		cost    string
-	}{{"strict", 403, "0"}, {"lenient", 0, "0.000024"}, {"none", 0, "0.000024"}} {
+		project, prefix string
+		status          int    // 0: admitted
+		cost            string // "" for unpriced
+		provider        string
+	}{
+		{"strict", "", 403, "", "openai"},
+		{"lenient", "", 0, "0.000024", "openai"},
+		{"none", "", 0, "0.000024", "openai"},
+		// The route's policy beats the global one; a budget's beats the route's.
+		{"lenient", "/guarded", 403, "", "openai"},
+		{"none", "/guarded", 0, "", "openai"}, // no money budget: deny has nothing to guard
+		{"lenient", "/open", 0, "", "deepseek"},
+		{"strict", "/open", 403, "", "deepseek"},
+		{"lenient", "/cheap", 0, "0.00014", "openai"}, // house-model: 100 prompt at 1.00 + 20 out at 2.00 per million
+	} {
 		cfg, err := config.Parse("test.yaml", []byte(cfgText))
 		if err != nil {
 			t.Fatal(err)
@@ -375,7 +390,7 @@ budgets:
 		s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
 			slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
 		fs := play(t, s, io.EOF,
-			headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", tt.project),
+			headers(false, ":path", tt.prefix+"/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", tt.project),
 			reqBody(`{"model":"mystery-1","messages":[]}`),
 			respHeaders(false, ":status", "200", "content-type", "application/json"),
 			// The response names no model the catalog knows either.
@@ -383,16 +398,26 @@ budgets:
 		)
 		store.Close()
 		r := sink.recs[0]
+		name := tt.project + tt.prefix
 		if got := int(fs.sent[1].GetImmediateResponse().GetStatus().GetCode()); got != tt.status {
-			t.Fatalf("%s: status %d, want %d", tt.project, got, tt.status)
+			t.Fatalf("%s: status %d, want %d", name, got, tt.status)
+		}
+		if r.Provider != tt.provider {
+			t.Fatalf("%s: provider %q, want %q", name, r.Provider, tt.provider)
 		}
 		if tt.status != 0 {
+			continue
+		}
+		if tt.cost == "" {
+			if r.Priced || r.Fallback || r.Cost != 0 || r.Reason != "unpriced_model" {
+				t.Fatalf("%s: want unpriced, got %+v", name, r)
+			}
 			continue
 		}
 		// Priced at gpt-4o-mini's prices (24 µ$), flagged as a fallback for an
 		// unknown model, under the requested model's name.
 		if r.Cost != money.MustParse(tt.cost) || !r.Fallback || r.PricedModel != "" || r.Model != "mystery-1" || r.Reason != "fallback_price" {
-			t.Fatalf("%s: %+v", tt.project, r)
+			t.Fatalf("%s: cost %s, want %s: %+v", name, r.Cost, tt.cost, r)
 		}
 	}
 }
