@@ -384,6 +384,7 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 	var limits int
 	var curNode *yaml.Node // limit.currency, remembered under the budget's name
 	var curKey string
+	var windowNode, rollingNode, zoneNode *yaml.Node
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
 		"name": w.str(&b.Name),
 		"match": func(n *yaml.Node, k string) {
@@ -411,11 +412,12 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 						b.Currency, curNode, curKey = cur, n, k
 					}
 				},
-				"tokens":   w.count(&b, &limits, ratelimit.Tokens),
-				"requests": w.count(&b, &limits, ratelimit.Requests),
+				"tokens":     w.count(&b, &limits, ratelimit.Tokens),
+				"requests":   w.count(&b, &limits, ratelimit.Requests),
+				"concurrent": w.count(&b, &limits, ratelimit.Concurrent),
 			})
 			if limits != 1 {
-				w.fail(n, k, "want exactly one of money, tokens, requests")
+				w.fail(n, k, "want exactly one of money, tokens, requests, concurrent")
 			}
 			if b.Currency != "" && b.Unit != ratelimit.Money {
 				w.fail(n, join(k, "currency"), "only a money limit has a currency")
@@ -434,11 +436,47 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 			v, _ := w.scalar(n, k)
 			win, ok := ratelimit.ParseWindow(v)
 			if !ok {
-				w.fail(n, k, "want minute, hour, day or month")
+				w.fail(n, k, "want "+strings.Join(ratelimit.WindowNames(), ", "))
 			}
-			b.Window = win
+			b.Window, windowNode = win, n
+		},
+		"rolling": func(n *yaml.Node, k string) {
+			w.duration(&b.Rolling)(n, k)
+			if b.Rolling != 0 && (b.Rolling < time.Second || b.Rolling > 24*time.Hour || b.Rolling%time.Second != 0) {
+				w.fail(n, k, "want a whole number of seconds from 1s to 24h, e.g. 1m for a per-minute rate")
+			}
+			rollingNode = n
+		},
+		"time_zone": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			loc, err := time.LoadLocation(v)
+			if err != nil || v == "" || v == "Local" {
+				w.fail(n, k, "want an IANA time zone name such as Europe/Paris or UTC")
+				return
+			}
+			b.Location, zoneNode = loc, n
+		},
+		"shadow": w.boolean(&b.Shadow),
+		"on_store_error": func(n *yaml.Node, k string) {
+			switch v, _ := w.scalar(n, k); v {
+			case "allow":
+			case "deny":
+				b.FailClosed = true
+			default:
+				w.fail(n, k, "want allow (fail open, the default) or deny (fail closed)")
+			}
 		},
 	})
+	switch {
+	case windowNode != nil && rollingNode != nil:
+		w.fail(rollingNode, join(key, "rolling"), "a budget has a calendar window or a rolling one, not both")
+	case b.Unit == ratelimit.Concurrent && (windowNode != nil || rollingNode != nil):
+		w.fail(n, key, "a concurrent limit counts requests in flight: it has no window")
+	case rollingNode != nil && zoneNode != nil:
+		w.fail(zoneNode, join(key, "time_zone"), "a rolling window has no calendar: time_zone applies to window")
+	case limits > 0 && b.Unit != ratelimit.Concurrent && windowNode == nil && rollingNode == nil:
+		w.fail(n, key, "want a window ("+strings.Join(ratelimit.WindowNames(), ", ")+") or a rolling period such as 1m")
+	}
 	for _, req := range []struct {
 		ok   bool
 		name string

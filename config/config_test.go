@@ -67,8 +67,8 @@ func TestLoadErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: "inject_stream_usgae": unknown key; accepted: buffer_json_below_bytes, default_max_tokens, inject_stream_usage, max_message_bytes, max_response_buffer_bytes`},
-		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day or month`},
-		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests`},
+		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day, month, week, year, total`},
+		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests, concurrent`},
 		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
 		{"negative_money_limit.yaml", `testdata/negative_money_limit.yaml:4: budgets[0].limit.money: "-5": want a positive decimal amount, e.g. "25.00" (in limit.currency, default the reporting currency)`},
 		{"unknown_reporting_currency.yaml", `testdata/unknown_reporting_currency.yaml:3: currency.reporting: "EURO": want an active ISO 4217 currency code such as USD or EUR`},
@@ -82,7 +82,7 @@ func TestLoadErrors(t *testing.T) {
 		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
 		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: {known}`},
 		// Cross-section checks name the item as written, even after an invalid one.
-		{"budget_after_invalid.yaml", "testdata/budget_after_invalid.yaml:3: budgets[0].window: \"fortnight\": want minute, hour, day or month\n" +
+		{"budget_after_invalid.yaml", "testdata/budget_after_invalid.yaml:3: budgets[0].window: \"fortnight\": want minute, hour, day, month, week, year, total\n" +
 			"testdata/budget_after_invalid.yaml:4: budgets[1].match.tenant: \"tenant\": not a configured dimension; configured: project, team, user"},
 		{"bad_adjustment.yaml", "testdata/bad_adjustment.yaml:3: adjustments[0].percent: \"-100\": a discount must be less than 100%\n" +
 			"testdata/bad_adjustment.yaml:4: adjustments[1].percent: \"0.00000001\": want a decimal percentage with at most 7 decimal places, such as \"10\" or \"-12.5\"\n" +
@@ -93,6 +93,12 @@ func TestLoadErrors(t *testing.T) {
 		{"fallback_without_model.yaml", `testdata/fallback_without_model.yaml: unpriced.fallback_model: required with policy fallback: the catalog model unknown models are priced at`},
 		{"route_fallback_without_model.yaml", `testdata/route_fallback_without_model.yaml:5: routes[0].unpriced: fallback_model is required with policy fallback`},
 		{"route_fallback_unknown_model.yaml", `testdata/route_fallback_unknown_model.yaml:6: routes[0].unpriced.fallback_model: "gpt-9": not a model in the catalog`},
+		{"window_and_rolling.yaml", `testdata/window_and_rolling.yaml:6: budgets[0].rolling: "1m": a budget has a calendar window or a rolling one, not both`},
+		{"bad_time_zone.yaml", `testdata/bad_time_zone.yaml:6: budgets[0].time_zone: "Europe/Pariss": want an IANA time zone name such as Europe/Paris or UTC`},
+		{"concurrent_with_window.yaml", `testdata/concurrent_with_window.yaml:3: budgets[0]: a concurrent limit counts requests in flight: it has no window`},
+		{"rolling_fraction.yaml", `testdata/rolling_fraction.yaml:5: budgets[0].rolling: "1500ms": want a whole number of seconds from 1s to 24h, e.g. 1m for a per-minute rate`},
+		{"bad_store_error_policy.yaml", `testdata/bad_store_error_policy.yaml:5: budgets[0].on_store_error: "panic": want allow (fail open, the default) or deny (fail closed)`},
+		{"budget_without_window.yaml", `testdata/budget_without_window.yaml:3: budgets[0]: want a window (minute, hour, day, month, week, year, total) or a rolling period such as 1m`},
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
@@ -157,5 +163,35 @@ func TestCurrency(t *testing.T) {
 	got, rate, err := c.FX.Convert(money.MustParse("1.0834"), "USD", "EUR", time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
 	if err != nil || got != money.MustParse("1") || rate.Source != "ECB reference rate" {
 		t.Fatalf("convert: %v %v %v", got, rate, err)
+	}
+}
+
+// Every kind of limit the budgets section takes.
+func TestLimits(t *testing.T) {
+	c, err := Load("testdata/limits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]ratelimit.Budget{}
+	for _, b := range c.Budgets {
+		got[b.Name] = b
+	}
+	if b := got["weekly-paris"]; b.Window != ratelimit.Week || b.Location.String() != "Europe/Paris" || !b.FailClosed || b.Currency != "USD" {
+		t.Errorf("weekly-paris: %+v", b)
+	}
+	if b := got["yearly"]; b.Window != ratelimit.Year || b.Location != nil || b.FailClosed {
+		t.Errorf("yearly: %+v", b)
+	}
+	if b := got["forever"]; b.Window != ratelimit.Total || !b.Shadow {
+		t.Errorf("forever: %+v", b)
+	}
+	if b := got["rpm"]; b.Rolling != time.Minute || b.Unit != ratelimit.Requests || b.Limit != 60 {
+		t.Errorf("rpm: %+v", b)
+	}
+	if b := got["tpm"]; b.Rolling != time.Minute || b.Unit != ratelimit.Tokens || b.Limit != 100000 {
+		t.Errorf("tpm: %+v", b)
+	}
+	if b := got["inflight"]; b.Unit != ratelimit.Concurrent || b.Limit != 8 {
+		t.Errorf("inflight: %+v", b)
 	}
 }

@@ -4,26 +4,37 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
+	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 
-// deny answers with 429 before the request reaches the provider. The body is
-// OpenAI's error shape, which OpenAI SDKs surface as a RateLimitError; other
-// dialects' shapes come with their dialects.
+// deny answers with 429 before the request reaches the provider, in the
+// caller's API dialect so that its SDK raises its own rate-limit error.
 func (x *exchange) deny(d *ratelimit.Denial) *extprocv3.ProcessingResponse {
 	secs := int64(math.Ceil(d.RetryAfter.Seconds()))
-	msg := fmt.Sprintf("tokenmeter: budget %q is exhausted for %s (limit %s %s per %s); it resets in %ds",
-		d.Budget.Name, d.Key, d.Budget.LimitString(), unitNoun(d.Budget), d.Budget.Window, secs)
+	period := d.Budget.Window.String()
+	if d.Budget.Rolling > 0 {
+		period = "rolling " + d.Budget.Rolling.String()
+	}
+	msg := fmt.Sprintf("tokenmeter: budget %q is exhausted for %s (limit %s %s per %s); retry in %ds",
+		d.Budget.Name, d.Key, d.Budget.LimitString(), unitNoun(d.Budget), period, secs)
+	if d.Budget.Unit == ratelimit.Concurrent {
+		msg = fmt.Sprintf("tokenmeter: budget %q allows %d requests in flight for %s; retry in %ds",
+			d.Budget.Name, d.Budget.Limit, d.Key, secs)
+	}
 	x.rec.Outcome, x.rec.Budget = ledger.Denied, d.Budget.Name
 	x.finish(nil)
-	return immediate(429, "budget_exceeded", msg,
+	return x.immediate(429, "budget_exceeded", msg,
 		setHeader("retry-after", strconv.FormatInt(secs, 10)),
 		setHeader("x-tokenmeter-budget", d.Budget.Name))
 }
@@ -35,28 +46,112 @@ func (x *exchange) denyUnpriced(b *ratelimit.Budget) *extprocv3.ProcessingRespon
 		x.rec.Model, b.Name)
 	x.rec.Outcome, x.rec.Budget = ledger.Denied, b.Name
 	x.finish(nil)
-	return immediate(403, "model_unpriced", msg, setHeader("x-tokenmeter-budget", b.Name))
+	return x.immediate(403, "model_unpriced", msg, setHeader("x-tokenmeter-budget", b.Name))
+}
+
+// denyUnavailable refuses a request that a fail-closed budget could not check.
+func (x *exchange) denyUnavailable(b *ratelimit.Budget) *extprocv3.ProcessingResponse {
+	msg := fmt.Sprintf("tokenmeter: budget %q cannot be checked (its store is unavailable) and is set to deny then", b.Name)
+	x.rec.Outcome, x.rec.Budget, x.rec.Reason = ledger.Denied, b.Name, "store_unavailable"
+	x.finish(nil)
+	return x.immediate(503, "budget_store_unavailable", msg,
+		setHeader("retry-after", "1"),
+		setHeader("x-tokenmeter-budget", b.Name))
 }
 
 func unitNoun(b *ratelimit.Budget) string {
 	if b.Unit == ratelimit.Money {
+		if b.Currency != "" {
+			return string(b.Currency)
+		}
 		return "money"
 	}
 	return b.Unit.String()
 }
 
-type openAIError struct {
-	Error struct {
+// The error shapes of the dialects' own APIs. Each SDK turns its own shape
+// into a typed error (RateLimitError, ThrottlingException...) that callers
+// already handle; an OpenAI body from an Anthropic endpoint would not parse.
+type (
+	openAIError struct {
+		Error struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+			Code    string `json:"code"`
+		} `json:"error"`
+	}
+	anthropicError struct {
+		Type  string `json:"type"`
+		Error struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	googleError struct {
+		Error struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Status  string `json:"status"`
+		} `json:"error"`
+	}
+	messageError struct {
 		Message string `json:"message"`
-		Type    string `json:"type"`
-		Code    string `json:"code"`
-	} `json:"error"`
+	}
+	ollamaError struct {
+		Error string `json:"error"`
+	}
+)
+
+// errorBody renders msg in the error shape of dialect, with the headers that
+// shape needs.
+func errorBody(dialect string, status int, code, msg string) ([]byte, []*corev3.HeaderValueOption) {
+	var v any
+	var headers []*corev3.HeaderValueOption
+	switch {
+	case strings.HasPrefix(dialect, "anthropic"):
+		var e anthropicError
+		e.Type, e.Error.Message = "error", msg
+		e.Error.Type = map[int]string{429: "rate_limit_error", 403: "permission_error"}[status]
+		if e.Error.Type == "" {
+			e.Error.Type = "api_error"
+		}
+		v = e
+	case strings.HasPrefix(dialect, "gemini"), strings.HasPrefix(dialect, "vertex"):
+		var e googleError
+		e.Error.Code, e.Error.Message = status, msg
+		e.Error.Status = map[int]string{429: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED"}[status]
+		if e.Error.Status == "" {
+			e.Error.Status = "UNAVAILABLE"
+		}
+		v = e
+	case strings.HasPrefix(dialect, "bedrock"):
+		// The AWS SDKs read the error type from this header.
+		t := map[int]string{429: "ThrottlingException", 403: "AccessDeniedException"}[status]
+		if t == "" {
+			t = "ServiceUnavailableException"
+		}
+		headers = append(headers, setHeader("x-amzn-errortype", t))
+		v = messageError{Message: msg}
+	case strings.HasPrefix(dialect, "cohere"):
+		v = messageError{Message: msg}
+	case strings.HasPrefix(dialect, "ollama"):
+		v = ollamaError{Error: msg}
+	default:
+		var e openAIError
+		e.Error.Message, e.Error.Type, e.Error.Code = msg, code, code
+		v = e
+	}
+	body, _ := json.Marshal(v) // structs of strings and ints always marshal
+	return body, headers
 }
 
-func immediate(status int, code, msg string, headers ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
-	var e openAIError
-	e.Error.Message, e.Error.Type, e.Error.Code = msg, code, code
-	body, _ := json.Marshal(e) // a struct of strings always marshals
+func (x *exchange) immediate(status int, code, msg string, headers ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
+	name := ""
+	if x.dialect != nil {
+		name = x.dialect.Name()
+	}
+	body, extra := errorBody(name, status, code, msg)
+	headers = append(headers, extra...)
 	headers = append(headers, setHeader("content-type", "application/json"))
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{
@@ -66,4 +161,78 @@ func immediate(status int, code, msg string, headers ...*corev3.HeaderValueOptio
 			Details: "tokenmeter_" + code,
 		},
 	}}
+}
+
+// feedbackHeaders tell an admitted caller where it stands:
+//   - x-tokenmeter-budget-remaining, -budget and -budget-reset: what is left
+//     of the tightest matching calendar budget (the smallest fraction of its
+//     limit), in its unit, after this request's reservation, and the seconds
+//     until it resets;
+//   - x-ratelimit-limit-, -remaining- and -reset-requests / -tokens, as
+//     OpenAI names them, for the tightest rolling (RPM/TPM) budget of each
+//     unit. They replace the provider's own: tokenmeter's limit is the one
+//     that will refuse the next request first.
+//
+// Shadow budgets send nothing: they must not change what callers do.
+func (x *exchange) feedbackHeaders() []*corev3.HeaderValueOption {
+	if len(x.remaining) == 0 {
+		return nil
+	}
+	var tight *ratelimit.Remaining
+	var rate [2]*ratelimit.Remaining // requests, tokens
+	for i := range x.remaining {
+		r := &x.remaining[i]
+		switch {
+		case r.Budget.Rolling > 0 && r.Budget.Unit == ratelimit.Requests:
+			rate[0] = tighter(rate[0], r)
+		case r.Budget.Rolling > 0 && r.Budget.Unit == ratelimit.Tokens:
+			rate[1] = tighter(rate[1], r)
+		case r.Budget.Rolling == 0:
+			tight = tighter(tight, r)
+		}
+	}
+	var out []*corev3.HeaderValueOption
+	if tight != nil {
+		left := strconv.FormatInt(tight.Remaining, 10)
+		if tight.Budget.Unit == ratelimit.Money {
+			left = money.Amount(tight.Remaining).String()
+		}
+		out = append(out,
+			setHeader("x-tokenmeter-budget", tight.Budget.Name),
+			setHeader("x-tokenmeter-budget-remaining", left),
+			setHeader("x-tokenmeter-budget-reset", strconv.FormatInt(ceilSeconds(tight.Resets.Sub(x.rec.Start)), 10)))
+	}
+	for i, unit := range []string{"requests", "tokens"} {
+		r := rate[i]
+		if r == nil {
+			continue
+		}
+		out = append(out,
+			setHeader("x-ratelimit-limit-"+unit, strconv.FormatInt(r.Budget.Limit, 10)),
+			setHeader("x-ratelimit-remaining-"+unit, strconv.FormatInt(r.Remaining, 10)),
+			setHeader("x-ratelimit-reset-"+unit, (time.Duration(ceilSeconds(r.Resets.Sub(x.rec.Start)))*time.Second).String()))
+	}
+	return out
+}
+
+// tighter returns whichever of a and b has the smaller fraction of its limit
+// left, compared exactly: a.rem × b.limit < b.rem × a.limit in 128 bits.
+func tighter(a, b *ratelimit.Remaining) *ratelimit.Remaining {
+	if a == nil {
+		return b
+	}
+	ah, al := bits.Mul64(uint64(a.Remaining), uint64(b.Budget.Limit))
+	bh, bl := bits.Mul64(uint64(b.Remaining), uint64(a.Budget.Limit))
+	if bh < ah || (bh == ah && bl < al) {
+		return b
+	}
+	return a
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	s := int64((d + time.Second - 1) / time.Second)
+	if s < 0 {
+		return 0
+	}
+	return s
 }

@@ -43,9 +43,10 @@ type exchange struct {
 	snap *Snapshot
 
 	rec         ledger.Record
-	dialectName string // named by the Envoy route; empty to choose by path
-	route       int    // index of the configured route that chose the dialect, or -1
-	path        string // :path as the client sent it
+	dialectName string                // named by the Envoy route; empty to choose by path
+	route       int                   // index of the configured route that chose the dialect, or -1
+	remaining   []ratelimit.Remaining // budgets' state after this request's reservation
+	path        string                // :path as the client sent it
 	dialect     dialect.Dialect
 	req         dialect.Request
 	entry       *pricing.Entry // nil: unpriced
@@ -179,15 +180,34 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	est := x.estimate()
 	hold, den, err := x.snap.Limiter.Reserve(ctx, x.rec.Dimensions, est)
 	if err != nil {
-		// The store failed: let the request through and say so. Per-budget
-		// fail-closed arrives with the Redis store.
+		// The store failed: each matching budget says whether its requests
+		// go through unchecked (the default) or are refused; both are
+		// counted, never silent.
 		x.storeError("reserve", err)
+		var closed *ratelimit.Budget
+		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
+			if b.FailClosed && closed == nil {
+				closed = b
+				continue
+			}
+			x.srv.observer.StoreUnavailable(b.Name, false)
+		}
+		if closed != nil {
+			x.srv.observer.StoreUnavailable(closed.Name, true)
+			return x.denyUnavailable(closed)
+		}
 		return nil
 	}
 	if den != nil {
 		return x.deny(den)
 	}
+	for _, s := range hold.Shadowed {
+		x.srv.observer.ShadowDenied(s.Budget.Name)
+		x.srv.log.Info("shadow budget would deny", "budget", s.Budget.Name, "key", s.Key,
+			"spent", s.Spent, "reserved", s.Reserved, "asked", s.Asked, "limit", s.Budget.Limit)
+	}
 	x.hold = hold
+	x.remaining = x.snap.Limiter.Remaining(hold)
 	return nil
 }
 
@@ -233,11 +253,11 @@ func (x *exchange) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	x.decoder = x.dialect.NewDecoder(resp, int(x.snap.Config.MaxResponseBuffer))
 	if h.GetEndOfStream() {
 		md := x.complete(true)
-		r := headersContinue(false)
+		r := x.responseHeadersContinue()
 		r.DynamicMetadata = md
 		return r
 	}
-	r := headersContinue(false)
+	r := x.responseHeadersContinue()
 	// A small non-streaming body is cheaper in one message than in chunks;
 	// streams and large or unsized bodies stay streamed, so Envoy never has
 	// to buffer past its limit.
@@ -245,6 +265,16 @@ func (x *exchange) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		if n, err := strconv.ParseInt(get("content-length"), 10, 64); err == nil && n <= x.snap.Config.BufferJSONBelow {
 			r.ModeOverride = bufferedResponseBody()
 		}
+	}
+	return r
+}
+
+// responseHeadersContinue lets the response headers through with the budget
+// feedback headers added.
+func (x *exchange) responseHeadersContinue() *extprocv3.ProcessingResponse {
+	r := headersContinue(false)
+	if hs := x.feedbackHeaders(); len(hs) > 0 {
+		r.GetResponseHeaders().Response.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
 	}
 	return r
 }

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -49,6 +50,16 @@ func (f *fakeObserver) ParseError(d, r string) {
 }
 func (f *fakeObserver) InvalidAttribution(string) {}
 func (f *fakeObserver) StoreError(string)         {}
+func (f *fakeObserver) ShadowDenied(b string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.phases["shadow/"+b]++
+}
+func (f *fakeObserver) StoreUnavailable(b string, denied bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.phases[fmt.Sprintf("unavailable/%s/%v", b, denied)]++
+}
 
 type fakeSink struct {
 	mu   sync.Mutex

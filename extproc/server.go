@@ -51,6 +51,11 @@ type Observer interface {
 	ParseError(dialect, reason string)
 	InvalidAttribution(dimension string)
 	StoreError(op string)
+	// ShadowDenied counts a request a shadow budget would have denied.
+	ShadowDenied(budget string)
+	// StoreUnavailable counts a request a budget could not check because its
+	// store failed: let through (fail open) or denied (fail closed).
+	StoreUnavailable(budget string, denied bool)
 }
 
 // DialectMetadataKey is the gRPC metadata key by which an Envoy route names

@@ -37,6 +37,8 @@ type Metrics struct {
 	invalid     *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	storeErrors *prometheus.CounterVec
+	shadow      *prometheus.CounterVec
+	unavailable *prometheus.CounterVec
 	reloads     prometheus.Counter
 	reloadErrs  prometheus.Counter
 
@@ -75,6 +77,13 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_store_errors_total", Help: "Budget store operations that failed.",
 	}, []string{"op"})
+	m.shadow = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_budget_shadow_denials_total", Help: "Requests a shadow budget would have denied; they went ahead.",
+	}, []string{"budget"})
+	m.unavailable = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_budget_store_unavailable_total",
+		Help: "Requests a budget could not check because its store failed, by what was done: allowed (fail open) or denied (fail closed).",
+	}, []string{"budget", "action"})
 	m.reloads = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tokenmeter_config_reloads_total", Help: "Config or catalog changes applied without a restart.",
 	})
@@ -83,7 +92,7 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 	})
 	m.reg.MustRegister(m.reloads, m.reloadErrs)
 	m.reg.MustRegister(m.requests, m.tokens, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
-		m.duration, m.storeErrors, &budgetCollector{status: budgets, log: log},
+		m.duration, m.storeErrors, m.shadow, m.unavailable, &budgetCollector{status: budgets, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -151,6 +160,18 @@ func (m *Metrics) InvalidAttribution(dimension string) {
 // Reloaded counts an applied config change; ReloadFailed a refused one.
 func (m *Metrics) Reloaded()     { m.reloads.Inc() }
 func (m *Metrics) ReloadFailed() { m.reloadErrs.Inc() }
+
+// ShadowDenied counts a request a shadow budget would have denied.
+func (m *Metrics) ShadowDenied(budget string) { m.shadow.WithLabelValues(budget).Inc() }
+
+// StoreUnavailable counts a budget check skipped (allowed) or failed closed.
+func (m *Metrics) StoreUnavailable(budget string, denied bool) {
+	action := "allowed"
+	if denied {
+		action = "denied"
+	}
+	m.unavailable.WithLabelValues(budget, action).Inc()
+}
 
 // StoreError counts a failed budget store operation.
 func (m *Metrics) StoreError(op string) {

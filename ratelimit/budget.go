@@ -22,9 +22,12 @@ type Unit uint8
 
 // The units.
 const (
-	Money    Unit = iota // nano-units of the catalog currency
+	Money    Unit = iota // nano-units of the budget's currency
 	Tokens               // every billed token, all classes
 	Requests             // admitted requests
+	// Concurrent caps requests in flight: each holds 1 until it ends and is
+	// charged nothing, so the counter is the number in flight.
+	Concurrent
 )
 
 func (u Unit) String() string {
@@ -35,6 +38,8 @@ func (u Unit) String() string {
 		return "tokens"
 	case Requests:
 		return "requests"
+	case Concurrent:
+		return "concurrent"
 	}
 	return "unknown"
 }
@@ -56,10 +61,78 @@ type Budget struct {
 	Unit   Unit
 	Limit  int64 // nano-units of Currency for Money, else a count
 	Window Window
+	// Location is the time zone calendar windows are aligned in (a day
+	// budget in Europe/Paris resets at Paris midnight); nil means UTC.
+	Location *time.Location
+	// Rolling, when set, replaces Window with a rolling window of that
+	// length (RPM, TPM): the last Rolling of traffic, counted in RollingBuckets
+	// buckets, whatever the calendar says.
+	Rolling time.Duration
 	// Currency of a Money limit; empty means the currency amounts are
 	// given in (the catalog's), which needs no conversion.
 	Currency money.Currency
+	// Shadow budgets count and report the requests they would deny but deny
+	// none: a new limit is tried on real traffic first.
+	Shadow bool
+	// FailClosed denies the requests the budget matches while its store
+	// cannot be reached; by default they go through, counted.
+	FailClosed bool
 }
+
+// RollingBuckets is how many buckets a rolling window is counted in: a
+// request leaves the window within Rolling/RollingBuckets of its age
+// reaching Rolling.
+const RollingBuckets = 60
+
+// bucket is the width of one bucket of a rolling window, at least a second.
+func (b *Budget) bucket() time.Duration {
+	w := b.Rolling / RollingBuckets
+	if w < time.Second {
+		w = time.Second
+	}
+	return w
+}
+
+// Span returns the counter range b charges at now: the counter start, the
+// first start its check covers (zero for one calendar window), and when the
+// counter stops mattering.
+func (b *Budget) Span(now time.Time) (start, since, end time.Time) {
+	if b.Unit == Concurrent {
+		// In-flight counts have no period: one counter, forever.
+		return epoch, time.Time{}, farFuture
+	}
+	if b.Rolling > 0 {
+		w := b.bucket()
+		start = time.Unix(0, now.UnixNano()-now.UnixNano()%int64(w)).UTC()
+		return start, start.Add(w - b.Rolling), start.Add(b.Rolling)
+	}
+	start, end = b.Window.Bounds(now, b.Location)
+	return start, time.Time{}, end
+}
+
+// Resets is when b's counter for now frees capacity: the window's end, or
+// for a rolling window the end of the current bucket (the earliest moment the
+// oldest traffic can leave the window).
+func (b *Budget) Resets(now time.Time) time.Time {
+	if b.Unit == Concurrent {
+		return now.Add(time.Second) // in-flight requests end at any moment
+	}
+	if b.Rolling > 0 {
+		start, _, _ := b.Span(now)
+		return start.Add(b.bucket())
+	}
+	_, end := b.Window.Bounds(now, b.Location)
+	return end
+}
+
+// farFuture ends windows that never end (Total, Concurrent): far enough
+// never to arrive, near enough that the time until it (a store's TTL) fits
+// in a time.Duration, which spans 292 years.
+var farFuture = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// epoch starts windows that never started. Not the zero time.Time: stores
+// key counters by UnixNano, which is undefined before 1678.
+var epoch = time.Unix(0, 0).UTC()
 
 // LimitString formats the limit in its unit, e.g. "5" dollars or "1000".
 func (b *Budget) LimitString() string {
@@ -107,13 +180,13 @@ func (a Amounts) Of(u Unit) int64 {
 		return int64(a.Money)
 	case Tokens:
 		return a.Tokens
-	case Requests:
+	case Requests, Concurrent:
 		return a.Requests
 	}
 	return 0
 }
 
-// Window is a calendar-aligned period in UTC.
+// Window is a calendar-aligned period in a budget's time zone.
 type Window uint8
 
 // The windows.
@@ -122,9 +195,12 @@ const (
 	Hour
 	Day
 	Month
+	Week  // Monday 00:00 to Monday 00:00, as ISO 8601 weeks
+	Year  // 1 January to 1 January
+	Total // never resets
 )
 
-var windowNames = []string{"minute", "hour", "day", "month"}
+var windowNames = []string{"minute", "hour", "day", "month", "week", "year", "total"}
 
 func (w Window) String() string {
 	if int(w) < len(windowNames) {
@@ -143,21 +219,41 @@ func ParseWindow(s string) (Window, bool) {
 	return 0, false
 }
 
-// Bounds returns the window [start, end) that contains t, in UTC.
-func (w Window) Bounds(t time.Time) (start, end time.Time) {
-	t = t.UTC()
+// WindowNames lists the windows, for messages.
+func WindowNames() []string { return windowNames }
+
+// Bounds returns the window [start, end) that contains t, aligned to the
+// calendar of loc (UTC when nil), returned in UTC. Days, weeks, months and
+// years start at local midnight, so a day can last 23 or 25 hours across a
+// daylight-saving change; hours and minutes are local too, which matters in
+// zones offset by a half or quarter hour.
+func (w Window) Bounds(t time.Time, loc *time.Location) (start, end time.Time) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
 	switch w {
 	case Minute:
-		start = t.Truncate(time.Minute)
-		return start, start.Add(time.Minute)
+		start = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, loc)
+		end = start.Add(time.Minute)
 	case Hour:
-		start = t.Truncate(time.Hour)
-		return start, start.Add(time.Hour)
+		start = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, loc)
+		end = start.Add(time.Hour)
 	case Day:
-		start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-		return start, start.AddDate(0, 0, 1)
-	default:
-		start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
-		return start, start.AddDate(0, 1, 0)
+		start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+		end = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
+	case Week:
+		back := (int(t.Weekday()) + 6) % 7 // days since Monday
+		start = time.Date(t.Year(), t.Month(), t.Day()-back, 0, 0, 0, 0, loc)
+		end = time.Date(t.Year(), t.Month(), t.Day()-back+7, 0, 0, 0, 0, loc)
+	case Month:
+		start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
+		end = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, loc)
+	case Year:
+		start = time.Date(t.Year(), 1, 1, 0, 0, 0, 0, loc)
+		end = time.Date(t.Year()+1, 1, 1, 0, 0, 0, 0, loc)
+	default: // Total
+		return epoch, farFuture
 	}
+	return start.UTC(), end.UTC()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -109,6 +110,9 @@ type Reservation struct {
 	// counters are the held counters just after the reservation.
 	counters []Counter
 	at       time.Time // admission: the instant of every currency conversion
+	// Shadowed lists what the shadow budgets would have denied; the request
+	// went ahead and is counted on them all the same.
+	Shadowed []*Denial
 }
 
 // Matching returns the budgets that apply to d.
@@ -134,10 +138,17 @@ func (l *Limiter) holds(d attribution.Dimensions, est Amounts, now time.Time) ([
 		if err != nil {
 			return nil, nil, err
 		}
-		start, end := b.Window.Bounds(now)
+		start, since, end := b.Span(now)
+		limit := b.Limit
+		if b.Shadow {
+			// A shadow budget never refuses; Reserve compares its counters
+			// with the real limit afterwards.
+			limit = math.MaxInt64
+		}
 		holds = append(holds, Hold{
 			ID:     CounterID{Budget: b.Name, Key: key, Start: start},
-			Limit:  b.Limit,
+			Since:  since,
+			Limit:  limit,
 			Amount: amount,
 			End:    end,
 		})
@@ -166,6 +177,9 @@ func (l *Limiter) Precheck(ctx context.Context, d attribution.Dimensions) (*Deni
 		return nil, err
 	}
 	for i, h := range holds {
+		if budgets[i].Shadow {
+			continue
+		}
 		c, err := l.store.Get(ctx, h)
 		if err != nil {
 			return nil, fmt.Errorf("precheck budget %q: %w", h.ID.Budget, err)
@@ -196,15 +210,53 @@ func (l *Limiter) Reserve(ctx context.Context, d attribution.Dimensions, est Amo
 	if i := res.Refused; i >= 0 {
 		return nil, l.denial(budgets[i], holds[i], res.Counters[i], holds[i].Amount), nil
 	}
-	return &Reservation{lease: lease, holds: holds, budgets: budgets, counters: res.Counters, at: now}, nil, nil
+	r := &Reservation{lease: lease, holds: holds, budgets: budgets, counters: res.Counters, at: now}
+	for i, b := range budgets {
+		// The counters are as they stand after this reservation, so the
+		// request overshoots exactly when they exceed the limit.
+		if c := res.Counters[i]; b.Shadow && c.Spent+c.Reserved > b.Limit {
+			r.Shadowed = append(r.Shadowed, l.denial(b, holds[i], Counter{Spent: c.Spent, Reserved: c.Reserved - holds[i].Amount}, holds[i].Amount))
+		}
+	}
+	return r, nil, nil
 }
 
 func (l *Limiter) denial(b *Budget, h Hold, c Counter, asked int64) *Denial {
-	retry := h.End.Sub(l.now())
+	now := l.now()
+	retry := b.Resets(now).Sub(now)
 	if retry < time.Second {
 		retry = time.Second
 	}
 	return &Denial{Budget: b, Key: h.ID.Key, Spent: c.Spent, Reserved: c.Reserved, Asked: asked, RetryAfter: retry}
+}
+
+// Remaining is what one budget has left after a reservation, for the
+// x-tokenmeter-budget-remaining and x-ratelimit-* headers.
+type Remaining struct {
+	Budget    *Budget
+	Key       string
+	Remaining int64 // limit − spent − reserved, never below 0
+	Resets    time.Time
+}
+
+// Remaining lists, for each non-shadow budget r holds, what is left.
+func (l *Limiter) Remaining(r *Reservation) []Remaining {
+	if r == nil {
+		return nil
+	}
+	out := make([]Remaining, 0, len(r.budgets))
+	for i, b := range r.budgets {
+		if b.Shadow {
+			continue
+		}
+		c := r.counters[i]
+		left := b.Limit - c.Spent - c.Reserved
+		if left < 0 {
+			left = 0
+		}
+		out = append(out, Remaining{Budget: b, Key: r.holds[i].ID.Key, Remaining: left, Resets: b.Resets(r.at)})
+	}
+	return out
 }
 
 // Settle charges actual to every budget r held, releasing the estimate. The
@@ -216,6 +268,9 @@ func (l *Limiter) Settle(ctx context.Context, r *Reservation, actual Amounts) er
 	}
 	amounts := make([]int64, len(r.holds))
 	for i, b := range r.budgets {
+		if b.Unit == Concurrent {
+			continue // it held 1 while in flight; it charges nothing
+		}
 		a, err := l.amount(b, actual, r.at)
 		if err != nil {
 			// Still release the holds: a stuck reservation would deny
@@ -250,24 +305,37 @@ type Status struct {
 	Resets  time.Time
 }
 
-// Status lists the current window's counters of every configured budget.
+// Status lists the current window's counters of every configured budget;
+// a rolling window's buckets are summed per key.
 func (l *Limiter) Status(ctx context.Context) ([]Status, error) {
 	now := l.now()
 	states, err := l.store.List(ctx, now)
 	if err != nil {
 		return nil, fmt.Errorf("budget status: %w", err)
 	}
+	type id struct{ budget, key string }
+	index := map[id]int{}
 	var out []Status
 	for _, s := range states {
 		b, ok := l.byName[s.ID.Budget]
 		if !ok {
 			continue
 		}
-		start, end := b.Window.Bounds(now)
-		if !s.ID.Start.Equal(start) {
+		start, since, _ := b.Span(now)
+		if since.IsZero() {
+			since = start
+		}
+		if s.ID.Start.Before(since) || s.ID.Start.After(start) {
 			continue
 		}
-		out = append(out, Status{Budget: b, Key: s.ID.Key, Counter: s.Counter, Resets: end})
+		k := id{b.Name, s.ID.Key}
+		if i, ok := index[k]; ok {
+			out[i].Counter.Spent += s.Spent
+			out[i].Counter.Reserved += s.Reserved
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, Status{Budget: b, Key: s.ID.Key, Counter: s.Counter, Resets: b.Resets(now)})
 	}
 	return out, nil
 }

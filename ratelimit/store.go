@@ -10,7 +10,7 @@ import (
 type CounterID struct {
 	Budget string
 	Key    string
-	Start  time.Time // window (or bucket) start, UTC; the zero time for a total
+	Start  time.Time // window (or bucket) start, UTC; the Unix epoch for a total
 }
 
 // Lease identifies one request's reservation across every counter it holds.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // budget time zones work on hosts (and images) without a zoneinfo database
 )
 
 // Exit statuses.

@@ -19,7 +19,7 @@ func TestCommands(t *testing.T) {
 		{"check ok", []string{"check", "--config", "../../demo/tokenmeter.yaml"}, exitOK,
 			"../../demo/tokenmeter.yaml: ok (8 priced models in USD, 2 budgets, 3 dimensions)\n", ""},
 		{"check bad config names file, line, key, value, why", []string{"check", "--config", "../../config/testdata/bad_window.yaml"}, exitConfig, "",
-			`tokenmeter: ../../config/testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day or month`},
+			`tokenmeter: ../../config/testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day, month, week, year, total`},
 		{"check bad catalog", []string{"check", "--config", "../../config/testdata/bad_catalog_price.yaml"}, exitConfig, "",
 			`models[0].prices.input: "-1": negative; a price is zero or more`},
 		{"missing file", []string{"check", "--config", "nope.yaml"}, exitConfig, "", "read config: open nope.yaml"},
