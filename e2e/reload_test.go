@@ -41,7 +41,7 @@ func TestConfigReload(t *testing.T) {
 	s.WaitMetric("tokenmeter_config_reload_errors_total", nil, 1)
 	s.WaitMetric("tokenmeter_budget_limit", key, 5)
 	waitFor(t, func() bool {
-		return bytes.Contains([]byte(s.TM.Output()), []byte(`budgets[0].window: \"fortnight\": want minute, hour, day or month`))
+		return bytes.Contains([]byte(s.TM.Output()), []byte(`budgets[0].window: \"fortnight\": want minute, hour, day, month, week, year, total`))
 	}, "the refused reload logged with file, key, value and reason")
 	// The running config still admits requests under the limit of 5.
 	for i := 0; i < 4; i++ {
