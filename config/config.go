@@ -21,6 +21,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/fx"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/pricing"
+	"github.com/tokenmeter/tokenmeter/pricing/builtin"
 	"github.com/tokenmeter/tokenmeter/pricing/litellm"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
@@ -82,8 +83,11 @@ type Config struct {
 	StoreDir        string // absolute, or relative to the working directory
 	StoreSyncWrites bool
 
-	CatalogFiles []string // resolved relative to the config file
-	Catalog      *pricing.Catalog
+	// BuiltinCatalog loads the catalog compiled into the binary (package
+	// pricing/builtin) before CatalogFiles, which override and extend it.
+	BuiltinCatalog bool
+	CatalogFiles   []string // resolved relative to the config file
+	Catalog        *pricing.Catalog
 
 	// Reporting is the currency of statements and cost metrics (currency.
 	// reporting); the catalog's currency when not configured.
@@ -137,6 +141,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		StoreDir:          DefaultStoreDir,
 		ReloadInterval:    DefaultReloadInterval,
 		Unpriced:          UnpricedDeny,
+		BuiltinCatalog:    true,
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -181,6 +186,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		},
 		"catalog": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"builtin": w.boolean(&c.BuiltinCatalog),
 				"files": func(n *yaml.Node, k string) {
 					w.sequence(n, k, func(item *yaml.Node, k string) {
 						if v, ok := w.scalar(item, k); ok {
@@ -255,7 +261,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := w.errs.Err(); err != nil {
 		return nil, err
 	}
-	cat, err := loadCatalog(c.CatalogFiles)
+	cat, err := loadCatalog(c.BuiltinCatalog, c.CatalogFiles)
 	if err != nil {
 		return nil, fmt.Errorf("load catalog: %w", err)
 	}
@@ -327,8 +333,11 @@ func (c *Config) FallbackFor(route int) *pricing.Entry {
 // loadCatalog reads the catalogs in order. A file ending in .json is
 // LiteLLM's model_prices_and_context_window.json, converted on the way in
 // (its as_of is the file's modification date); everything else is YAML.
-func loadCatalog(paths []string) (*pricing.Catalog, error) {
-	srcs := make([]pricing.Source, 0, len(paths))
+func loadCatalog(withBuiltin bool, paths []string) (*pricing.Catalog, error) {
+	srcs := make([]pricing.Source, 0, len(paths)+1)
+	if withBuiltin {
+		srcs = append(srcs, builtin.Source())
+	}
 	for _, p := range paths {
 		if strings.HasSuffix(strings.ToLower(p), ".json") {
 			data, _, err := litellm.Load(p, time.Time{})
@@ -596,7 +605,7 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 		}
 	}
 	w.checkAdjustments(c, dims)
-	if len(c.CatalogFiles) == 0 {
-		w.fail(root, "catalog.files", "required: at least one price catalog file")
+	if len(c.CatalogFiles) == 0 && !c.BuiltinCatalog {
+		w.fail(root, "catalog.files", "required with catalog.builtin: false: at least one price catalog file")
 	}
 }

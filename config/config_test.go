@@ -78,7 +78,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_rates_file.yaml", `testdata/negative_rate.yaml:2: rates[0].rate: "-1.08": not positive; want the units of to that one unit of from buys`},
 		{"duplicate_budget.yaml", `testdata/duplicate_budget.yaml:4: budgets[1].name: "b": budget name used twice`},
 		{"bad_policy.yaml", `testdata/bad_policy.yaml:2: unpriced.policy: "free": want deny, allow or fallback`},
-		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required: at least one price catalog file`},
+		{"missing_catalog.yaml", `testdata/missing_catalog.yaml:1: catalog.files: required with catalog.builtin: false: at least one price catalog file`},
 		{"reserved_dimension.yaml", `testdata/reserved_dimension.yaml:4: attribution.dimensions[0]: dimension name "model": reserved for a built-in label`},
 		{"unknown_dialect.yaml", `testdata/unknown_dialect.yaml:3: routes[0].dialect: "klingon": unknown dialect; known: {known}`},
 		// Cross-section checks name the item as written, even after an invalid one.
@@ -193,5 +193,24 @@ func TestLimits(t *testing.T) {
 	}
 	if b := got["inflight"]; b.Unit != ratelimit.Concurrent || b.Limit != 8 {
 		t.Errorf("inflight: %+v", b)
+	}
+}
+
+// The built-in catalog is loaded unless turned off, and the config's own
+// files override it.
+func TestBuiltinCatalog(t *testing.T) {
+	c, err := Load("testdata/minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.BuiltinCatalog || c.Catalog.Len() < 100 {
+		t.Fatalf("builtin %v, %d entries", c.BuiltinCatalog, c.Catalog.Len())
+	}
+	// testdata/prices.yaml prices gpt-4o-mini itself; claude-sonnet-4 comes from the built-in catalog.
+	if e, ok := c.Catalog.Lookup("openai", "gpt-4o-mini", time.Now()); !ok || e.File != filepath.Join("testdata", "prices.yaml") {
+		t.Fatalf("gpt-4o-mini from %+v", e)
+	}
+	if e, ok := c.Catalog.Lookup("anthropic", "claude-sonnet-4-20250514", time.Now()); !ok || !strings.HasPrefix(e.File, "builtin") {
+		t.Fatalf("claude-sonnet-4 from %+v", e)
 	}
 }

@@ -124,13 +124,17 @@ func compile(files []*catalogFile, errs *cfgerr.List) *Catalog {
 		// Entries of one name in the same file stay apart: they are
 		// versions, or duplicates that the index reports.
 		replaced := make(map[string]bool, len(f.entries))
+		claimed := make(map[string]bool, len(f.entries))
 		for _, e := range f.entries {
 			replaced[e.keys[0].key] = true
+			for _, k := range e.keys {
+				claimed[k.key] = true
+			}
 		}
 		kept := entries[:0]
 		for _, e := range entries {
 			if !replaced[e.keys[0].key] {
-				kept = append(kept, e)
+				kept = append(kept, withoutAliases(e, claimed))
 			}
 		}
 		entries = append(kept, f.entries...)
@@ -141,6 +145,30 @@ func compile(files []*catalogFile, errs *cfgerr.List) *Catalog {
 	c.globs, c.globLens = buildGlobs(entries, byGlob, owners, errs)
 	sortErrors(*errs, files)
 	return c
+}
+
+// withoutAliases returns e without the aliases a later file names as its
+// own models: the later file decides what that name costs (a user pricing
+// gpt-5.1-codex apart from the built-in gpt-5.1 it aliases), and the rest
+// of e stays as it was. e itself is never changed; it may be shared.
+func withoutAliases(e *Entry, claimed map[string]bool) *Entry {
+	drop := false
+	for _, k := range e.keys[1:] {
+		drop = drop || claimed[k.key]
+	}
+	if !drop {
+		return e
+	}
+	c := *e
+	c.keys = []entryKey{e.keys[0]}
+	c.Aliases = nil
+	for _, k := range e.keys[1:] {
+		if !claimed[k.key] {
+			c.keys = append(c.keys, k)
+			c.Aliases = append(c.Aliases, k.value)
+		}
+	}
+	return &c
 }
 
 // sortErrors puts errors in reading order, file by file and line by line,

@@ -147,20 +147,28 @@ func digits(s string) bool {
 	return true
 }
 
+// makers are the providers that make the models they sell, tried first by
+// LookupAnyProvider: without a provider, "gpt-4o-mini" means OpenAI's price,
+// not Azure's resale of it.
+var makers = []string{"openai", "anthropic", "google", "mistral", "deepseek", "cohere"}
+
 // LookupAnyProvider finds model when the caller names no provider (the
 // command line, a config's fallback model): unqualified entries first, then
-// each provider the catalog qualifies entries with, in name order.
+// the model makers' entries (openai, anthropic, google, mistral, deepseek,
+// cohere), then every other provider the catalog qualifies entries with, in
+// name order.
 func (c *Catalog) LookupAnyProvider(model string, at time.Time) (*Entry, bool) {
 	if e, ok := c.Lookup("", model, at); ok {
 		return e, true
 	}
-	var providers []string
+	var others []string
 	for _, e := range c.entries {
-		if e.Provider != "" && !slices.Contains(providers, e.Provider) {
-			providers = append(providers, e.Provider)
+		if e.Provider != "" && !slices.Contains(others, e.Provider) && !slices.Contains(makers, e.Provider) {
+			others = append(others, e.Provider)
 		}
 	}
-	slices.Sort(providers)
+	slices.Sort(others)
+	providers := append(slices.Clone(makers), others...)
 	for _, p := range providers {
 		if e, ok := c.Lookup(p, model, at); ok {
 			return e, true

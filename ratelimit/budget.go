@@ -77,6 +77,9 @@ type Budget struct {
 	// FailClosed denies the requests the budget matches while its store
 	// cannot be reached; by default they go through, counted.
 	FailClosed bool
+	// AlertAt are soft thresholds, in percent of Limit (ascending): crossing
+	// one sends an alert, once per key and window.
+	AlertAt []int
 }
 
 // RollingBuckets is how many buckets a rolling window is counted in: a

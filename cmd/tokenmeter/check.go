@@ -12,7 +12,14 @@ func check(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d priced models in %s, %d budgets, %d dimensions)\n",
-		cfg.File, cfg.Catalog.Len(), cfg.Catalog.Currency(), len(cfg.Budgets), len(cfg.Dimensions))
+	sources := fmt.Sprintf("%d catalog files", len(cfg.CatalogFiles))
+	if len(cfg.CatalogFiles) == 1 {
+		sources = "1 catalog file"
+	}
+	if cfg.BuiltinCatalog {
+		sources = "the built-in catalog and " + sources
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d priced models in %s from %s, %d budgets, %d dimensions)\n",
+		cfg.File, cfg.Catalog.Len(), cfg.Catalog.Currency(), sources, len(cfg.Budgets), len(cfg.Dimensions))
 	return nil
 }
