@@ -115,6 +115,7 @@ type Config struct {
 	// Adjustments are markups and discounts on list prices; the first that
 	// matches a request applies.
 	Adjustments []Adjustment
+	Alerts      Alerts
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -142,6 +143,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		ReloadInterval:    DefaultReloadInterval,
 		Unpriced:          UnpricedDeny,
 		BuiltinCatalog:    true,
+		Alerts:            Alerts{Interval: 10 * time.Second},
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -197,6 +199,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			})
 		},
 		"currency": w.currency(c, cur),
+		"alerts":   w.alerts(c),
 		"unpriced": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"policy": func(n *yaml.Node, k string) {
@@ -466,6 +469,20 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 			b.Location, zoneNode = loc, n
 		},
 		"shadow": w.boolean(&b.Shadow),
+		"alert_at": func(n *yaml.Node, k string) {
+			w.sequence(n, k, func(item *yaml.Node, k string) {
+				var pct int64
+				w.integer(&pct, 1, 1000)(item, k)
+				if pct == 0 {
+					return
+				}
+				if len(b.AlertAt) > 0 && int(pct) <= b.AlertAt[len(b.AlertAt)-1] {
+					w.fail(item, k, "want thresholds in ascending order, each once")
+					return
+				}
+				b.AlertAt = append(b.AlertAt, int(pct))
+			})
+		},
 		"on_store_error": func(n *yaml.Node, k string) {
 			switch v, _ := w.scalar(n, k); v {
 			case "allow":
@@ -483,6 +500,8 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 		w.fail(n, key, "a concurrent limit counts requests in flight: it has no window")
 	case rollingNode != nil && zoneNode != nil:
 		w.fail(zoneNode, join(key, "time_zone"), "a rolling window has no calendar: time_zone applies to window")
+	case len(b.AlertAt) > 0 && (b.Rolling > 0 || b.Unit == ratelimit.Concurrent):
+		w.fail(n, join(key, "alert_at"), "thresholds apply to calendar windows, not to rolling or concurrent limits")
 	case limits > 0 && b.Unit != ratelimit.Concurrent && windowNode == nil && rollingNode == nil:
 		w.fail(n, key, "want a window ("+strings.Join(ratelimit.WindowNames(), ", ")+") or a rolling period such as 1m")
 	}

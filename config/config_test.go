@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +213,33 @@ func TestBuiltinCatalog(t *testing.T) {
 	}
 	if e, ok := c.Catalog.Lookup("anthropic", "claude-sonnet-4-20250514", time.Now()); !ok || !strings.HasPrefix(e.File, "builtin") {
 		t.Fatalf("claude-sonnet-4 from %+v", e)
+	}
+}
+
+func TestAlerts(t *testing.T) {
+	t.Setenv("TM_TEST_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/secret")
+	t.Setenv("TM_TEST_WEBHOOK_TOKEN", "s3cret")
+	c, err := Load("testdata/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Alerts.Interval != 30*time.Second || len(c.Alerts.Webhooks) != 2 {
+		t.Fatalf("alerts %+v", c.Alerts)
+	}
+	if w := c.Alerts.Webhooks[0]; w.URL != "https://hooks.slack.com/services/T000/B000/secret" || w.Format != "slack" || w.Headers["X-Token"] != "s3cret" {
+		t.Fatalf("finance webhook %+v", w)
+	}
+	if b := c.Budgets[0]; !slices.Equal(b.AlertAt, []int{50, 80, 100}) {
+		t.Fatalf("alert_at %v", b.AlertAt)
+	}
+	_, err = Load("testdata/bad_alerts.yaml")
+	want := `testdata/bad_alerts.yaml:4: alerts.webhooks[0]: invalid webhook target: url scheme must be http or https` + "\n" +
+		`testdata/bad_alerts.yaml:5: alerts.webhooks[1].url_env: "TM_TEST_UNSET_VAR": this environment variable is empty or unset` + "\n" +
+		`testdata/bad_alerts.yaml:6: alerts.webhooks[2]: want exactly one of url, url_env` + "\n" +
+		`testdata/bad_alerts.yaml:7: alerts.webhooks[3].format: "teams": want json or slack` + "\n" +
+		`testdata/bad_alerts.yaml:9: budgets[0].alert_at[1]: "50": want thresholds in ascending order, each once` + "\n" +
+		`testdata/bad_alerts.yaml:10: budgets[1].alert_at: thresholds apply to calendar windows, not to rolling or concurrent limits`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error:\n%v\nwant\n%s", err, want)
 	}
 }

@@ -3,9 +3,12 @@ package config
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
+
+	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
 // Reloader watches a config file and the catalogs it names, and loads a new
@@ -97,6 +100,14 @@ func restartOnly(cur, next *Config) error {
 	}
 	if cur.AdminToken != next.AdminToken {
 		what = append(what, "admin.token_env")
+	}
+	if !slices.EqualFunc(cur.Alerts.Webhooks, next.Alerts.Webhooks, func(a, b webhook.Target) bool {
+		return a.Name == b.Name && a.URL == b.URL && a.Format == b.Format && maps.Equal(a.Headers, b.Headers)
+	}) {
+		what = append(what, "alerts.webhooks")
+	}
+	if cur.Alerts.Interval != next.Alerts.Interval {
+		what = append(what, "alerts.interval")
 	}
 	if !slices.Equal(cur.Dimensions, next.Dimensions) {
 		what = append(what, "attribution.dimensions")

@@ -21,12 +21,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokenmeter/tokenmeter/admin"
+	"github.com/tokenmeter/tokenmeter/alerting"
 	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/extproc"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/metrics"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
+	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
 // Addrs are the bound listener addresses, reported once serving starts
@@ -99,6 +101,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	})
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
+	startAlerts(reloadCtx, cfg, srv, m, log)
 	interval := cfg.ReloadInterval
 	if interval == 0 {
 		interval = 24 * time.Hour * 365 // polling off: SIGHUP only
@@ -122,6 +125,25 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	hs.Shutdown()
 	shutdown(g, hsrv, log)
 	return runErr
+}
+
+// startAlerts runs the webhook sender and the threshold watcher when the
+// config names webhooks; they stop with ctx.
+func startAlerts(ctx context.Context, cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, log *slog.Logger) {
+	if len(cfg.Alerts.Webhooks) == 0 {
+		return
+	}
+	sender := webhook.New(webhook.Options{Targets: cfg.Alerts.Webhooks, Logger: log})
+	m.WatchAlerts(sender.Stats)
+	w := alerting.New(alerting.Options{
+		Limiter:  func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
+		Sender:   sender,
+		Currency: cfg.Reporting,
+		Interval: cfg.Alerts.Interval,
+		Log:      log,
+	})
+	go sender.Run(ctx)
+	go w.Run(ctx)
 }
 
 // shutdown lets in-flight streams finish (they settle their budgets) for a

@@ -22,12 +22,8 @@ import (
 // caller's API dialect so that its SDK raises its own rate-limit error.
 func (x *exchange) deny(d *ratelimit.Denial) *extprocv3.ProcessingResponse {
 	secs := int64(math.Ceil(d.RetryAfter.Seconds()))
-	period := d.Budget.Window.String()
-	if d.Budget.Rolling > 0 {
-		period = "rolling " + d.Budget.Rolling.String()
-	}
 	msg := fmt.Sprintf("tokenmeter: budget %q is exhausted for %s (limit %s %s per %s); retry in %ds",
-		d.Budget.Name, d.Key, d.Budget.LimitString(), unitNoun(d.Budget), period, secs)
+		d.Budget.Name, d.Key, d.Budget.LimitString(), unitNoun(d.Budget), d.Budget.Period(), secs)
 	if d.Budget.Unit == ratelimit.Concurrent {
 		msg = fmt.Sprintf("tokenmeter: budget %q allows %d requests in flight for %s; retry in %ds",
 			d.Budget.Name, d.Budget.Limit, d.Key, secs)

@@ -19,6 +19,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
 // BudgetStatus reports the current budget counters; it is called at scrape time.
@@ -161,6 +162,28 @@ func (m *Metrics) InvalidAttribution(dimension string) {
 func (m *Metrics) Reloaded()     { m.reloads.Inc() }
 func (m *Metrics) ReloadFailed() { m.reloadErrs.Inc() }
 
+// WatchAlerts exports the alert sender's counters.
+func (m *Metrics) WatchAlerts(stats func() webhook.Stats) {
+	m.reg.MustRegister(alertCollector(stats))
+}
+
+var alertsDesc = prometheus.NewDesc("tokenmeter_alerts_total",
+	"Alerts by what became of them: sent (a target accepted it), failed (gave up), dropped (queue full), deduplicated (already sent this window).",
+	[]string{"result"}, nil)
+
+type alertCollector func() webhook.Stats
+
+func (a alertCollector) Describe(ch chan<- *prometheus.Desc) { ch <- alertsDesc }
+func (a alertCollector) Collect(ch chan<- prometheus.Metric) {
+	s := a()
+	for _, r := range []struct {
+		name string
+		v    uint64
+	}{{"sent", s.Sent}, {"failed", s.Failed}, {"dropped", s.Dropped}, {"deduplicated", s.Deduplicated}} {
+		ch <- prometheus.MustNewConstMetric(alertsDesc, prometheus.CounterValue, float64(r.v), r.name)
+	}
+}
+
 // ShadowDenied counts a request a shadow budget would have denied.
 func (m *Metrics) ShadowDenied(budget string) { m.shadow.WithLabelValues(budget).Inc() }
 
@@ -226,6 +249,10 @@ var (
 		"Amount held by requests in flight on a budget key.", []string{"budget", "key", "window"}, nil)
 	budgetLimit = prometheus.NewDesc("tokenmeter_budget_limit",
 		"Limit of a budget key in its window.", []string{"budget", "key", "window"}, nil)
+	budgetRemaining = prometheus.NewDesc("tokenmeter_budget_remaining",
+		"What a budget key has left in its window: limit − spent − reserved, never below 0.", []string{"budget", "key", "window"}, nil)
+	budgetResets = prometheus.NewDesc("tokenmeter_budget_reset_timestamp_seconds",
+		"When a budget key's window resets (a rolling window: when its oldest bucket leaves), Unix seconds.", []string{"budget", "key", "window"}, nil)
 )
 
 type budgetCollector struct {
@@ -237,6 +264,8 @@ func (b *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- budgetSpent
 	ch <- budgetReserved
 	ch <- budgetLimit
+	ch <- budgetRemaining
+	ch <- budgetResets
 }
 
 func (b *budgetCollector) Collect(ch chan<- prometheus.Metric) {
@@ -257,9 +286,15 @@ func (b *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			return float64(v)
 		}
-		labels := []string{s.Budget.Name, s.Key, s.Budget.Window.String()}
+		labels := []string{s.Budget.Name, s.Key, s.Budget.Period()}
+		left := s.Budget.Limit - s.Counter.Spent - s.Counter.Reserved
+		if left < 0 {
+			left = 0
+		}
 		ch <- prometheus.MustNewConstMetric(budgetSpent, prometheus.GaugeValue, conv(s.Counter.Spent), labels...)
 		ch <- prometheus.MustNewConstMetric(budgetReserved, prometheus.GaugeValue, conv(s.Counter.Reserved), labels...)
 		ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, conv(s.Budget.Limit), labels...)
+		ch <- prometheus.MustNewConstMetric(budgetRemaining, prometheus.GaugeValue, conv(left), labels...)
+		ch <- prometheus.MustNewConstMetric(budgetResets, prometheus.GaugeValue, float64(s.Resets.Unix()), labels...)
 	}
 }

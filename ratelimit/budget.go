@@ -82,6 +82,18 @@ type Budget struct {
 	AlertAt []int
 }
 
+// Period names what the budget counts over: its window ("day"), "rolling
+// 1m0s", or "in flight" for a concurrency cap.
+func (b *Budget) Period() string {
+	switch {
+	case b.Unit == Concurrent:
+		return "in flight"
+	case b.Rolling > 0:
+		return "rolling " + b.Rolling.String()
+	}
+	return b.Window.String()
+}
+
 // RollingBuckets is how many buckets a rolling window is counted in: a
 // request leaves the window within Rolling/RollingBuckets of its age
 // reaching Rolling.
