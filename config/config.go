@@ -82,6 +82,11 @@ type Config struct {
 
 	StoreDir        string // absolute, or relative to the working directory
 	StoreSyncWrites bool
+	// SettleBeforeResponse settles a request's budgets before its last
+	// answer goes back to Envoy, instead of just after: a crash then cannot
+	// lose the charge of a request whose caller got the answer, at the cost
+	// of the store's write latency on that last message.
+	SettleBeforeResponse bool
 
 	// BuiltinCatalog loads the catalog compiled into the binary (package
 	// pricing/builtin) before CatalogFiles, which override and extend it.
@@ -182,8 +187,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		},
 		"store": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"dir":         w.str(&c.StoreDir),
-				"sync_writes": w.boolean(&c.StoreSyncWrites),
+				"dir":                    w.str(&c.StoreDir),
+				"sync_writes":            w.boolean(&c.StoreSyncWrites),
+				"settle_before_response": w.boolean(&c.SettleBeforeResponse),
 			})
 		},
 		"catalog": func(n *yaml.Node, k string) {

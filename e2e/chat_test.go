@@ -211,16 +211,7 @@ func TestMoneyBudgetHoldsThenRestartKeepsIt(t *testing.T) {
 
 	// Kill tokenmeter without a chance to flush, restart it on the same
 	// port: the counter is still there and still denies.
-	s.TM.Stop(os.Kill)
-	cfg, err := os.ReadFile(s.CfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = bytes.Replace(cfg, []byte(`grpc: "127.0.0.1:0"`), []byte(`grpc: "`+s.TM.GRPC+`"`), 1)
-	if err := os.WriteFile(s.CfgPath, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.TM = testbed.StartTokenmeter(t, bin, s.CfgPath)
+	s.Restart(os.Kill)
 	s.WaitMetric("tokenmeter_budget_spent", spent, usd("0.00756"))
 	resp = s.Post(body, h)
 	if b := testbed.ReadAll(t, resp); resp.StatusCode != 429 {

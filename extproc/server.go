@@ -121,6 +121,12 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			// A message tokenmeter did not ask for (trailers): let it pass.
 			resp = passThrough(req)
 		}
+		if x.snap.Config.SettleBeforeResponse {
+			// Durability over latency: the charge is on disk before Envoy
+			// can release the answer, so a crash cannot lose a charge whose
+			// answer the client got.
+			x.afterSend(context.WithoutCancel(ctx))
+		}
 		if err := stream.Send(resp); err != nil {
 			x.abort(ctx, false)
 			return err

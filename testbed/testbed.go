@@ -7,6 +7,7 @@ package testbed
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -54,6 +55,7 @@ type Stack struct {
 	Proxy   *envoy.Proxy // Envoy with the ext_proc filter
 	Bare    *envoy.Proxy // Envoy without it, when Options.Bare
 	CfgPath string
+	bin     string
 }
 
 // Options shape a Stack.
@@ -61,6 +63,7 @@ type Options struct {
 	Bin     string // the tokenmeter binary (from Build)
 	Budgets string // YAML of the budgets list; may be empty
 	Extra   string // more top-level config YAML
+	Store   string // more keys of the store section, e.g. "settle_before_response: true"
 	Bare    bool   // also start an Envoy without the ext_proc filter
 	Mock    mockllm.Options
 }
@@ -105,7 +108,7 @@ func New(t testing.TB, o Options) *Stack {
 		}
 		t.Skip(err)
 	}
-	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock)}
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin}
 	up := httptest.NewServer(s.Mock)
 	t.Cleanup(up.Close)
 
@@ -113,10 +116,10 @@ func New(t testing.TB, o Options) *Stack {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf(`listen: {grpc: "127.0.0.1:0", admin: "127.0.0.1:0"}
-store: {dir: %q}
+store: {dir: %q%s}
 catalog: {files: [prices.yaml]}
 %s
-`, filepath.Join(s.Dir, "badger"), o.Extra)
+`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store), o.Extra)
 	if o.Budgets != "" {
 		cfg += "budgets:\n" + o.Budgets
 	}
@@ -125,7 +128,7 @@ catalog: {files: [prices.yaml]}
 		t.Fatal(err)
 	}
 	s.TM = StartTokenmeter(t, o.Bin, s.CfgPath)
-	t.Cleanup(func() { s.TM.Stop(os.Interrupt) })
+	t.Cleanup(func() { s.TM.Stop(os.Interrupt) }) // the one running at the end, after any Restart
 
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
 	if err != nil {
@@ -238,6 +241,30 @@ func (tm *Tokenmeter) Stop(sig os.Signal) {
 		tm.cmd.Process.Kill()
 		<-tm.done
 	}
+}
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
+}
+
+// Restart stops tokenmeter with sig (os.Kill for a crash) and starts it
+// again on the same gRPC port, so the Envoys' cluster finds it, with the same
+// config and store.
+func (s *Stack) Restart(sig os.Signal) {
+	s.t.Helper()
+	s.TM.Stop(sig)
+	cfg, err := os.ReadFile(s.CfgPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte(`grpc: "127.0.0.1:0"`), []byte(`grpc: "`+s.TM.GRPC+`"`), 1)
+	if err := os.WriteFile(s.CfgPath, cfg, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	s.TM = StartTokenmeter(s.t, s.bin, s.CfgPath)
 }
 
 // Signal sends sig to the process (syscall.SIGHUP reloads its config).
