@@ -97,3 +97,19 @@ type Store interface {
 	// Close flushes and releases the store.
 	Close() error
 }
+
+// Records is what a store keeps besides counters, shared by every process
+// on the store (replicas on one Redis): small named documents, such as the
+// budgets created through the admin API, and claims, so that an alert is
+// sent once between them. Both stores implement it.
+type Records interface {
+	// PutRecord stores data under kind and name, replacing what was there.
+	PutRecord(ctx context.Context, kind, name string, data []byte) error
+	// DeleteRecord removes it; removing nothing is not an error.
+	DeleteRecord(ctx context.Context, kind, name string) error
+	// ListRecords returns every record of kind, by name.
+	ListRecords(ctx context.Context, kind string) (map[string][]byte, error)
+	// Claim returns true the first time key is claimed, and false until
+	// the claim expires at until.
+	Claim(ctx context.Context, key string, until time.Time) (bool, error)
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"sync"
 	"time"
@@ -219,7 +220,7 @@ func (s *Store) Reserve(_ context.Context, l ratelimit.Lease, holds []ratelimit.
 	for i := range holds {
 		c := s.sum(&holds[i])
 		res.Counters[i] = c
-		if c.Spent+c.Reserved+holds[i].Amount > holds[i].Limit {
+		if !fits(c, holds[i].Amount, holds[i].Limit) {
 			res.Refused = i
 			return res, nil
 		}
@@ -235,6 +236,20 @@ func (s *Store) Reserve(_ context.Context, l ratelimit.Lease, holds []ratelimit.
 	}
 	s.leases[l.ID] = &lease{expires: l.Expires, holds: holds}
 	return res, nil
+}
+
+// fits reports whether spent + reserved + amount <= limit, in 128 bits: an
+// int64 sum wraps negative near MaxInt64 (a shadow budget's limit) and would
+// admit anything.
+func fits(c ratelimit.Counter, amount, limit int64) bool {
+	var hi int64
+	var lo uint64
+	for _, v := range [...]int64{c.Spent, c.Reserved, amount} {
+		var carry uint64
+		lo, carry = bits.Add64(lo, uint64(v), 0)
+		hi += v>>63 + int64(carry) // v>>63 sign-extends v
+	}
+	return hi < limit>>63 || hi == limit>>63 && lo <= uint64(limit)
 }
 
 // release drops holds' reservations. Called with mu held.
@@ -294,10 +309,12 @@ func (s *Store) Settle(_ context.Context, l ratelimit.Lease, holds []ratelimit.H
 	return nil
 }
 
-// Get implements ratelimit.Store.
+// Get implements ratelimit.Store. It sweeps like Reserve, so that a
+// precheck does not deny on a lease that has expired.
 func (s *Store) Get(_ context.Context, h ratelimit.Hold) (ratelimit.Counter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweep()
 	return s.sum(&h), nil
 }
 

@@ -1,0 +1,9 @@
+package redisstore
+
+import "syscall"
+
+// dieWithParent kills a test's redis-server when the test process dies
+// without running its cleanups (a panic, a timeout).
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
