@@ -1,6 +1,6 @@
 // Package admin is tokenmeter's HTTP side: Prometheus metrics, health and
-// readiness. When a bearer token is configured, everything except the health
-// probes requires it.
+// readiness, and the budget API (/v1/budgets). When a bearer token is
+// configured, everything except the health probes requires it.
 package admin
 
 import (
@@ -18,7 +18,8 @@ type Server struct {
 }
 
 // New builds the admin handler. metrics serves /metrics; token, when not
-// empty, is the bearer token required on everything but the probes.
+// empty, is the bearer token required on everything but the probes. Use
+// WithBudgets to serve the budget API.
 func New(metrics http.Handler, token string) *Server {
 	s := &Server{mux: http.NewServeMux(), token: token}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -32,6 +33,12 @@ func New(metrics http.Handler, token string) *Server {
 		w.Write([]byte("ready\n"))
 	})
 	s.mux.Handle("GET /metrics", s.auth(metrics))
+	return s
+}
+
+// WithBudgets serves /v1/budgets over b.
+func (s *Server) WithBudgets(b Budgets) *Server {
+	s.budgetRoutes(b)
 	return s
 }
 

@@ -80,8 +80,11 @@ type Config struct {
 	// for changes; 0 disables polling (SIGHUP still reloads).
 	ReloadInterval time.Duration
 
-	StoreDir        string // absolute, or relative to the working directory
+	// StoreType is "badger" (embedded, the default) or "redis".
+	StoreType       string
+	StoreDir        string // Badger's directory: absolute, or relative to the working directory
 	StoreSyncWrites bool
+	Redis           Redis
 	// SettleBeforeResponse settles a request's budgets before its last
 	// answer goes back to Envoy, instead of just after: a crash then cannot
 	// lose the charge of a request whose caller got the answer, at the cost
@@ -145,6 +148,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		InjectStreamUsage: true,
 		DefaultMaxTokens:  DefaultMaxTokens,
 		StoreDir:          DefaultStoreDir,
+		StoreType:         "badger",
 		ReloadInterval:    DefaultReloadInterval,
 		Unpriced:          UnpricedDeny,
 		BuiltinCatalog:    true,
@@ -190,7 +194,19 @@ func Parse(file string, data []byte) (*Config, error) {
 				"dir":                    w.str(&c.StoreDir),
 				"sync_writes":            w.boolean(&c.StoreSyncWrites),
 				"settle_before_response": w.boolean(&c.SettleBeforeResponse),
+				"type": func(n *yaml.Node, k string) {
+					switch v, _ := w.scalar(n, k); v {
+					case "badger", "redis":
+						c.StoreType = v
+					default:
+						w.fail(n, k, "want badger (embedded, the default) or redis (shared by replicas)")
+					}
+				},
+				"redis": w.redis(&c.Redis),
 			})
+			if c.StoreType == "redis" && len(c.Redis.Addrs) == 0 {
+				w.fail(n, join(k, "redis.addrs"), "required with store type redis")
+			}
 		},
 		"catalog": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"time"
 
@@ -94,6 +95,9 @@ func restartOnly(cur, next *Config) error {
 	}
 	if cur.StoreDir != next.StoreDir {
 		what = append(what, "store.dir")
+	}
+	if cur.StoreType != next.StoreType || !reflect.DeepEqual(cur.Redis, next.Redis) {
+		what = append(what, "store.type/redis")
 	}
 	if cur.MaxMessageBytes != next.MaxMessageBytes {
 		what = append(what, "extproc.max_message_bytes")

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,12 +24,14 @@ import (
 
 	"github.com/tokenmeter/tokenmeter/admin"
 	"github.com/tokenmeter/tokenmeter/alerting"
+	"github.com/tokenmeter/tokenmeter/budgets"
 	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/extproc"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/metrics"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
+	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore"
 	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
@@ -41,7 +45,7 @@ type Addrs struct {
 // Run serves cfg until ctx is done. ready, when not nil, is called once both
 // listeners are bound.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(Addrs)) error {
-	store, err := badgerstore.Open(badgerstore.Options{Dir: cfg.StoreDir, SyncWrites: cfg.StoreSyncWrites, Logger: log})
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -50,8 +54,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 			log.Error("close store", "err", err)
 		}
 	}()
+	records, _ := store.(ratelimit.Records)
+	runtime := budgets.New(records, log)
+	if _, err := runtime.Refresh(ctx, cfg); err != nil {
+		return err
+	}
+	// file is the config file's config; the server runs it with the runtime
+	// budgets added.
+	var file atomic.Pointer[config.Config]
+	file.Store(cfg)
 
-	snap := extproc.NewSnapshot(cfg, store, time.Now)
+	snap := extproc.NewSnapshot(runtime.Apply(cfg), store, time.Now)
 	var srv *extproc.Server
 	m := metrics.New(snap.Extractor.Names(), func(ctx context.Context) ([]ratelimit.Status, error) {
 		return srv.Snapshot().Limiter.Status(ctx)
@@ -76,7 +89,19 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(g, hs)
 
-	adm := admin.New(m.Handler(), cfg.AdminToken)
+	var swapMu sync.Mutex // one rebuild at a time, so an older one never lands last
+	rebuild := func() {
+		swapMu.Lock()
+		defer swapMu.Unlock()
+		srv.Swap(extproc.NewSnapshot(runtime.Apply(file.Load()), store, time.Now))
+	}
+	adm := admin.New(m.Handler(), cfg.AdminToken).WithBudgets(&budgets.API{
+		Registry: runtime,
+		File:     file.Load,
+		Limiter:  func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
+		Store:    store,
+		Changed:  rebuild,
+	})
 	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)
@@ -92,7 +117,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reloader := config.NewReloader(cfg, func(next *config.Config) {
-		srv.Swap(extproc.NewSnapshot(next, store, time.Now))
+		file.Store(next)
+		if _, err := runtime.Refresh(ctx, next); err != nil {
+			log.Error("runtime budgets", "err", err)
+		}
+		rebuild()
 		m.Reloaded()
 		log.Info("config reloaded", "config", next.File, "catalog_models", next.Catalog.Len(), "budgets", len(next.Budgets))
 	}, func(err error) {
@@ -101,12 +130,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	})
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
-	startAlerts(reloadCtx, cfg, srv, m, log)
 	interval := cfg.ReloadInterval
 	if interval == 0 {
 		interval = 24 * time.Hour * 365 // polling off: SIGHUP only
 	}
 	go reloader.Run(reloadCtx, interval, hup)
+	go refreshRuntime(reloadCtx, interval, runtime, file.Load, rebuild, log)
+	startAlerts(reloadCtx, cfg, srv, m, records, log)
 
 	adm.SetReady(true)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -127,9 +157,41 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	return runErr
 }
 
+// openStore opens the configured budget store.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (ratelimit.Store, error) {
+	if cfg.StoreType == "redis" {
+		r := cfg.Redis
+		return redisstore.Open(ctx, redisstore.Options{Addrs: r.Addrs, Cluster: r.Cluster, Username: r.Username,
+			Password: r.Password, DB: int(r.DB), KeyPrefix: r.KeyPrefix, DialTimeout: r.Timeout, ReadTimeout: r.Timeout, Logger: log})
+	}
+	return badgerstore.Open(badgerstore.Options{Dir: cfg.StoreDir, SyncWrites: cfg.StoreSyncWrites, Logger: log})
+}
+
+// refreshRuntime picks up runtime budgets that other replicas created,
+// changed or deleted in the shared store.
+func refreshRuntime(ctx context.Context, every time.Duration, r *budgets.Registry, file func() *config.Config, rebuild func(), log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changed, err := r.Refresh(ctx, file())
+			if err != nil {
+				log.Warn("runtime budgets", "err", err)
+				continue
+			}
+			if changed {
+				rebuild()
+			}
+		}
+	}
+}
+
 // startAlerts runs the webhook sender and the threshold watcher when the
 // config names webhooks; they stop with ctx.
-func startAlerts(ctx context.Context, cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, log *slog.Logger) {
+func startAlerts(ctx context.Context, cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, claims alerting.Claimer, log *slog.Logger) {
 	if len(cfg.Alerts.Webhooks) == 0 {
 		return
 	}
@@ -138,6 +200,7 @@ func startAlerts(ctx context.Context, cfg *config.Config, srv *extproc.Server, m
 	w := alerting.New(alerting.Options{
 		Limiter:  func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
 		Sender:   sender,
+		Claimer:  claims,
 		Currency: cfg.Reporting,
 		Interval: cfg.Alerts.Interval,
 		Log:      log,

@@ -2,6 +2,8 @@
 //
 //	tokenmeter serve   --config FILE   run the server
 //	tokenmeter check   --config FILE   validate the config and its price catalogs
+//	tokenmeter prices  import|show|cost   convert, inspect and try prices
+//	tokenmeter budgets list|set|delete|reset   manage a running server's budgets
 //	tokenmeter version                 print the version
 package main
 
@@ -63,6 +65,8 @@ commands:
   serve   --config FILE   run the ext_proc server
   check   --config FILE   validate the config and its price catalogs
   prices  import --from litellm FILE   convert a LiteLLM price file to a catalog
+  prices  show MODEL | cost --model M --usage ...   a resolved price, a usage priced by hand
+  budgets list | set | delete | reset   budgets of a running tokenmeter, through its admin API
   version                 print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -76,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return check(args[1:], stdout, stderr)
 	case "prices":
 		return prices(args[1:], stdout, stderr)
+	case "budgets":
+		return budgetsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tokenmeter", version)
 		return nil
