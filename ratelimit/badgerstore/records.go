@@ -73,7 +73,7 @@ func (s *Store) Claim(_ context.Context, key string, until time.Time) (bool, err
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		return txn.SetEntry(badger.NewEntry(k, nil).WithTTL(ttl))
+		return txn.SetEntry(&badger.Entry{Key: k, ExpiresAt: expiresAt(time.Now().Add(ttl))})
 	})
 	switch {
 	case err == nil:
@@ -85,3 +85,16 @@ func (s *Store) Claim(_ context.Context, key string, until time.Time) (bool, err
 }
 
 var errClaimed = errors.New("already claimed")
+
+// expiresAt is Badger's expiry for an entry that must live until t. Badger
+// keeps expiry in whole Unix seconds and Entry.WithTTL rounds down, so a
+// claim for less than a second could be expired as it is written, and any
+// claim could end up to a second early; rounding up keeps it until t, and at
+// most a second longer.
+func expiresAt(t time.Time) uint64 {
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	return uint64(sec)
+}

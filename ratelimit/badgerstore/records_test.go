@@ -2,17 +2,29 @@ package badgerstore_test
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
+	"github.com/tokenmeter/tokenmeter/ratelimit/storetest"
 )
 
 var _ ratelimit.Records = (*badgerstore.Store)(nil)
 
+// TestRecords runs the shared suite of ratelimit.Records on the in-memory
+// store.
+func TestRecords(t *testing.T) {
+	storetest.RunRecords(t, func(t *testing.T, now func() time.Time) ratelimit.Records {
+		s, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// Records are durable: what the suite cannot see on an in-memory store.
 func TestRecordsSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -40,36 +52,5 @@ func TestRecordsSurviveReopen(t *testing.T) {
 	got, err := s.ListRecords(ctx, "budget")
 	if err != nil || len(got) != 1 || string(got["a"]) != `{"x":1}` {
 		t.Fatalf("records %v %v", got, err)
-	}
-}
-
-// Of many racing claims of one key, exactly one wins.
-func TestClaimOnce(t *testing.T) {
-	s, err := badgerstore.Open(badgerstore.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var won atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 32; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, err := s.Claim(context.Background(), "threshold|b|k|0|50", time.Now().Add(time.Hour))
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				won.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if won.Load() != 1 {
-		t.Fatalf("%d claims won, want 1", won.Load())
-	}
-	if ok, _ := s.Claim(context.Background(), "other", time.Now().Add(-time.Second)); ok {
-		t.Fatal("a claim for a window already over was granted")
 	}
 }

@@ -17,6 +17,18 @@
 // separator) and the tag's closing brace cannot occur in them. A rolling
 // check sums the family's buckets in [Since, Start].
 //
+// Records (ratelimit.Records) and claims have tags of their own, joined by
+// \x1e (ASCII record separator) rather than \x1f, so that no family's tag,
+// and no Reset's SCAN pattern, can match them:
+//
+//	<prefix>:{rec\x1e<kind>}:h    hash  record name → data, every record of kind
+//	<prefix>:{claim\x1e<key>}:k   string "1", with a TTL until the claim ends
+//
+// One hash per kind makes ListRecords one HGETALL, on one slot in Cluster;
+// record names are hash fields, binary-safe and not escaped. Records never
+// expire. Each claim is its own slot: claims are single-key SET NX, and
+// spread over the cluster's nodes.
+//
 // # Atomicity
 //
 // Reserve and Settle run as Lua scripts (EVALSHA, falling back to EVAL when

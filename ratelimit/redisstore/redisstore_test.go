@@ -79,6 +79,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("suite", func(t *testing.T) { storetest.Run(t, opener(addrs, true)) })
+	t.Run("records", func(t *testing.T) { storetest.RunRecords(t, recordsOpener(addrs, true)) })
 	t.Run("refusal_undoes_lower_slots", func(t *testing.T) { testUndoAcrossSlots(t, addrs) })
 	t.Run("replicas", func(t *testing.T) {
 		now := func() time.Time { return t0 }

@@ -14,6 +14,11 @@
 //
 // Time is a fake clock: leases expire and windows end because a case moves
 // the clock, never because it sleeps.
+//
+// RunRecords is the suite of ratelimit.Records, run the same way. Its one
+// exception to the fake clock is a claim's end, which both stores leave to a
+// TTL their backend counts in real time: that case waits, at most a few
+// seconds.
 package storetest
 
 import (
