@@ -56,6 +56,8 @@ type Stack struct {
 	Bare    *envoy.Proxy // Envoy without it, when Options.Bare
 	CfgPath string
 	bin     string
+	envoy   string // the Envoy binary
+	upPort  int    // the mock provider's port
 }
 
 // Options shape a Stack.
@@ -64,8 +66,11 @@ type Options struct {
 	Budgets string // YAML of the budgets list; may be empty
 	Extra   string // more top-level config YAML
 	Store   string // more keys of the store section, e.g. "settle_before_response: true"
-	Bare    bool   // also start an Envoy without the ext_proc filter
-	Mock    mockllm.Options
+	// Redis, when set, is the address of a Redis the stack's tokenmeters
+	// share their budgets in (store type redis) instead of Badger.
+	Redis string
+	Bare  bool // also start an Envoy without the ext_proc filter
+	Mock  mockllm.Options
 }
 
 // PricesYAML is the catalog every stack loads.
@@ -108,7 +113,7 @@ func New(t testing.TB, o Options) *Stack {
 		}
 		t.Skip(err)
 	}
-	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin}
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin}
 	up := httptest.NewServer(s.Mock)
 	t.Cleanup(up.Close)
 
@@ -119,7 +124,7 @@ func New(t testing.TB, o Options) *Stack {
 store: {dir: %q%s}
 catalog: {files: [prices.yaml]}
 %s
-`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store), o.Extra)
+`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store)+redisStore(o.Redis), o.Extra)
 	if o.Budgets != "" {
 		cfg += "budgets:\n" + o.Budgets
 	}
@@ -134,7 +139,8 @@ catalog: {files: [prices.yaml]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	config := envoy.Rewrite(base, envoy.Ports{Upstream: port(t, up.Listener.Addr().String()), ExtProc: port(t, s.TM.GRPC)})
+	s.upPort = port(t, up.Listener.Addr().String())
+	config := envoy.Rewrite(base, envoy.Ports{Upstream: s.upPort, ExtProc: port(t, s.TM.GRPC)})
 	s.Proxy = startEnvoy(t, bin, filepath.Join(s.Dir, "with"), config)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -243,6 +249,35 @@ func (tm *Tokenmeter) Stop(sig os.Signal) {
 	}
 }
 
+func redisStore(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return fmt.Sprintf(", type: redis, redis: {addrs: [%q]}", addr)
+}
+
+// Replica is one more tokenmeter, with an Envoy of its own in front of it,
+// on the stack's config and provider: with Options.Redis, replicas share the
+// stack's budgets.
+type Replica struct {
+	TM    *Tokenmeter
+	Proxy *envoy.Proxy
+}
+
+// AddReplica starts a Replica; it stops when the test ends.
+func (s *Stack) AddReplica() *Replica {
+	s.t.Helper()
+	r := &Replica{TM: StartTokenmeter(s.t, s.bin, s.CfgPath)}
+	s.t.Cleanup(func() { r.TM.Stop(os.Interrupt) })
+	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	config := envoy.Rewrite(base, envoy.Ports{Upstream: s.upPort, ExtProc: port(s.t, r.TM.GRPC)})
+	r.Proxy = startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
+	return r
+}
+
 func prefixed(p, s string) string {
 	if s == "" {
 		return ""
@@ -326,15 +361,21 @@ func Direct(t testing.TB, body string, headers map[string]string) []byte {
 // Metrics scrapes tokenmeter's /metrics.
 func (s *Stack) Metrics() map[string]*dto.MetricFamily {
 	s.t.Helper()
-	resp, err := http.Get("http://" + s.TM.Admin + "/metrics")
+	return MetricsAt(s.t, s.TM.Admin)
+}
+
+// MetricsAt scrapes the tokenmeter whose admin listener is at addr.
+func MetricsAt(t testing.TB, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return fams
 }

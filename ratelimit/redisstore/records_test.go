@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore/redistest"
 	"github.com/tokenmeter/tokenmeter/ratelimit/storetest"
 )
 
@@ -21,17 +22,17 @@ func recordsOpener(addrs []string, cluster bool) storetest.OpenRecords {
 }
 
 func TestRecords(t *testing.T) {
-	storetest.RunRecords(t, recordsOpener([]string{startRedis(t, false)}, false))
+	storetest.RunRecords(t, recordsOpener([]string{redistest.Start(t, false)}, false))
 }
 
 // Records and claims live at the documented keys, out of reach of the
 // counters' SCANs: a Reset of budgets named like their tags, and List, leave
 // them alone. A claim's TTL is until minus the store's (fake) clock.
 func TestRecordsLayout(t *testing.T) {
-	addr := startRedis(t, false)
+	addr := redistest.Start(t, false)
 	s := openStore(t, Options{Addrs: []string{addr}, Now: func() time.Time { return t0 }})
 	defer s.Close()
-	rc := client(addr)
+	rc := redistest.Client(addr)
 	defer rc.Close()
 	ctx := context.Background()
 
@@ -69,10 +70,10 @@ func TestRecordsLayout(t *testing.T) {
 // Another program's key of the wrong type at a records key is an error that
 // names the operation, not a panic or an empty list.
 func TestRecordsWrongType(t *testing.T) {
-	addr := startRedis(t, false)
+	addr := redistest.Start(t, false)
 	s := openStore(t, Options{Addrs: []string{addr}})
 	defer s.Close()
-	rc := client(addr)
+	rc := redistest.Client(addr)
 	defer rc.Close()
 	ctx := context.Background()
 	if err := rc.Set(ctx, "tm:{rec\x1ebudget}:h", "not a hash", 0).Err(); err != nil {

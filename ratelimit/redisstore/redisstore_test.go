@@ -13,6 +13,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/attribution"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore/redistest"
 	"github.com/tokenmeter/tokenmeter/ratelimit/storetest"
 )
 
@@ -37,13 +38,13 @@ func opener(addrs []string, cluster bool) storetest.Open {
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, opener([]string{startRedis(t, false)}, false))
+	storetest.Run(t, opener([]string{redistest.Start(t, false)}, false))
 }
 
 // Three replicas, three clients, one Redis: 200 requests spread over them
 // never overshoot the shared budget.
 func TestReplicas(t *testing.T) {
-	addr := startRedis(t, false)
+	addr := redistest.Start(t, false)
 	now := func() time.Time { return t0 }
 	stores := make([]ratelimit.Store, 3)
 	for i := range stores {
@@ -55,7 +56,7 @@ func TestReplicas(t *testing.T) {
 }
 
 func TestCluster(t *testing.T) {
-	addrs := startCluster(t)
+	addrs := redistest.Cluster(t)
 	ctx := context.Background()
 	check := openStore(t, Options{Addrs: addrs, Cluster: true})
 	defer check.Close()
@@ -133,7 +134,7 @@ func testUndoAcrossSlots(t *testing.T, addrs []string) {
 // Names with the layout's special characters survive the round trip through
 // key names, and Reset of one budget spares its neighbours.
 func TestNamesRoundTrip(t *testing.T) {
-	s := openStore(t, Options{Addrs: []string{startRedis(t, false)}, Now: func() time.Time { return t0 }})
+	s := openStore(t, Options{Addrs: []string{redistest.Start(t, false)}, Now: func() time.Time { return t0 }})
 	defer s.Close()
 	ctx := context.Background()
 	start, end := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
@@ -186,10 +187,10 @@ func TestNamesRoundTrip(t *testing.T) {
 // window drops the ended one's counters.
 func TestKeysExpireAndPrune(t *testing.T) {
 	clk := t0
-	addr := startRedis(t, false)
+	addr := redistest.Start(t, false)
 	s := openStore(t, Options{Addrs: []string{addr}, Now: func() time.Time { return clk }})
 	defer s.Close()
-	rc := client(addr)
+	rc := redistest.Client(addr)
 	defer rc.Close()
 	ctx := context.Background()
 	hold := func(now time.Time) ratelimit.Hold {
@@ -241,7 +242,7 @@ func TestOpenErrors(t *testing.T) {
 		{"several_addresses_without_cluster", Options{Addrs: []string{"a:1", "b:1"}}, "cluster mode"},
 		{"db_in_cluster", Options{Addrs: []string{"a:1"}, Cluster: true, DB: 2}, "db 0"},
 		{"brace_in_prefix", Options{Addrs: []string{"a:1"}, KeyPrefix: "t{m}"}, "prefix"},
-		{"nothing_listening", Options{Addrs: []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))}, DialTimeout: time.Second}, "ping 127.0.0.1:"},
+		{"nothing_listening", Options{Addrs: []string{fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))}, DialTimeout: time.Second}, "ping 127.0.0.1:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,7 +311,7 @@ func TestJoin(t *testing.T) {
 // the Limiter, with 1, 5 and 20 matching budgets, on a local redis-server:
 // two round trips whatever the number of budgets.
 func BenchmarkReserveSettle(b *testing.B) {
-	addr := startRedis(b, false)
+	addr := redistest.Start(b, false)
 	for _, n := range []int{1, 5, 20} {
 		b.Run(fmt.Sprintf("budgets=%d", n), func(b *testing.B) {
 			s := openStore(b, Options{Addrs: []string{addr}, KeyPrefix: fmt.Sprintf("bench%d", n)})

@@ -1,4 +1,8 @@
-package redisstore
+// Package redistest starts real redis-server processes for tests: one
+// server, or a three-node Cluster, on ephemeral loopback ports, stopped when
+// the test ends. Without redis-server on PATH a test skips, except under
+// CI=true, where a missing real part is a failure.
+package redistest
 
 import (
 	"bufio"
@@ -17,9 +21,9 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// redisServer returns the redis-server binary. Without one the test skips,
+// serverBinary returns the redis-server binary. Without one the test skips,
 // except under CI, where a missing real part is a failure.
-func redisServer(tb testing.TB) string {
+func serverBinary(tb testing.TB) string {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -31,8 +35,8 @@ func redisServer(tb testing.TB) string {
 	return bin
 }
 
-// freePort returns a port that was free a moment ago.
-func freePort(tb testing.TB) int {
+// FreePort returns a port that was free a moment ago.
+func FreePort(tb testing.TB) int {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,22 +46,22 @@ func freePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startRedis starts a redis-server on an ephemeral port, without
+// Start starts a redis-server on an ephemeral port, without
 // persistence, and stops it when the test ends. cluster starts it in cluster
 // mode, with a cluster bus port of its own. It returns the address.
-func startRedis(tb testing.TB, cluster bool) string {
+func Start(tb testing.TB, cluster bool) string {
 	tb.Helper()
-	bin := redisServer(tb)
+	bin := serverBinary(tb)
 	var last error
-	for range 5 { // the port can be taken between freePort and the bind
+	for range 5 { // the port can be taken between FreePort and the bind
 		dir := tb.TempDir()
-		port := freePort(tb)
+		port := FreePort(tb)
 		args := []string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--daemonize", "no",
 			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"),
 		}
 		if cluster {
-			args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(freePort(tb)),
+			args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(FreePort(tb)),
 				"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "5000")
 		}
 		cmd := exec.Command(bin, args...)
@@ -124,24 +128,26 @@ func ping(addr string) error {
 	return nil
 }
 
-func client(addr string) *redis.Client {
+// Client is a go-redis client for addr, without the maintenance-notification
+// handshake, which the servers of Debian's package do not speak.
+func Client(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:                     addr,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 }
 
-// startCluster starts three cluster-mode servers, gives each a third of the
+// Cluster starts three cluster-mode servers, gives each a third of the
 // hash slots, introduces them and waits until all three report the cluster
 // ok. It returns their addresses.
-func startCluster(tb testing.TB) []string {
+func Cluster(tb testing.TB) []string {
 	tb.Helper()
 	ctx := context.Background()
 	addrs := make([]string, 3)
 	clients := make([]*redis.Client, 3)
 	for i := range addrs {
-		addrs[i] = startRedis(tb, true)
-		clients[i] = client(addrs[i])
+		addrs[i] = Start(tb, true)
+		clients[i] = Client(addrs[i])
 		defer clients[i].Close()
 	}
 	for i, c := range clients {
