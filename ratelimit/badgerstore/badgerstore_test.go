@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
-	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 	"github.com/tokenmeter/tokenmeter/ratelimit/storetest"
@@ -133,40 +132,20 @@ func TestCountersSurviveReopen(t *testing.T) {
 }
 
 // BenchmarkReserveSettle is one request's admission and settlement through
-// the Limiter, with 1, 5 and 20 matching budgets, on a Badger directory.
+// the Limiter, with 1, 5 and 20 matching budgets, on a Badger directory, from
+// one caller and from every P at once.
 func BenchmarkReserveSettle(b *testing.B) {
-	for _, n := range []int{1, 5, 20} {
-		b.Run(fmt.Sprintf("budgets=%d", n), func(b *testing.B) {
-			store, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			benchReserveSettle(b, store, n)
-		})
+	for _, parallel := range []bool{false, true} {
+		for _, n := range []int{1, 5, 20} {
+			b.Run(fmt.Sprintf("parallel=%t/budgets=%d", parallel, n), func(b *testing.B) {
+				store, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer store.Close()
+				storetest.BenchReserveSettle(b, store, n, parallel)
+			})
+		}
 	}
 }
 
-func benchReserveSettle(b *testing.B, store ratelimit.Store, n int) {
-	budgets := make([]ratelimit.Budget, n)
-	for i := range budgets {
-		budgets[i] = ratelimit.Budget{
-			Name:  fmt.Sprintf("b%d", i),
-			Match: []ratelimit.Match{{Dimension: "project", Value: ratelimit.Wildcard}},
-			Unit:  ratelimit.Money, Limit: int64(money.Max), Window: ratelimit.Month,
-		}
-	}
-	l := ratelimit.New(budgets, store, ratelimit.Options{})
-	ctx := context.Background()
-	d := dims("demo", "ann")
-	b.ReportAllocs()
-	for b.Loop() {
-		r, _, err := l.Reserve(ctx, d, ratelimit.Amounts{Money: 1000})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := l.Settle(ctx, r, ratelimit.Amounts{Money: 900}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

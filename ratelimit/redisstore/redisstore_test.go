@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/attribution"
-	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore/redistest"
 	"github.com/tokenmeter/tokenmeter/ratelimit/storetest"
@@ -312,35 +310,14 @@ func TestJoin(t *testing.T) {
 // two round trips whatever the number of budgets.
 func BenchmarkReserveSettle(b *testing.B) {
 	addr := redistest.Start(b, false)
-	for _, n := range []int{1, 5, 20} {
-		b.Run(fmt.Sprintf("budgets=%d", n), func(b *testing.B) {
-			s := openStore(b, Options{Addrs: []string{addr}, KeyPrefix: fmt.Sprintf("bench%d", n)})
-			defer s.Close()
-			benchReserveSettle(b, s, n)
-		})
+	for _, parallel := range []bool{false, true} {
+		for _, n := range []int{1, 5, 20} {
+			b.Run(fmt.Sprintf("parallel=%t/budgets=%d", parallel, n), func(b *testing.B) {
+				s := openStore(b, Options{Addrs: []string{addr}, KeyPrefix: fmt.Sprintf("bench%t%d", parallel, n)})
+				defer s.Close()
+				storetest.BenchReserveSettle(b, s, n, parallel)
+			})
+		}
 	}
 }
 
-func benchReserveSettle(b *testing.B, s *Store, n int) {
-	budgets := make([]ratelimit.Budget, n)
-	for i := range budgets {
-		budgets[i] = ratelimit.Budget{
-			Name:  fmt.Sprintf("b%d", i),
-			Match: []ratelimit.Match{{Dimension: "project", Value: ratelimit.Wildcard}},
-			Unit:  ratelimit.Money, Limit: int64(money.Max), Window: ratelimit.Month,
-		}
-	}
-	l := ratelimit.New(budgets, s, ratelimit.Options{})
-	ctx := context.Background()
-	d := attribution.Dimensions{Names: []string{"project"}, Values: []string{"demo"}}
-	b.ReportAllocs()
-	for b.Loop() {
-		r, _, err := l.Reserve(ctx, d, ratelimit.Amounts{Money: 1000})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := l.Settle(ctx, r, ratelimit.Amounts{Money: 900}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
