@@ -148,4 +148,3 @@ func BenchmarkReserveSettle(b *testing.B) {
 		}
 	}
 }
-

@@ -320,4 +320,3 @@ func BenchmarkReserveSettle(b *testing.B) {
 		}
 	}
 }
-
