@@ -37,7 +37,7 @@ type BudgetInfo struct {
 	Definition json.RawMessage `json:"definition,omitempty"`
 	Unit       string          `json:"unit"`               // money, tokens, requests, concurrent
 	Currency   string          `json:"currency,omitempty"` // money budgets
-	Limit      string          `json:"limit"`
+	Limit      string          `json:"limit"` // the default for keys without a limit of their own
 	Period     string          `json:"period"` // day, rolling 1m0s, in flight...
 	Shadow     bool            `json:"shadow,omitempty"`
 	Keys       []KeyStatus     `json:"keys"`
@@ -46,6 +46,7 @@ type BudgetInfo struct {
 // KeyStatus is one counter key of a budget in its current window.
 type KeyStatus struct {
 	Key       string    `json:"key"`
+	Limit     string    `json:"limit"` // the key's own limit, or the budget's default
 	Spent     string    `json:"spent"`
 	Reserved  string    `json:"reserved"`
 	Remaining string    `json:"remaining"`

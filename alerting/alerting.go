@@ -110,7 +110,7 @@ func (w *Watcher) Check(ctx context.Context) error {
 		start, _ := b.Window.Bounds(now, b.Location)
 		crossed := -1
 		for _, pct := range b.AlertAt {
-			if !reached(s.Counter.Spent, b.Limit, pct) {
+			if !reached(s.Counter.Spent, s.Limit, pct) {
 				break
 			}
 			key := fmt.Sprintf("threshold|%s|%s|%d|%d", b.Name, s.Key, start.Unix(), pct)
@@ -146,14 +146,13 @@ func (w *Watcher) alert(b *ratelimit.Budget, s ratelimit.Status, pct int, start,
 		CounterKey:  s.Key,
 		Threshold:   pct,
 		Unit:        b.Unit.String(),
-		Spent:       fmt.Sprint(s.Counter.Spent),
-		Limit:       fmt.Sprint(b.Limit),
+		Spent:       b.Format(s.Counter.Spent),
+		Limit:       b.Format(s.Limit),
 		WindowStart: start,
 		WindowEnd:   s.Resets,
 		At:          now,
 	}
 	if b.Unit == ratelimit.Money {
-		a.Spent, a.Limit = money.Amount(s.Counter.Spent).String(), money.Amount(b.Limit).String()
 		a.Currency = string(b.Currency)
 		if a.Currency == "" {
 			a.Currency = string(w.o.Currency)

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/tokenmeter/tokenmeter/admin"
 	"github.com/tokenmeter/tokenmeter/cfgerr"
 	"github.com/tokenmeter/tokenmeter/config"
-	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 
@@ -105,7 +103,7 @@ func (a *API) Reset(ctx context.Context, name, key string) error {
 }
 
 func info(b *ratelimit.Budget) admin.BudgetInfo {
-	bi := admin.BudgetInfo{Name: b.Name, Unit: b.Unit.String(), Limit: amount(b, b.Limit), Period: b.Period(), Shadow: b.Shadow, Keys: []admin.KeyStatus{}}
+	bi := admin.BudgetInfo{Name: b.Name, Unit: b.Unit.String(), Limit: b.Format(b.Limit), Period: b.Period(), Shadow: b.Shadow, Keys: []admin.KeyStatus{}}
 	if b.Unit == ratelimit.Money {
 		bi.Currency = string(b.Currency)
 	}
@@ -113,17 +111,10 @@ func info(b *ratelimit.Budget) admin.BudgetInfo {
 }
 
 func keyStatus(b *ratelimit.Budget, s ratelimit.Status) admin.KeyStatus {
-	left := b.Limit - s.Counter.Spent - s.Counter.Reserved
+	left := s.Limit - s.Counter.Spent - s.Counter.Reserved
 	if left < 0 {
 		left = 0
 	}
-	return admin.KeyStatus{Key: s.Key, Spent: amount(b, s.Counter.Spent), Reserved: amount(b, s.Counter.Reserved),
-		Remaining: amount(b, left), ResetsAt: s.Resets.UTC()}
-}
-
-func amount(b *ratelimit.Budget, v int64) string {
-	if b.Unit == ratelimit.Money {
-		return money.Amount(v).String()
-	}
-	return strconv.FormatInt(v, 10)
+	return admin.KeyStatus{Key: s.Key, Limit: b.Format(s.Limit), Spent: b.Format(s.Counter.Spent), Reserved: b.Format(s.Counter.Reserved),
+		Remaining: b.Format(left), ResetsAt: s.Resets.UTC()}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -419,6 +420,8 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 	var curNode *yaml.Node // limit.currency, remembered under the budget's name
 	var curKey string
 	var windowNode, rollingNode, zoneNode *yaml.Node
+	var keyLimits *yaml.Node // read once the unit is known
+	var keyLimitsKey string
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
 		"name": w.str(&b.Name),
 		"match": func(n *yaml.Node, k string) {
@@ -490,7 +493,8 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 			}
 			b.Location, zoneNode = loc, n
 		},
-		"shadow": w.boolean(&b.Shadow),
+		"shadow":     w.boolean(&b.Shadow),
+		"key_limits": func(n *yaml.Node, k string) { keyLimits, keyLimitsKey = n, k },
 		"alert_at": func(n *yaml.Node, k string) {
 			w.sequence(n, k, func(item *yaml.Node, k string) {
 				var pct int64
@@ -515,6 +519,9 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 			}
 		},
 	})
+	if keyLimits != nil && limits == 1 {
+		w.keyLimits(&b, keyLimits, keyLimitsKey)
+	}
 	switch {
 	case windowNode != nil && rollingNode != nil:
 		w.fail(rollingNode, join(key, "rolling"), "a budget has a calendar window or a rolling one, not both")
@@ -604,6 +611,44 @@ func (w *walker) route(n *yaml.Node, key string) (dialect.Route, routePolicy, bo
 	}
 	r := dialect.Route{Host: strings.ToLower(host), Prefix: prefix, Dialect: d, Provider: strings.ToLower(provider)}
 	return r, p, len(w.errs) == before
+}
+
+// keyLimits reads a budget's per-key limits, in its unit:
+//
+//	match: {user: "*"}
+//	limit: {tokens: 100000}          # every user not listed
+//	key_limits: {"user=ann": 500000} # keys as the budget names them
+func (w *walker) keyLimits(b *ratelimit.Budget, n *yaml.Node, key string) {
+	w.pairs(n, key, func(name string, v *yaml.Node, k string) {
+		if err := b.CheckKey(name); err != nil {
+			w.failKey(k, name, err.Error())
+			return
+		}
+		val, ok := w.scalar(v, k)
+		if !ok {
+			return
+		}
+		var limit int64
+		if b.Unit == ratelimit.Money {
+			a, err := money.Parse(val)
+			if err != nil || a <= 0 {
+				w.fail(v, k, "want a positive decimal amount, as the budget's money limit")
+				return
+			}
+			limit = int64(a)
+		} else {
+			i, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || i < 1 || i > 1<<62 {
+				w.fail(v, k, fmt.Sprintf("want a whole number from 1 to %d", int64(1)<<62))
+				return
+			}
+			limit = i
+		}
+		if b.KeyLimits == nil {
+			b.KeyLimits = map[string]int64{}
+		}
+		b.KeyLimits[name] = limit
+	})
 }
 
 func (w *walker) count(b *ratelimit.Budget, limits *int, unit ratelimit.Unit) func(*yaml.Node, string) {

@@ -23,10 +23,10 @@ import (
 func (x *exchange) deny(d *ratelimit.Denial) *extprocv3.ProcessingResponse {
 	secs := int64(math.Ceil(d.RetryAfter.Seconds()))
 	msg := fmt.Sprintf("tokenmeter: budget %q is exhausted for %s (limit %s %s per %s); retry in %ds",
-		d.Budget.Name, d.Key, d.Budget.LimitString(), unitNoun(d.Budget), d.Budget.Period(), secs)
+		d.Budget.Name, d.Key, d.Budget.Format(d.Limit), unitNoun(d.Budget), d.Budget.Period(), secs)
 	if d.Budget.Unit == ratelimit.Concurrent {
 		msg = fmt.Sprintf("tokenmeter: budget %q allows %d requests in flight for %s; retry in %ds",
-			d.Budget.Name, d.Budget.Limit, d.Key, secs)
+			d.Budget.Name, d.Limit, d.Key, secs)
 	}
 	x.rec.Outcome, x.rec.Budget = ledger.Denied, d.Budget.Name
 	x.finish(nil)
@@ -204,7 +204,7 @@ func (x *exchange) feedbackHeaders() []*corev3.HeaderValueOption {
 			continue
 		}
 		out = append(out,
-			setHeader("x-ratelimit-limit-"+unit, strconv.FormatInt(r.Budget.Limit, 10)),
+			setHeader("x-ratelimit-limit-"+unit, strconv.FormatInt(r.Limit, 10)),
 			setHeader("x-ratelimit-remaining-"+unit, strconv.FormatInt(r.Remaining, 10)),
 			setHeader("x-ratelimit-reset-"+unit, (time.Duration(ceilSeconds(r.Resets.Sub(x.rec.Start)))*time.Second).String()))
 	}
@@ -217,8 +217,8 @@ func tighter(a, b *ratelimit.Remaining) *ratelimit.Remaining {
 	if a == nil {
 		return b
 	}
-	ah, al := bits.Mul64(uint64(a.Remaining), uint64(b.Budget.Limit))
-	bh, bl := bits.Mul64(uint64(b.Remaining), uint64(a.Budget.Limit))
+	ah, al := bits.Mul64(uint64(a.Remaining), uint64(b.Limit))
+	bh, bl := bits.Mul64(uint64(b.Remaining), uint64(a.Limit))
 	if bh < ah || (bh == ah && bl < al) {
 		return b
 	}

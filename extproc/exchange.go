@@ -204,7 +204,7 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	for _, s := range hold.Shadowed {
 		x.srv.observer.ShadowDenied(s.Budget.Name)
 		x.srv.log.Info("shadow budget would deny", "budget", s.Budget.Name, "key", s.Key,
-			"spent", s.Spent, "reserved", s.Reserved, "asked", s.Asked, "limit", s.Budget.Limit)
+			"spent", s.Spent, "reserved", s.Reserved, "asked", s.Asked, "limit", s.Limit)
 	}
 	x.hold = hold
 	x.remaining = x.snap.Limiter.Remaining(hold)

@@ -287,13 +287,13 @@ func (b *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 			return float64(v)
 		}
 		labels := []string{s.Budget.Name, s.Key, s.Budget.Period()}
-		left := s.Budget.Limit - s.Counter.Spent - s.Counter.Reserved
+		left := s.Limit - s.Counter.Spent - s.Counter.Reserved
 		if left < 0 {
 			left = 0
 		}
 		ch <- prometheus.MustNewConstMetric(budgetSpent, prometheus.GaugeValue, conv(s.Counter.Spent), labels...)
 		ch <- prometheus.MustNewConstMetric(budgetReserved, prometheus.GaugeValue, conv(s.Counter.Reserved), labels...)
-		ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, conv(s.Budget.Limit), labels...)
+		ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, conv(s.Limit), labels...)
 		ch <- prometheus.MustNewConstMetric(budgetRemaining, prometheus.GaugeValue, conv(left), labels...)
 		ch <- prometheus.MustNewConstMetric(budgetResets, prometheus.GaugeValue, float64(s.Resets.Unix()), labels...)
 	}

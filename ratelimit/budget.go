@@ -60,7 +60,10 @@ type Budget struct {
 	Match  []Match // all must hold; empty matches every request
 	Unit   Unit
 	Limit  int64 // nano-units of Currency for Money, else a count
-	Window Window
+	// KeyLimits replace Limit for the keys they name ("user=ann"): with a
+	// wildcard selector, Limit is the default for every key not listed.
+	KeyLimits map[string]int64
+	Window    Window
 	// Location is the time zone calendar windows are aligned in (a day
 	// budget in Europe/Paris resets at Paris midnight); nil means UTC.
 	Location *time.Location
@@ -149,12 +152,52 @@ var farFuture = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 // key counters by UnixNano, which is undefined before 1678.
 var epoch = time.Unix(0, 0).UTC()
 
-// LimitString formats the limit in its unit, e.g. "5" dollars or "1000".
-func (b *Budget) LimitString() string {
-	if b.Unit == Money {
-		return money.Amount(b.Limit).String()
+// LimitFor is the limit of one counter key: its own, or the default.
+func (b *Budget) LimitFor(key string) int64 {
+	if v, ok := b.KeyLimits[key]; ok {
+		return v
 	}
-	return fmt.Sprint(b.Limit)
+	return b.Limit
+}
+
+// CheckKey reports whether key is a counter key b can have, as Key writes
+// them: "dim=value" terms in the selector's order, comma-separated, with the
+// selector's fixed values where it has them.
+func (b *Budget) CheckKey(key string) error {
+	if len(b.Match) == 0 {
+		if key != "all" {
+			return fmt.Errorf("a budget without match has one key, \"all\"")
+		}
+		return nil
+	}
+	var want []string
+	for _, m := range b.Match {
+		want = append(want, m.Dimension+"=")
+	}
+	shape := strings.Join(want, "VALUE,") + "VALUE"
+	terms := strings.SplitN(key, ",", len(b.Match))
+	if len(terms) != len(b.Match) {
+		return fmt.Errorf("want a key of the form %s", shape)
+	}
+	for i, m := range b.Match {
+		v, ok := strings.CutPrefix(terms[i], m.Dimension+"=")
+		if !ok || v == "" {
+			return fmt.Errorf("want a key of the form %s", shape)
+		}
+		if m.Value != Wildcard && v != m.Value {
+			return fmt.Errorf("%s is %q in this budget's match", m.Dimension, m.Value)
+		}
+	}
+	return nil
+}
+
+// Format writes an amount of the budget's unit: a decimal for money
+// ("0.25"), an integer otherwise ("1000").
+func (b *Budget) Format(v int64) string {
+	if b.Unit == Money {
+		return money.Amount(v).String()
+	}
+	return fmt.Sprint(v)
 }
 
 // Key returns the counter key d falls under, and false when the budget does

@@ -91,6 +91,7 @@ func (l *Limiter) Budgets() []*Budget { return l.budgets }
 type Denial struct {
 	Budget     *Budget
 	Key        string
+	Limit      int64 // the key's limit
 	Spent      int64
 	Reserved   int64
 	Asked      int64
@@ -99,7 +100,7 @@ type Denial struct {
 
 func (d *Denial) Error() string {
 	return fmt.Sprintf("budget %q (%s) exhausted: spent %d + reserved %d + asked %d > limit %d %s",
-		d.Budget.Name, d.Key, d.Spent, d.Reserved, d.Asked, d.Budget.Limit, d.Budget.Unit)
+		d.Budget.Name, d.Key, d.Spent, d.Reserved, d.Asked, d.Limit, d.Budget.Unit)
 }
 
 // Reservation is what Reserve held; pass it to Settle exactly once.
@@ -139,7 +140,7 @@ func (l *Limiter) holds(d attribution.Dimensions, est Amounts, now time.Time) ([
 			return nil, nil, err
 		}
 		start, since, end := b.Span(now)
-		limit := b.Limit
+		limit := b.LimitFor(key)
 		if b.Shadow {
 			// A shadow budget never refuses; Reserve compares its counters
 			// with the real limit afterwards.
@@ -214,7 +215,7 @@ func (l *Limiter) Reserve(ctx context.Context, d attribution.Dimensions, est Amo
 	for i, b := range budgets {
 		// The counters are as they stand after this reservation, so the
 		// request overshoots exactly when they exceed the limit.
-		if c := res.Counters[i]; b.Shadow && c.Spent+c.Reserved > b.Limit {
+		if c := res.Counters[i]; b.Shadow && c.Spent+c.Reserved > b.LimitFor(holds[i].ID.Key) {
 			r.Shadowed = append(r.Shadowed, l.denial(b, holds[i], Counter{Spent: c.Spent, Reserved: c.Reserved - holds[i].Amount}, holds[i].Amount))
 		}
 	}
@@ -227,7 +228,7 @@ func (l *Limiter) denial(b *Budget, h Hold, c Counter, asked int64) *Denial {
 	if retry < time.Second {
 		retry = time.Second
 	}
-	return &Denial{Budget: b, Key: h.ID.Key, Spent: c.Spent, Reserved: c.Reserved, Asked: asked, RetryAfter: retry}
+	return &Denial{Budget: b, Key: h.ID.Key, Limit: b.LimitFor(h.ID.Key), Spent: c.Spent, Reserved: c.Reserved, Asked: asked, RetryAfter: retry}
 }
 
 // Remaining is what one budget has left after a reservation, for the
@@ -235,6 +236,7 @@ func (l *Limiter) denial(b *Budget, h Hold, c Counter, asked int64) *Denial {
 type Remaining struct {
 	Budget    *Budget
 	Key       string
+	Limit     int64 // the key's limit
 	Remaining int64 // limit − spent − reserved, never below 0
 	Resets    time.Time
 }
@@ -249,12 +251,13 @@ func (l *Limiter) Remaining(r *Reservation) []Remaining {
 		if b.Shadow {
 			continue
 		}
-		c := r.counters[i]
-		left := b.Limit - c.Spent - c.Reserved
+		c, key := r.counters[i], r.holds[i].ID.Key
+		limit := b.LimitFor(key)
+		left := limit - c.Spent - c.Reserved
 		if left < 0 {
 			left = 0
 		}
-		out = append(out, Remaining{Budget: b, Key: r.holds[i].ID.Key, Remaining: left, Resets: b.Resets(r.at)})
+		out = append(out, Remaining{Budget: b, Key: key, Limit: limit, Remaining: left, Resets: b.Resets(r.at)})
 	}
 	return out
 }
@@ -301,6 +304,7 @@ func (l *Limiter) Release(ctx context.Context, r *Reservation) error {
 type Status struct {
 	Budget  *Budget
 	Key     string
+	Limit   int64 // the key's limit
 	Counter Counter
 	Resets  time.Time
 }
@@ -335,7 +339,7 @@ func (l *Limiter) Status(ctx context.Context) ([]Status, error) {
 			continue
 		}
 		index[k] = len(out)
-		out = append(out, Status{Budget: b, Key: s.ID.Key, Counter: s.Counter, Resets: b.Resets(now)})
+		out = append(out, Status{Budget: b, Key: s.ID.Key, Limit: b.LimitFor(s.ID.Key), Counter: s.Counter, Resets: b.Resets(now)})
 	}
 	return out, nil
 }

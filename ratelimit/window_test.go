@@ -206,3 +206,53 @@ func TestRemaining(t *testing.T) {
 		}
 	}
 }
+
+// A wildcard budget's limit is the default for keys it has not seen; a key
+// with a limit of its own gets that one.
+func TestKeyLimits(t *testing.T) {
+	clk := &fakeClock{utc("2026-11-22T10:00:00Z")}
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	b := ratelimit.Budget{Name: "per-user", Match: []ratelimit.Match{{Dimension: "user", Value: ratelimit.Wildcard}},
+		Unit: ratelimit.Requests, Limit: 1, KeyLimits: map[string]int64{"user=ann": 3}, Window: ratelimit.Day}
+	l := ratelimit.New([]ratelimit.Budget{b}, store, ratelimit.Options{Now: clk.now})
+	ctx := context.Background()
+	admitted := map[string]int{}
+	for _, user := range []string{"ann", "bob", "cy"} {
+		d := attribution.Dimensions{Names: []string{"user"}, Values: []string{user}}
+		for i := 0; i < 5; i++ {
+			r, den, err := l.Reserve(ctx, d, ratelimit.Amounts{Requests: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if den != nil {
+				if den.Limit != b.LimitFor("user="+user) {
+					t.Fatalf("%s denied at limit %d", user, den.Limit)
+				}
+				continue
+			}
+			admitted[user]++
+			if err := l.Settle(ctx, r, ratelimit.Amounts{Requests: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if admitted["ann"] != 3 || admitted["bob"] != 1 || admitted["cy"] != 1 {
+		t.Fatalf("admitted %v, want ann 3, bob 1, cy 1", admitted)
+	}
+	for _, tt := range []struct {
+		key, err string
+	}{
+		{"user=ann", ""},
+		{"ann", "want a key of the form user=VALUE"},
+		{"user=", "want a key of the form user=VALUE"},
+	} {
+		err := b.CheckKey(tt.key)
+		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
+			t.Errorf("CheckKey(%q) = %v, want %q", tt.key, err, tt.err)
+		}
+	}
+}
