@@ -283,6 +283,10 @@ func (x *exchange) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if x.decoder == nil {
 		return bodyContinue(false, nil, false)
 	}
+	if x.rec.TTFT == 0 && len(b.GetBody()) > 0 {
+		// The first body bytes: for a stream, the first tokens.
+		x.rec.TTFT = x.srv.now().Sub(x.rec.Start)
+	}
 	if err := x.decoder.Feed(b.GetBody()); err != nil && x.rec.Status/100 == 2 && !x.respParseCounted {
 		x.respParseCounted = true
 		x.parseError(err)

@@ -27,9 +27,12 @@ const (
 
 // Record is one metered request.
 type Record struct {
-	RequestID  string // Envoy's x-request-id when present
-	Start      time.Time
-	Duration   time.Duration
+	RequestID string // Envoy's x-request-id when present
+	Start     time.Time
+	Duration  time.Duration
+	// TTFT is the time to the first response body bytes (for a stream, the
+	// first tokens); 0 when no body arrived.
+	TTFT       time.Duration
 	Dimensions attribution.Dimensions
 
 	Provider      string
@@ -57,7 +60,7 @@ type Record struct {
 	ReportingCost     money.Amount
 	ReportingCurrency money.Currency
 	FX                fx.Rate
-	Priced     bool // false: the model has no price; Cost is 0 and must not be read as free
+	Priced            bool // false: the model has no price; Cost is 0 and must not be read as free
 	// Fallback: the model is not in the catalog and Cost is at the configured
 	// fallback model's prices; it still counts as an unpriced model.
 	Fallback bool
