@@ -100,7 +100,7 @@ func TestLoadErrors(t *testing.T) {
 		{"rolling_fraction.yaml", `testdata/rolling_fraction.yaml:5: budgets[0].rolling: "1500ms": want a whole number of seconds from 1s to 24h, e.g. 1m for a per-minute rate`},
 		{"bad_store_error_policy.yaml", `testdata/bad_store_error_policy.yaml:5: budgets[0].on_store_error: "panic": want allow (fail open, the default) or deny (fail closed)`},
 		{"budget_without_window.yaml", `testdata/budget_without_window.yaml:3: budgets[0]: want a window (minute, hour, day, month, week, year, total) or a rolling period such as 1m`},
-		{"bad_key_limits.yaml", "testdata/bad_key_limits.yaml:7: budgets[0].key_limits.user=bob: \"user=bob\": want a key of the form project=VALUE,user=VALUE\n" +
+		{"bad_key_limits.yaml", "testdata/bad_key_limits.yaml:7: budgets[0].key_limits.user=bob: \"user=bob\": want a key of the form project=VALUE,user=VALUE (a ',', '=' or '%' in a value written %2C, %3D, %25)\n" +
 			"testdata/bad_key_limits.yaml:7: budgets[0].key_limits.project=other,user=cy: \"project=other,user=cy\": project is \"demo\" in this budget's match\n" +
 			"testdata/bad_key_limits.yaml:7: budgets[0].key_limits.project=demo,user=dee: \"-1\": want a positive decimal amount, as the budget's money limit"},
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},

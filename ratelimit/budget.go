@@ -10,6 +10,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -56,10 +57,10 @@ type Match struct {
 
 // Budget is one limit. It is immutable once built.
 type Budget struct {
-	Name   string
-	Match  []Match // all must hold; empty matches every request
-	Unit   Unit
-	Limit  int64 // nano-units of Currency for Money, else a count
+	Name  string
+	Match []Match // all must hold; empty matches every request
+	Unit  Unit
+	Limit int64 // nano-units of Currency for Money, else a count
 	// KeyLimits replace Limit for the keys they name ("user=ann"): with a
 	// wildcard selector, Limit is the default for every key not listed.
 	KeyLimits map[string]int64
@@ -175,14 +176,17 @@ func (b *Budget) CheckKey(key string) error {
 		want = append(want, m.Dimension+"=")
 	}
 	shape := strings.Join(want, "VALUE,") + "VALUE"
-	terms := strings.SplitN(key, ",", len(b.Match))
+	terms := strings.Split(key, ",")
 	if len(terms) != len(b.Match) {
-		return fmt.Errorf("want a key of the form %s", shape)
+		return fmt.Errorf("want a key of the form %s (a ',', '=' or '%%' in a value written %%2C, %%3D, %%25)", shape)
 	}
 	for i, m := range b.Match {
 		v, ok := strings.CutPrefix(terms[i], m.Dimension+"=")
 		if !ok || v == "" {
-			return fmt.Errorf("want a key of the form %s", shape)
+			return fmt.Errorf("want a key of the form %s (a ',', '=' or '%%' in a value written %%2C, %%3D, %%25)", shape)
+		}
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u
 		}
 		if m.Value != Wildcard && v != m.Value {
 			return fmt.Errorf("%s is %q in this budget's match", m.Dimension, m.Value)
@@ -218,9 +222,45 @@ func (b *Budget) Key(d attribution.Dimensions) (string, bool) {
 		}
 		sb.WriteString(m.Dimension)
 		sb.WriteByte('=')
-		sb.WriteString(v)
+		escapeValue(&sb, v)
 	}
 	return sb.String(), true
+}
+
+// escapeValue writes v with '%', ',' and '=' percent-encoded. Attribution
+// values may hold them, and unescaped they would let two different pairs of
+// values make one key ("a,user=b" + "c" and "a" + "b,user=c"), so that one
+// caller could spend another's budget.
+func escapeValue(sb *strings.Builder, v string) {
+	if !strings.ContainsAny(v, "%,=") {
+		sb.WriteString(v)
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '%', ',', '=':
+			fmt.Fprintf(sb, "%%%02X", c)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+}
+
+// KeyTerms splits a counter key into its dimensions and values, undoing the
+// escaping of Key. The key "all" has none.
+func KeyTerms(key string) map[string]string {
+	if key == "all" || key == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, term := range strings.Split(key, ",") {
+		k, v, _ := strings.Cut(term, "=")
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Amounts is what a request costs, in every unit at once; a budget takes the

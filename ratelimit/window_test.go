@@ -247,12 +247,35 @@ func TestKeyLimits(t *testing.T) {
 		key, err string
 	}{
 		{"user=ann", ""},
-		{"ann", "want a key of the form user=VALUE"},
-		{"user=", "want a key of the form user=VALUE"},
+		{"ann", "want a key of the form user=VALUE (a ',', '=' or '%' in a value written %2C, %3D, %25)"},
+		{"user=", "want a key of the form user=VALUE (a ',', '=' or '%' in a value written %2C, %3D, %25)"},
 	} {
 		err := b.CheckKey(tt.key)
 		if (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
 			t.Errorf("CheckKey(%q) = %v, want %q", tt.key, err, tt.err)
 		}
+	}
+}
+
+// Values holding ',' or '=' cannot make two callers share a counter.
+func TestKeyEscaping(t *testing.T) {
+	b := ratelimit.Budget{Name: "b", Match: []ratelimit.Match{{Dimension: "project", Value: ratelimit.Wildcard}, {Dimension: "user", Value: ratelimit.Wildcard}}}
+	dims := func(p, u string) attribution.Dimensions {
+		return attribution.Dimensions{Names: []string{"project", "user"}, Values: []string{p, u}}
+	}
+	k1, _ := b.Key(dims("a,user=b", "c"))
+	k2, _ := b.Key(dims("a", "b,user=c"))
+	if k1 == k2 {
+		t.Fatalf("two callers share the key %q", k1)
+	}
+	if k1 != "project=a%2Cuser%3Db,user=c" {
+		t.Fatalf("key %q", k1)
+	}
+	terms := ratelimit.KeyTerms(k1)
+	if terms["project"] != "a,user=b" || terms["user"] != "c" || len(terms) != 2 {
+		t.Fatalf("terms %v", terms)
+	}
+	if err := b.CheckKey(k1); err != nil {
+		t.Fatal(err)
 	}
 }
