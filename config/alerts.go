@@ -7,6 +7,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenmeter/tokenmeter/alerting"
+	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
@@ -15,6 +17,12 @@ import (
 type Alerts struct {
 	Interval time.Duration
 	Webhooks []webhook.Target
+	// ForecastInterval paces month-end projections and anomaly checks,
+	// which read a week of ledger history each.
+	ForecastInterval time.Duration
+	// Anomaly, when set, alerts on a group whose spend today passes a factor
+	// of its trailing median.
+	Anomaly *alerting.Anomaly
 }
 
 // alerts reads:
@@ -35,6 +43,13 @@ func (w *walker) alerts(c *Config) func(*yaml.Node, string) {
 					w.fail(n, k, "want at least 1s")
 				}
 			},
+			"forecast_interval": func(n *yaml.Node, k string) {
+				w.duration(&c.Alerts.ForecastInterval)(n, k)
+				if c.Alerts.ForecastInterval < time.Second {
+					w.fail(n, k, "want at least 1s")
+				}
+			},
+			"anomaly": func(n *yaml.Node, k string) { c.Alerts.Anomaly = w.anomaly(n, k) },
 			"webhooks": func(n *yaml.Node, k string) {
 				w.sequence(n, k, func(item *yaml.Node, k string) {
 					if t, ok := w.webhook(item, k); ok {
@@ -48,6 +63,52 @@ func (w *walker) alerts(c *Config) func(*yaml.Node, string) {
 			},
 		})
 	}
+}
+
+// anomaly reads:
+//
+//	anomaly:
+//	  group_by: [project]     # configured dimensions
+//	  factor: "3"             # today's spend > factor × the median of the baseline days
+//	  baseline_days: 7
+//	  min_spend: "5.00"       # in the reporting currency; quieter groups never alert
+func (w *walker) anomaly(n *yaml.Node, key string) *alerting.Anomaly {
+	a := &alerting.Anomaly{Factor: money.MustParse("3"), BaselineDays: 7}
+	var days int64 = 7
+	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"group_by": func(n *yaml.Node, k string) {
+			w.sequence(n, k, func(item *yaml.Node, k string) {
+				if v, ok := w.scalar(item, k); ok {
+					a.GroupBy = append(a.GroupBy, v)
+					w.remember(k, item)
+				}
+			})
+		},
+		"factor": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			f, err := money.Parse(v)
+			if err != nil || f <= money.MustParse("1") {
+				w.fail(n, k, "want a decimal factor above 1, e.g. \"3\"")
+				return
+			}
+			a.Factor = f
+		},
+		"baseline_days": w.integer(&days, 3, 90),
+		"min_spend": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			m, err := money.Parse(v)
+			if err != nil || m < 0 {
+				w.fail(n, k, "want a decimal amount in the reporting currency, e.g. \"5.00\"")
+				return
+			}
+			a.MinSpend = m
+		},
+	})
+	a.BaselineDays = int(days)
+	if len(a.GroupBy) == 0 {
+		w.fail(n, join(key, "group_by"), "required: the dimensions whose spend is watched, e.g. [project]")
+	}
+	return a
 }
 
 func (w *walker) webhook(n *yaml.Node, key string) (webhook.Target, bool) {

@@ -42,6 +42,7 @@ const (
 	// at most this is sent by Envoy in one message instead of chunk by chunk.
 	DefaultBufferJSONBelow = 1 << 20
 	DefaultStoreDir        = "data"
+	DefaultLedgerDir       = "data/ledger"
 	DefaultReloadInterval  = 5 * time.Second
 	// DefaultMaxTokens is the output estimate for a request that sets no
 	// max_tokens, used when reserving against a budget.
@@ -125,6 +126,17 @@ type Config struct {
 	// matches a request applies.
 	Adjustments []Adjustment
 	Alerts      Alerts
+	Ledger      Ledger
+}
+
+// Ledger is the ledger section: where the usage ledger is kept.
+type Ledger struct {
+	Dir string // absolute, or relative to the working directory; "" keeps no ledger
+	// Retention deletes records older than it; 0 keeps them forever.
+	Retention time.Duration
+	QueueSize int64
+	// TimeZone aligns report days, weeks and months and statements' months.
+	TimeZone *time.Location
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -153,7 +165,8 @@ func Parse(file string, data []byte) (*Config, error) {
 		ReloadInterval:    DefaultReloadInterval,
 		Unpriced:          UnpricedDeny,
 		BuiltinCatalog:    true,
-		Alerts:            Alerts{Interval: 10 * time.Second},
+		Alerts:            Alerts{Interval: 10 * time.Second, ForecastInterval: 5 * time.Minute},
+		Ledger:            Ledger{Dir: DefaultLedgerDir},
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -223,6 +236,24 @@ func Parse(file string, data []byte) (*Config, error) {
 		},
 		"currency": w.currency(c, cur),
 		"alerts":   w.alerts(c),
+		"ledger": func(n *yaml.Node, k string) {
+			var days int64
+			w.mapping(n, k, map[string]func(*yaml.Node, string){
+				"dir":            w.str(&c.Ledger.Dir),
+				"retention_days": w.integer(&days, 0, 36500),
+				"queue_size":     w.integer(&c.Ledger.QueueSize, 16, 1<<24),
+				"time_zone": func(n *yaml.Node, k string) {
+					v, _ := w.scalar(n, k)
+					loc, err := time.LoadLocation(v)
+					if err != nil || v == "" || v == "Local" {
+						w.fail(n, k, "want an IANA time zone name such as Europe/Paris or UTC")
+						return
+					}
+					c.Ledger.TimeZone = loc
+				},
+			})
+			c.Ledger.Retention = time.Duration(days) * 24 * time.Hour
+		},
 		"unpriced": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"policy": func(n *yaml.Node, k string) {
@@ -691,6 +722,14 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 		}
 	}
 	w.checkAdjustments(c, dims)
+	if a := c.Alerts.Anomaly; a != nil {
+		for i, g := range a.GroupBy {
+			if !dims[g] {
+				key := fmt.Sprintf("alerts.anomaly.group_by[%d]", i)
+				w.failKey(key, g, "not a configured dimension; configured: "+strings.Join(slices.Sorted(maps.Keys(dims)), ", "))
+			}
+		}
+	}
 	if len(c.CatalogFiles) == 0 && !c.BuiltinCatalog {
 		w.fail(root, "catalog.files", "required with catalog.builtin: false: at least one price catalog file")
 	}

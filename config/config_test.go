@@ -235,13 +235,24 @@ func TestAlerts(t *testing.T) {
 	if b := c.Budgets[0]; !slices.Equal(b.AlertAt, []int{50, 80, 100}) {
 		t.Fatalf("alert_at %v", b.AlertAt)
 	}
+	if a := c.Alerts.Anomaly; c.Alerts.ForecastInterval != time.Minute || a == nil || !slices.Equal(a.GroupBy, []string{"project"}) ||
+		a.Factor != money.MustParse("2.5") || a.BaselineDays != 14 || a.MinSpend != money.MustParse("10") {
+		t.Fatalf("forecasts and anomalies: %v %+v", c.Alerts.ForecastInterval, a)
+	}
+	if l := c.Ledger; l.Dir != "/var/lib/tokenmeter/ledger" || l.Retention != 400*24*time.Hour || l.QueueSize != 1024 || l.TimeZone.String() != "Europe/Paris" {
+		t.Fatalf("ledger %+v", l)
+	}
 	_, err = Load("testdata/bad_alerts.yaml")
-	want := `testdata/bad_alerts.yaml:4: alerts.webhooks[0]: invalid webhook target: url scheme must be http or https` + "\n" +
-		`testdata/bad_alerts.yaml:5: alerts.webhooks[1].url_env: "TM_TEST_UNSET_VAR": this environment variable is empty or unset` + "\n" +
-		`testdata/bad_alerts.yaml:6: alerts.webhooks[2]: want exactly one of url, url_env` + "\n" +
-		`testdata/bad_alerts.yaml:7: alerts.webhooks[3].format: "teams": want json or slack` + "\n" +
-		`testdata/bad_alerts.yaml:9: budgets[0].alert_at[1]: "50": want thresholds in ascending order, each once` + "\n" +
-		`testdata/bad_alerts.yaml:10: budgets[1].alert_at: thresholds apply to calendar windows, not to rolling or concurrent limits`
+	want := `testdata/bad_alerts.yaml:3: alerts.anomaly.factor: "1": want a decimal factor above 1, e.g. "3"` + "\n" +
+		`testdata/bad_alerts.yaml:5: alerts.webhooks[0]: invalid webhook target: url scheme must be http or https` + "\n" +
+		`testdata/bad_alerts.yaml:6: alerts.webhooks[1].url_env: "TM_TEST_UNSET_VAR": this environment variable is empty or unset` + "\n" +
+		`testdata/bad_alerts.yaml:7: alerts.webhooks[2]: want exactly one of url, url_env` + "\n" +
+		`testdata/bad_alerts.yaml:8: alerts.webhooks[3].format: "teams": want json or slack` + "\n" +
+		`testdata/bad_alerts.yaml:10: budgets[0].alert_at[1]: "50": want thresholds in ascending order, each once` + "\n" +
+		`testdata/bad_alerts.yaml:11: budgets[1].alert_at: thresholds apply to calendar windows, not to rolling or concurrent limits` + "\n" +
+		`testdata/bad_alerts.yaml:12: ledger.retention_days: "-1": want a whole number from 0 to 36500` + "\n" +
+		`testdata/bad_alerts.yaml:12: ledger.time_zone: "Mars/Olympus": want an IANA time zone name such as Europe/Paris or UTC` + "\n" +
+		`testdata/bad_alerts.yaml:3: alerts.anomaly.group_by[0]: "tenant": not a configured dimension; configured: project, team, user`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error:\n%v\nwant\n%s", err, want)
 	}

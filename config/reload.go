@@ -96,6 +96,13 @@ func restartOnly(cur, next *Config) error {
 	if cur.StoreDir != next.StoreDir {
 		what = append(what, "store.dir")
 	}
+	if cur.Ledger.Dir != next.Ledger.Dir || cur.Ledger.QueueSize != next.Ledger.QueueSize || cur.Ledger.Retention != next.Ledger.Retention ||
+		cur.Ledger.TimeZone.String() != next.Ledger.TimeZone.String() {
+		what = append(what, "ledger")
+	}
+	if !reflect.DeepEqual(cur.Alerts.Anomaly, next.Alerts.Anomaly) || cur.Alerts.ForecastInterval != next.Alerts.ForecastInterval {
+		what = append(what, "alerts.anomaly/forecast_interval")
+	}
 	if cur.StoreType != next.StoreType || !reflect.DeepEqual(cur.Redis, next.Redis) {
 		what = append(what, "store.type/redis")
 	}
