@@ -37,8 +37,8 @@ type BudgetInfo struct {
 	Definition json.RawMessage `json:"definition,omitempty"`
 	Unit       string          `json:"unit"`               // money, tokens, requests, concurrent
 	Currency   string          `json:"currency,omitempty"` // money budgets
-	Limit      string          `json:"limit"` // the default for keys without a limit of their own
-	Period     string          `json:"period"` // day, rolling 1m0s, in flight...
+	Limit      string          `json:"limit"`              // the default for keys without a limit of their own
+	Period     string          `json:"period"`             // day, rolling 1m0s, in flight...
 	Shadow     bool            `json:"shadow,omitempty"`
 	Keys       []KeyStatus     `json:"keys"`
 }
@@ -51,6 +51,9 @@ type KeyStatus struct {
 	Reserved  string    `json:"reserved"`
 	Remaining string    `json:"remaining"`
 	ResetsAt  time.Time `json:"resets_at"`
+	// Projected is the spend expected by the window's end at the last 7
+	// days' run rate; empty until the first forecast.
+	Projected string `json:"projected,omitempty"`
 }
 
 // maxDefinition bounds a PUT body: a budget definition is a few hundred bytes.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +19,9 @@ type History interface {
 	// spent on each day of [from, to), days aligned in loc: money in
 	// nano-units of the reporting currency, or tokens, or requests.
 	Daily(ctx context.Context, filter map[string]string, unit ratelimit.Unit, from, to time.Time, loc *time.Location) ([]int64, error)
-	// DailyByGroup returns the money each group (the values of groupBy,
-	// joined by ",") spent on each day of [from, to).
+	// DailyByGroup returns the money each group spent on each day of
+	// [from, to), by group key: "dim=value" terms of groupBy, joined by ","
+	// and escaped as counter keys are (ratelimit.Budget.Key).
 	DailyByGroup(ctx context.Context, groupBy []string, from, to time.Time, loc *time.Location) (map[string][]int64, error)
 }
 
@@ -45,6 +45,7 @@ type Forecast struct {
 	Spent     int64
 	Projected int64 // spent + run rate × what is left of the window
 	Limit     int64
+	Money     bool // the amounts are nano-units of money
 	WindowEnd time.Time
 	At        time.Time
 }
@@ -176,7 +177,7 @@ func (f *Forecaster) forecast(ctx context.Context, b *ratelimit.Budget, s rateli
 	if projected.IsInt64() {
 		p = projected.Int64()
 	}
-	return Forecast{Budget: b.Name, Key: s.Key, Spent: s.Counter.Spent, Projected: p, Limit: s.Limit, WindowEnd: end, At: now}, nil
+	return Forecast{Budget: b.Name, Key: s.Key, Spent: s.Counter.Spent, Projected: p, Limit: s.Limit, Money: b.Unit == ratelimit.Money, WindowEnd: end, At: now}, nil
 }
 
 // filterOf turns a counter key ("project=a,user=b", or "all") into a ledger
@@ -216,7 +217,7 @@ func (f *Forecaster) anomalies(ctx context.Context, now time.Time) error {
 		if spent < int64(an.MinSpend) || !exceeds(spent, median, an.Factor) {
 			continue
 		}
-		key := fmt.Sprintf("anomaly|%s|%s|%d", strings.Join(an.GroupBy, ","), g, today.Unix())
+		key := fmt.Sprintf("anomaly|%s|%d", g, today.Unix())
 		ok, err := f.w.o.Claimer.Claim(ctx, key, tomorrow)
 		if err != nil {
 			return fmt.Errorf("claim alert %s: %w", key, err)
@@ -225,27 +226,14 @@ func (f *Forecaster) anomalies(ctx context.Context, now time.Time) error {
 			continue
 		}
 		f.w.o.Sender.Send(webhook.Alert{
-			Kind: webhook.KindAnomaly, Key: key, CounterKey: groupKey(an.GroupBy, g), Unit: "money",
+			Kind: webhook.KindAnomaly, Key: key, CounterKey: g, Unit: "money",
 			Spent: money.Amount(spent).String(), Limit: money.Amount(median).String(), Currency: string(f.base),
 			WindowStart: today, WindowEnd: tomorrow, At: now,
 			Message: fmt.Sprintf("%s spent %s %s today, more than %s× the median of its previous %d days (%s).",
-				groupKey(an.GroupBy, g), money.Amount(spent), f.base, an.Factor, an.BaselineDays, money.Amount(median)),
+				g, money.Amount(spent), f.base, an.Factor, an.BaselineDays, money.Amount(median)),
 		})
 	}
 	return nil
-}
-
-func groupKey(by []string, g string) string {
-	vals := strings.Split(g, ",")
-	terms := make([]string, len(by))
-	for i, d := range by {
-		v := ""
-		if i < len(vals) {
-			v = vals[i]
-		}
-		terms[i] = d + "=" + v
-	}
-	return strings.Join(terms, ",")
 }
 
 // medianOf is the median; of an even count, the lower of the middle two

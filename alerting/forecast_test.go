@@ -64,9 +64,9 @@ func TestForecastsAndAnomalies(t *testing.T) {
 			"new":    {},                                         // nothing yet: the window's own average
 		},
 		groups: map[string][]int64{
-			"alpha": {usd("1"), usd("1"), usd("1"), usd("2"), usd("1"), usd("1"), usd("1"), usd("6")}, // 6 > 3 × median 1
-			"beta":  {usd("1"), usd("1"), usd("1"), usd("1"), usd("1"), usd("1"), usd("1"), usd("3")}, // 3 is not > 3 × 1
-			"gamma": {0, 0, 0, 0, 0, 0, 0, usd("4")},                                                   // under the $5 minimum
+			"project=alpha": {usd("1"), usd("1"), usd("1"), usd("2"), usd("1"), usd("1"), usd("1"), usd("6")}, // 6 > 3 × median 1
+			"project=beta":  {usd("1"), usd("1"), usd("1"), usd("1"), usd("1"), usd("1"), usd("1"), usd("3")}, // 3 is not > 3 × 1
+			"project=gamma": {0, 0, 0, 0, 0, 0, 0, usd("4")},                                                  // under the $5 minimum
 		},
 	}
 	out := &sent{}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/tokenmeter/tokenmeter/admin"
+	"github.com/tokenmeter/tokenmeter/alerting"
 	"github.com/tokenmeter/tokenmeter/cfgerr"
 	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
@@ -23,6 +24,8 @@ type API struct {
 	// Changed is called after a runtime budget is created, changed or
 	// deleted, to rebuild the limiter.
 	Changed func()
+	// Forecasts returns the latest window-end projections; may be nil.
+	Forecasts func() []alerting.Forecast
 }
 
 var _ admin.Budgets = (*API)(nil)
@@ -35,6 +38,12 @@ func (a *API) List(ctx context.Context) ([]admin.BudgetInfo, error) {
 		return nil, err
 	}
 	file := a.File()
+	projected := map[[2]string]int64{}
+	if a.Forecasts != nil {
+		for _, f := range a.Forecasts() {
+			projected[[2]string{f.Budget, f.Key}] = f.Projected
+		}
+	}
 	out := make([]admin.BudgetInfo, 0, len(l.Budgets()))
 	for _, b := range l.Budgets() {
 		bi := info(b)
@@ -47,7 +56,11 @@ func (a *API) List(ctx context.Context) ([]admin.BudgetInfo, error) {
 		}
 		for _, s := range st {
 			if s.Budget.Name == b.Name {
-				bi.Keys = append(bi.Keys, keyStatus(b, s))
+				ks := keyStatus(b, s)
+				if p, ok := projected[[2]string{b.Name, s.Key}]; ok {
+					ks.Projected = b.Format(p)
+				}
+				bi.Keys = append(bi.Keys, ks)
 			}
 		}
 		out = append(out, bi)

@@ -32,6 +32,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore"
+	"github.com/tokenmeter/tokenmeter/usagedb"
 	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
@@ -69,7 +70,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	m := metrics.New(snap.Extractor.Names(), func(ctx context.Context) ([]ratelimit.Status, error) {
 		return srv.Snapshot().Limiter.Status(ctx)
 	}, log)
-	srv = extproc.NewServer(snap, ledger.Sinks{m, logSink{log}}, m, log, time.Now)
+	sinks := ledger.Sinks{m, logSink{log}}
+	var book *usagedb.DB
+	if cfg.Ledger.Dir != "" {
+		book, err = usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: snap.Extractor.Names(),
+			Retention: cfg.Ledger.Retention, QueueSize: int(cfg.Ledger.QueueSize), SyncWrites: cfg.StoreSyncWrites, Logger: log})
+		if err != nil {
+			return err
+		}
+		// Closed after the gRPC server stops (defers run last-in first-out),
+		// so the records of the last requests are written.
+		defer func() {
+			if err := book.Close(); err != nil {
+				log.Error("close ledger", "err", err)
+			}
+		}()
+		m.WatchLedger(book.Stats)
+		sinks = append(sinks, book)
+	}
+	srv = extproc.NewServer(snap, sinks, m, log, time.Now)
+	alerts := newAlerts(cfg, srv, m, records, book, log)
 
 	gl, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {
@@ -96,12 +116,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		srv.Swap(extproc.NewSnapshot(runtime.Apply(file.Load()), store, time.Now))
 	}
 	adm := admin.New(m.Handler(), cfg.AdminToken).WithBudgets(&budgets.API{
-		Registry: runtime,
-		File:     file.Load,
-		Limiter:  func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
-		Store:    store,
-		Changed:  rebuild,
+		Registry:  runtime,
+		File:      file.Load,
+		Limiter:   func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
+		Store:     store,
+		Changed:   rebuild,
+		Forecasts: alerts.forecasts,
 	})
+	if book != nil {
+		adm.WithUsage(book, cfg.Ledger.TimeZone)
+	}
 	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)
@@ -136,7 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	}
 	go reloader.Run(reloadCtx, interval, hup)
 	go refreshRuntime(reloadCtx, interval, runtime, file.Load, rebuild, log)
-	startAlerts(reloadCtx, cfg, srv, m, records, log)
+	alerts.run(reloadCtx)
 
 	adm.SetReady(true)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -189,25 +213,68 @@ func refreshRuntime(ctx context.Context, every time.Duration, r *budgets.Registr
 	}
 }
 
-// startAlerts runs the webhook sender and the threshold watcher when the
-// config names webhooks; they stop with ctx.
-func startAlerts(ctx context.Context, cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, claims alerting.Claimer, log *slog.Logger) {
-	if len(cfg.Alerts.Webhooks) == 0 {
-		return
+// alerts runs the threshold watcher, the forecaster and the webhook sender.
+type alerts struct {
+	sender     *webhook.Sender
+	watcher    *alerting.Watcher
+	forecaster *alerting.Forecaster
+	every      time.Duration
+}
+
+// newAlerts builds what the config asks for. Without webhooks nothing is
+// sent, and nothing is claimed either, so that alerts still fire once
+// webhooks are configured; forecasts are still made when there is a ledger,
+// for the budget status and the metrics.
+func newAlerts(cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, claims ratelimit.Records, book *usagedb.DB, log *slog.Logger) *alerts {
+	a := &alerts{every: cfg.Alerts.ForecastInterval}
+	var sender alerting.Sender = noSender{}
+	var claimer alerting.Claimer = noSender{}
+	if len(cfg.Alerts.Webhooks) > 0 {
+		a.sender = webhook.New(webhook.Options{Targets: cfg.Alerts.Webhooks, Logger: log})
+		m.WatchAlerts(a.sender.Stats)
+		sender, claimer = a.sender, nil
+		if claims != nil {
+			claimer = claims
+		}
 	}
-	sender := webhook.New(webhook.Options{Targets: cfg.Alerts.Webhooks, Logger: log})
-	m.WatchAlerts(sender.Stats)
-	w := alerting.New(alerting.Options{
+	a.watcher = alerting.New(alerting.Options{
 		Limiter:  func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
 		Sender:   sender,
-		Claimer:  claims,
+		Claimer:  claimer,
 		Currency: cfg.Reporting,
 		Interval: cfg.Alerts.Interval,
 		Log:      log,
 	})
-	go sender.Run(ctx)
-	go w.Run(ctx)
+	if book != nil {
+		a.forecaster = alerting.NewForecaster(a.watcher, ledgerHistory{book}, cfg.Alerts.Anomaly, cfg.Reporting)
+		m.WatchForecasts(a.forecasts)
+	}
+	return a
 }
+
+func (a *alerts) forecasts() []alerting.Forecast {
+	if a.forecaster == nil {
+		return nil
+	}
+	return a.forecaster.Forecasts()
+}
+
+func (a *alerts) run(ctx context.Context) {
+	if a.sender != nil {
+		go a.sender.Run(ctx)
+		go a.watcher.Run(ctx)
+	}
+	if a.forecaster != nil {
+		go a.forecaster.Run(ctx, a.every)
+	}
+}
+
+// noSender drops alerts and never grants a claim: with no webhook configured
+// there is nowhere to send them.
+type noSender struct{}
+
+func (noSender) Send(webhook.Alert) bool                                { return false }
+func (noSender) Claim(context.Context, string, time.Time) (bool, error) { return false, nil }
 
 // shutdown lets in-flight streams finish (they settle their budgets) for a
 // few seconds, then cuts the rest: a cut stream still records as partial.

@@ -15,10 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tokenmeter/tokenmeter/alerting"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/usagedb"
 	"github.com/tokenmeter/tokenmeter/webhook"
 )
 
@@ -161,6 +163,59 @@ func (m *Metrics) InvalidAttribution(dimension string) {
 // Reloaded counts an applied config change; ReloadFailed a refused one.
 func (m *Metrics) Reloaded()     { m.reloads.Inc() }
 func (m *Metrics) ReloadFailed() { m.reloadErrs.Inc() }
+
+// WatchLedger exports the stored ledger's queue counters.
+func (m *Metrics) WatchLedger(stats func() usagedb.Stats) {
+	m.reg.MustRegister(ledgerCollector(stats))
+}
+
+var (
+	ledgerWritten = prometheus.NewDesc("tokenmeter_ledger_records_written_total", "Records written to the stored ledger.", nil, nil)
+	ledgerDropped = prometheus.NewDesc("tokenmeter_ledger_records_dropped_total",
+		"Records dropped because the ledger's queue was full (also logged): never silent, but lost from statements.", nil, nil)
+	ledgerErrors = prometheus.NewDesc("tokenmeter_ledger_write_errors_total", "Failed writes to the stored ledger.", nil, nil)
+	ledgerQueued = prometheus.NewDesc("tokenmeter_ledger_queue_length", "Records waiting to be written.", nil, nil)
+)
+
+type ledgerCollector func() usagedb.Stats
+
+func (l ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- ledgerWritten
+	ch <- ledgerDropped
+	ch <- ledgerErrors
+	ch <- ledgerQueued
+}
+
+func (l ledgerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := l()
+	ch <- prometheus.MustNewConstMetric(ledgerWritten, prometheus.CounterValue, float64(s.Written))
+	ch <- prometheus.MustNewConstMetric(ledgerDropped, prometheus.CounterValue, float64(s.Dropped))
+	ch <- prometheus.MustNewConstMetric(ledgerErrors, prometheus.CounterValue, float64(s.WriteErrors))
+	ch <- prometheus.MustNewConstMetric(ledgerQueued, prometheus.GaugeValue, float64(s.Queued))
+}
+
+// WatchForecasts exports each budget key's month-end (window-end)
+// projection.
+func (m *Metrics) WatchForecasts(f func() []alerting.Forecast) {
+	m.reg.MustRegister(forecastCollector(f))
+}
+
+var budgetProjected = prometheus.NewDesc("tokenmeter_budget_projected",
+	"A budget key's spend projected to the end of its window from the last 7 days' run rate (currency units for money budgets).",
+	[]string{"budget", "key"}, nil)
+
+type forecastCollector func() []alerting.Forecast
+
+func (f forecastCollector) Describe(ch chan<- *prometheus.Desc) { ch <- budgetProjected }
+func (f forecastCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, fc := range f() {
+		v := float64(fc.Projected)
+		if fc.Money {
+			v = money.Amount(fc.Projected).Units()
+		}
+		ch <- prometheus.MustNewConstMetric(budgetProjected, prometheus.GaugeValue, v, fc.Budget, fc.Key)
+	}
+}
 
 // WatchAlerts exports the alert sender's counters.
 func (m *Metrics) WatchAlerts(stats func() webhook.Stats) {

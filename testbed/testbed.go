@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -29,6 +28,21 @@ import (
 	"github.com/tokenmeter/tokenmeter/envoy"
 	"github.com/tokenmeter/tokenmeter/mockllm"
 )
+
+// T is what testbed needs of a test: *testing.T and *testing.B satisfy it,
+// and a program (bench/cmd/tmbench) can implement it, which testing.TB's
+// private method forbids. Fatal and Fatalf must not return (testing's stop
+// the goroutine; a program's may panic).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+}
 
 // Build compiles tokenmeter into dir and returns the binary's path. race
 // builds it with the race detector (tests); benchmarks build it plain.
@@ -48,7 +62,7 @@ func Build(dir string, race bool) (string, error) {
 
 // Stack is one mock LLM, one tokenmeter and one Envoy in front of it.
 type Stack struct {
-	t       testing.TB
+	t       T
 	Dir     string
 	Mock    *mockllm.Server
 	TM      *Tokenmeter
@@ -58,14 +72,22 @@ type Stack struct {
 	bin     string
 	envoy   string // the Envoy binary
 	upPort  int    // the mock provider's port
+	args    []string
 }
 
 // Options shape a Stack.
 type Options struct {
-	Bin     string // the tokenmeter binary (from Build)
-	Budgets string // YAML of the budgets list; may be empty
-	Extra   string // more top-level config YAML
-	Store   string // more keys of the store section, e.g. "settle_before_response: true"
+	Bin string // the tokenmeter binary (from Build)
+	// ServeArgs are added to `tokenmeter serve` (after --config and
+	// --log-level debug, so a later --log-level wins), e.g. a CPU profile
+	// for benchmarks. Restart keeps them; replicas do not get them.
+	ServeArgs []string
+	// Upstream, when set, wraps the mock provider's handler, e.g. to
+	// timestamp what the provider sends.
+	Upstream func(http.Handler) http.Handler
+	Budgets  string // YAML of the budgets list; may be empty
+	Extra    string // more top-level config YAML
+	Store    string // more keys of the store section, e.g. "settle_before_response: true"
 	// Redis, when set, is the address of a Redis the stack's tokenmeters
 	// share their budgets in (store type redis) instead of Badger.
 	Redis string
@@ -104,7 +126,7 @@ models:
 `
 
 // New starts everything and stops it when the test ends.
-func New(t testing.TB, o Options) *Stack {
+func New(t T, o Options) *Stack {
 	t.Helper()
 	bin, err := envoy.Binary()
 	if err != nil {
@@ -113,8 +135,12 @@ func New(t testing.TB, o Options) *Stack {
 		}
 		t.Skip(err)
 	}
-	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin}
-	up := httptest.NewServer(s.Mock)
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs}
+	var h http.Handler = s.Mock
+	if o.Upstream != nil {
+		h = o.Upstream(h)
+	}
+	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
 
 	if err := os.WriteFile(filepath.Join(s.Dir, "prices.yaml"), []byte(PricesYAML), 0o600); err != nil {
@@ -124,7 +150,8 @@ func New(t testing.TB, o Options) *Stack {
 store: {dir: %q%s}
 catalog: {files: [prices.yaml]}
 %s
-`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store)+redisStore(o.Redis), o.Extra)
+%s
+`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store)+redisStore(o.Redis), ledgerSection(o.Extra, filepath.Join(s.Dir, "ledger")), o.Extra)
 	if o.Budgets != "" {
 		cfg += "budgets:\n" + o.Budgets
 	}
@@ -132,7 +159,7 @@ catalog: {files: [prices.yaml]}
 	if err := os.WriteFile(s.CfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.TM = StartTokenmeter(t, o.Bin, s.CfgPath)
+	s.TM = StartTokenmeter(t, o.Bin, s.CfgPath, o.ServeArgs...)
 	t.Cleanup(func() { s.TM.Stop(os.Interrupt) }) // the one running at the end, after any Restart
 
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
@@ -158,7 +185,7 @@ catalog: {files: [prices.yaml]}
 	return s
 }
 
-func startEnvoy(t testing.TB, bin, dir string, config []byte) *envoy.Proxy {
+func startEnvoy(t T, bin, dir string, config []byte) *envoy.Proxy {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -173,7 +200,7 @@ func startEnvoy(t testing.TB, bin, dir string, config []byte) *envoy.Proxy {
 	return p
 }
 
-func port(t testing.TB, addr string) int {
+func port(t T, addr string) int {
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -191,10 +218,11 @@ type Tokenmeter struct {
 	done  chan struct{}
 }
 
-// StartTokenmeter runs bin on cfgPath and returns once it reports ready.
-func StartTokenmeter(t testing.TB, bin, cfgPath string) *Tokenmeter {
+// StartTokenmeter runs bin on cfgPath, with args added to `serve`, and
+// returns once it reports ready.
+func StartTokenmeter(t T, bin, cfgPath string, args ...string) *Tokenmeter {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")
+	cmd := exec.Command(bin, append([]string{"serve", "--config", cfgPath, "--log-level", "debug"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +277,15 @@ func (tm *Tokenmeter) Stop(sig os.Signal) {
 	}
 }
 
+// ledgerSection keeps each stack's ledger in its own directory, unless the
+// test's extra config has a ledger section of its own.
+func ledgerSection(extra, dir string) string {
+	if strings.Contains(extra, "ledger:") {
+		return ""
+	}
+	return fmt.Sprintf("ledger: {dir: %q}", dir)
+}
+
 func redisStore(addr string) string {
 	if addr == "" {
 		return ""
@@ -267,7 +304,22 @@ type Replica struct {
 // AddReplica starts a Replica; it stops when the test ends.
 func (s *Stack) AddReplica() *Replica {
 	s.t.Helper()
-	r := &Replica{TM: StartTokenmeter(s.t, s.bin, s.CfgPath)}
+	// Each replica keeps a ledger of its own (Badger locks its directory);
+	// the rest of the config, Redis included, is shared.
+	cfg, err := os.ReadFile(s.CfgPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	dir := s.t.TempDir()
+	cfg = bytes.Replace(cfg, []byte(strconv.Quote(filepath.Join(s.Dir, "ledger"))), []byte(strconv.Quote(filepath.Join(dir, "ledger"))), 1)
+	path := filepath.Join(dir, "tokenmeter.yaml")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "prices.yaml"), []byte(PricesYAML), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	r := &Replica{TM: StartTokenmeter(s.t, s.bin, path)}
 	s.t.Cleanup(func() { r.TM.Stop(os.Interrupt) })
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
 	if err != nil {
@@ -299,11 +351,14 @@ func (s *Stack) Restart(sig os.Signal) {
 	if err := os.WriteFile(s.CfgPath, cfg, 0o600); err != nil {
 		s.t.Fatal(err)
 	}
-	s.TM = StartTokenmeter(s.t, s.bin, s.CfgPath)
+	s.TM = StartTokenmeter(s.t, s.bin, s.CfgPath, s.args...)
 }
 
 // Signal sends sig to the process (syscall.SIGHUP reloads its config).
 func (tm *Tokenmeter) Signal(sig os.Signal) error { return tm.cmd.Process.Signal(sig) }
+
+// PID is the process id, for reading its CPU time and memory from /proc.
+func (tm *Tokenmeter) PID() int { return tm.cmd.Process.Pid }
 
 // Output is what the process logged.
 func (tm *Tokenmeter) Output() string { return tm.out.String() }
@@ -332,7 +387,7 @@ func (s *Stack) PostTo(p *envoy.Proxy, body string, headers map[string]string) *
 }
 
 // ReadAll reads and closes a response body.
-func ReadAll(t testing.TB, resp *http.Response) []byte {
+func ReadAll(t T, resp *http.Response) []byte {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -343,7 +398,7 @@ func ReadAll(t testing.TB, resp *http.Response) []byte {
 }
 
 // Direct sends body straight to a fresh mock, for byte-for-byte comparison.
-func Direct(t testing.TB, body string, headers map[string]string) []byte {
+func Direct(t T, body string, headers map[string]string) []byte {
 	t.Helper()
 	srv := httptest.NewServer(mockllm.New(mockllm.Options{}))
 	defer srv.Close()
@@ -365,7 +420,7 @@ func (s *Stack) Metrics() map[string]*dto.MetricFamily {
 }
 
 // MetricsAt scrapes the tokenmeter whose admin listener is at addr.
-func MetricsAt(t testing.TB, addr string) map[string]*dto.MetricFamily {
+func MetricsAt(t T, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
