@@ -4,6 +4,7 @@
 //	tokenmeter check   --config FILE   validate the config and its price catalogs
 //	tokenmeter prices  import|show|cost   convert, inspect and try prices
 //	tokenmeter budgets list|set|delete|reset   manage a running server's budgets
+//	tokenmeter usage   report|statement|export   read a running server's ledger
 //	tokenmeter version                 print the version
 package main
 
@@ -67,6 +68,7 @@ commands:
   prices  import --from litellm FILE   convert a LiteLLM price file to a catalog
   prices  show MODEL | cost --model M --usage ...   a resolved price, a usage priced by hand
   budgets list | set | delete | reset   budgets of a running tokenmeter, through its admin API
+  usage   report | statement | export   the stored ledger of a running tokenmeter
   version                 print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return prices(args[1:], stdout, stderr)
 	case "budgets":
 		return budgetsCmd(ctx, args[1:], stdout, stderr)
+	case "usage":
+		return usageCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tokenmeter", version)
 		return nil
