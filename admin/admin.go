@@ -33,6 +33,7 @@ func New(metrics http.Handler, token string) *Server {
 		w.Write([]byte("ready\n"))
 	})
 	s.mux.Handle("GET /metrics", s.auth(metrics))
+	s.uiRoutes()
 	return s
 }
 
