@@ -27,6 +27,10 @@ tokenmeter demo is starting. Try:
   curl -sN localhost:10000/v1/chat/completions -H 'x-tokenmeter-project: demo' \
        -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}'
   curl -s localhost:9464/metrics | grep ^tokenmeter_
+  open http://localhost:9464/                       # the web page: spend and budgets
+  ./bin/tokenmeter budgets list
+  ./bin/tokenmeter usage report --from $(date -u +%F) --to $(date -u -d tomorrow +%F) --group-by project,model
+  ./bin/tokenmeter usage statement --month $(date -u +%Y-%m) --dimension project --value demo
 Ctrl-C stops everything.
 
 MSG
