@@ -160,8 +160,8 @@ func printReport(w io.Writer, r *reportOut) {
 	for _, g := range r.GroupBy {
 		head = append(head, strings.ToUpper(g))
 	}
-	head = append(head, "REQUESTS", "TOKENS", "UNPRICED", "COST", "")
-	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	head = append(head, "REQUESTS", "TOKENS", "UNPRICED", "COST")
+	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	for _, row := range r.Rows {
 		var cells []string
 		if r.Bucket != "none" && row.Bucket != nil {
@@ -174,8 +174,8 @@ func printReport(w io.Writer, r *reportOut) {
 		for _, n := range row.Tokens {
 			tokens += n
 		}
-		cells = append(cells, fmt.Sprint(row.Requests), fmt.Sprint(tokens), fmt.Sprint(row.Unpriced), row.Cost, row.Currency)
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		cells = append(cells, fmt.Sprint(row.Requests), fmt.Sprint(tokens), fmt.Sprint(row.Unpriced), row.Cost+" "+row.Currency)
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	tw.Flush()
 	for _, t := range r.Totals {
