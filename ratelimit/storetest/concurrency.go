@@ -170,6 +170,10 @@ func checkOvershoot(t *testing.T, now time.Time, s ratelimit.Store, out []raced)
 		case c.Spent > w.hold.Limit+w.overshoot:
 			t.Errorf("%s: spent %d > limit %d + excess %d", id, c.Spent, w.hold.Limit, w.overshoot)
 		}
+		// The measured overshoot, for the record: how far past its limit
+		// the counter ended, beside the bound it must stay within.
+		t.Logf("%s: spent %d of limit %d: overshoot %d, bound %d (the admitted requests' excess over their reservations)",
+			id, c.Spent, w.hold.Limit, max(0, c.Spent-w.hold.Limit), w.overshoot)
 	}
 	t.Logf("%d of %d admitted; refused by %v", admitted, len(out), refusedBy)
 }
