@@ -15,7 +15,7 @@ FUZZMINTIME   ?= 20x
 
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build tools run test unit e2e fuzz-smoke check-config clean
+.PHONY: all build tools run test unit e2e fuzz-smoke bench bench-smoke check-config clean
 
 all: build
 
@@ -47,6 +47,18 @@ test: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz-smoke
+	$(MAKE) bench-smoke
+
+# The benchmark harness (issue 7): each scenario through Envoy with and without
+# tokenmeter, about 10 minutes on 2 cores. Writes bench/results/<date>-*.md and
+# the packages' micro-benchmarks to bench/results/<date>-micro.txt.
+bench: tools build
+	$(GO) run ./bench/cmd/tmbench -out bench/results
+
+# Checks that the harness still works: every scenario, a few requests each,
+# well under 2 minutes. It measures nothing and fails on any wrong answer.
+bench-smoke: tools
+	@d=$$(mktemp -d) && $(GO) run ./bench/cmd/tmbench -smoke -out $$d; s=$$?; rm -rf $$d; exit $$s
 
 # Each fuzz target runs briefly; none may panic.
 fuzz-smoke:
@@ -80,6 +92,8 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./fx/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRates$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./fx/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./usagedb/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAgg$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./usagedb/
 
 clean:
 	rm -rf bin data

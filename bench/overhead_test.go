@@ -5,6 +5,9 @@
 // difference are what to read, not the absolute numbers.
 //
 //	go test -run '^$' -bench . -benchtime 2000x ./bench/
+//
+// This is the quick look; the full harness, with fixed rates, capacity,
+// CPU, memory and per-chunk delays, is bench/cmd/tmbench (make bench).
 package bench
 
 import (
@@ -25,6 +28,8 @@ func BenchmarkOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := testbed.New(b, testbed.Options{Bin: bin, Bare: true,
+		// testbed's debug level logs every record: work a deployment skips.
+		ServeArgs: []string{"--log-level", "info"},
 		Budgets: `  - {name: per-project, match: {project: "*"}, limit: {money: "1000000"}, window: month}
 `})
 	scenarios := []struct {

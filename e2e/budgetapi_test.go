@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenmeter/tokenmeter/admin"
 	"github.com/tokenmeter/tokenmeter/testbed"
@@ -81,7 +82,19 @@ func TestRuntimeBudgetsThroughCLI(t *testing.T) {
 		testbed.ReadAll(t, resp)
 	}
 
-	// The definition is in the store: a restart keeps it.
+	// The definition is in the store: a restart keeps it. The kill waits for
+	// the request above to be settled (it settles just after its answer:
+	// the documented loss window, which e2e/crash_test.go measures).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b := list()["rt"]; len(b.Keys) == 1 && b.Keys[0].Spent == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the request after the reset was never settled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	s.Restart(os.Kill)
 	if b := list()["rt"]; b.Source != "runtime" || len(b.Keys) != 1 || b.Keys[0].Spent != "1" {
 		t.Fatalf("after restart: %+v", b)

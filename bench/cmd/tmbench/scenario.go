@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tokenmeter/tokenmeter/testbed"
+)
+
+// The two sides of every comparison.
+const (
+	bare = 0 // Envoy without the ext_proc filter: the floor
+	with = 1 // the same Envoy with the filter, in front of tokenmeter
+)
+
+var sideName = [2]string{"bare", "with"}
+
+// budgetsYAML is every stack's budgets: a roomy money budget that every
+// admitted request reserves on and settles (the realistic path), and one
+// that the denied scenario has used up.
+const budgetsYAML = `  - {name: per-project, match: {project: "*"}, limit: {money: "1000000"}, window: month}
+  - {name: exhausted, match: {project: denied}, limit: {requests: 1}, window: total}
+`
+
+// scenario is one kind of request, sent to both Envoys alike.
+type scenario struct {
+	Name, Title string
+	About       string // what the request is and what each side does with it
+	Path        string
+	Body        []byte
+	Header      http.Header
+	Events      int    // SSE events in the answer; 0 for a non-stream
+	Want        [2]int // the status each side must answer
+	// Check validates a non-stream answer's body on one side.
+	Check func(side int, body []byte) error
+	// Pairs is how many bare/with pairs the 1-client phase sends.
+	Pairs int
+	// Rates are the fixed open-loop rates, per Envoy, in requests/s.
+	Rates []float64
+	// SearchFrom is where the capacity search starts; Bound is the p99 of
+	// whole requests a sustained rate must stay under, or, when ChunkBound
+	// is set (streams), ChunkBound is the p99 of the per-event transit.
+	SearchFrom float64
+	Bound      time.Duration
+	ChunkBound time.Duration
+	// Prepare runs once the stack is up, before any measurement.
+	Prepare func(r *runner, s *testbed.Stack)
+}
+
+// Sizes chosen for the issue's "about 1 KB each way": a 1,024-byte request,
+// and 110 reply words make a 1,0xx-byte completion (the report prints the
+// exact sizes seen).
+const (
+	jsonReplyWords   = 110
+	streamReplyWords = 196 // + role, finish, usage and [DONE] events = 200
+	streamEvents     = streamReplyWords + 4
+)
+
+func scenarios() []*scenario {
+	return []*scenario{
+		{
+			Name: "chat-json", Title: "Non-streaming chat, about 1 KB each way",
+			About: "An OpenAI chat completion, `stream: false`, with a 1,024-byte request body; the mock answers " +
+				fmt.Sprint(jsonReplyWords) + " words (about 1 KB of JSON). With the filter, tokenmeter parses the request, " +
+				"reserves on the money budget, switches the response to BUFFERED (one gRPC message for the body), " +
+				"decodes the usage, prices it and settles.",
+			Path: "/v1/chat/completions", Body: chatBody(1024, false),
+			Header:  header("x-tokenmeter-project", "bench", "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords)),
+			Want:    [2]int{200, 200},
+			Check:   completion,
+			Pairs:   3000,
+			Rates:   []float64{100, 250, 500},
+			Bound:   50 * time.Millisecond,
+			Prepare: nil, SearchFrom: 200,
+		},
+		{
+			Name: "chat-stream", Title: "Streaming chat, 200 SSE events",
+			About: "An OpenAI chat completion with `stream: true` and `stream_options.include_usage` (so both sides get the " +
+				"same 200 events: role, 196 words, finish, usage, `[DONE]`). The mock sleeps 1 ms between events " +
+				"(`x-mock-chunk-delay-ms: 1`) so each event is its own chunk, as from a live model. With the filter every " +
+				"response chunk is a gRPC round trip to tokenmeter (STREAMED mode) before Envoy forwards it.",
+			Path: "/v1/chat/completions", Body: chatBody(200, true),
+			Header: header("x-tokenmeter-project", "bench", "x-mock-completion-tokens", fmt.Sprint(streamReplyWords),
+				"x-mock-chunk-delay-ms", "1"),
+			Events: streamEvents,
+			Want:   [2]int{200, 200},
+			Pairs:  60,
+			Rates:  []float64{10, 20, 40},
+			// A stream's length is the mock's pacing; what the proxy must
+			// sustain is forwarding each event promptly.
+			Bound: 500 * time.Millisecond, ChunkBound: 10 * time.Millisecond, SearchFrom: 20,
+		},
+		{
+			Name: "body-1mb", Title: "A 1 MiB request body",
+			About: "A non-streaming chat completion whose body is exactly 1 MiB (one long user message); the answer is " +
+				"the mock's default 8 words. With the filter Envoy buffers the body and sends it to tokenmeter in one " +
+				"gRPC message; tokenmeter reads the model and estimates the prompt from its size.",
+			Path: "/v1/chat/completions", Body: chatBody(1<<20, false),
+			Header: header("x-tokenmeter-project", "bench"),
+			Want:   [2]int{200, 200},
+			Check:  completion,
+			Pairs:  400,
+			Rates:  []float64{10, 20, 40},
+			Bound:  250 * time.Millisecond, SearchFrom: 20,
+		},
+		{
+			Name: "denied", Title: "A request denied by a budget",
+			About: "The chat-json request for project `denied`, whose `requests: 1` budget (window `total`) was used up " +
+				"before the run. **The two sides do different work**: the bare Envoy forwards it to the mock (200), " +
+				"while with the filter tokenmeter answers 429 at the request headers and the mock never sees it. The " +
+				"point is how fast a deny is, not a difference of like with like.",
+			Path: "/v1/chat/completions", Body: chatBody(1024, false),
+			Header: header("x-tokenmeter-project", "denied", "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords)),
+			Want:   [2]int{200, 429},
+			Check: func(side int, body []byte) error {
+				if side == bare {
+					return completion(side, body)
+				}
+				if !bytes.Contains(body, []byte(`"code":"budget_exceeded"`)) {
+					return fmt.Errorf("not a budget deny: %.200s", body)
+				}
+				return nil
+			},
+			Pairs: 3000,
+			Rates: []float64{100, 250, 500},
+			Bound: 50 * time.Millisecond, SearchFrom: 200,
+			Prepare: exhaust,
+		},
+	}
+}
+
+// exhaust spends the denied project's one request, then checks that the
+// next one is refused.
+func exhaust(r *runner, s *testbed.Stack) {
+	body := string(chatBody(1024, false))
+	h := map[string]string{"x-tokenmeter-project": "denied"}
+	for i, want := range []int{200, 429} {
+		resp := s.Post(body, h)
+		got := testbed.ReadAll(r, resp)
+		if resp.StatusCode != want {
+			r.Fatalf("exhausting the budget, request %d: status %d, want %d: %.300s", i, resp.StatusCode, want, got)
+		}
+	}
+}
+
+func completion(_ int, body []byte) error {
+	if !bytes.Contains(body, []byte(`"object":"chat.completion"`)) {
+		return fmt.Errorf("not a chat completion: %.200s", body)
+	}
+	return nil
+}
+
+// chatBody is a chat request of exactly size bytes (at least 120).
+func chatBody(size int, stream bool) []byte {
+	head := `{"model":"gpt-4o-mini",`
+	if stream {
+		head += `"stream":true,"stream_options":{"include_usage":true},`
+	}
+	head += `"messages":[{"role":"user","content":"`
+	const tail = `"}]}`
+	n := size - len(head) - len(tail)
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(head)
+	const words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
+	for i := 0; i < n; i++ {
+		b.WriteByte(words[i%len(words)])
+	}
+	b.WriteString(tail)
+	return []byte(b.String())
+}
+
+func header(kv ...string) http.Header {
+	h := http.Header{"Content-Type": {"application/json"}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Set(kv[i], kv[i+1])
+	}
+	return h
+}
+
+// readAtMost reads up to n bytes of r, for error messages.
+func readAtMost(r io.Reader, n int64) []byte {
+	b, _ := io.ReadAll(io.LimitReader(r, n))
+	return b
+}
