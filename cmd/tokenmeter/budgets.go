@@ -37,8 +37,7 @@ func budgetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("budgets "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminURL := fs.String("admin", "http://127.0.0.1:9464", "admin API `URL`")
-	tokenEnv := fs.String("token-env", "TOKENMETER_ADMIN_TOKEN", "environment `variable` holding the bearer token")
+	client := adminFlags(fs)
 	asJSON := fs.Bool("json", false, "list: print the API's JSON")
 	file := fs.String("file", "", "set: read the definition from `file` (- for stdin)")
 	key := fs.String("key", "", "reset: only this counter key, e.g. project=demo")
@@ -53,7 +52,7 @@ func budgetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
-	c := &adminClient{base: strings.TrimRight(*adminURL, "/"), token: os.Getenv(*tokenEnv)}
+	c := client()
 	switch {
 	case sub == "list" && len(pos) == 0:
 		return c.list(ctx, stdout, *asJSON)
@@ -158,6 +157,16 @@ func (c *adminClient) list(ctx context.Context, stdout io.Writer, asJSON bool) e
 
 type adminClient struct {
 	base, token string
+}
+
+// adminFlags adds --admin and --token-env to fs; the returned function, called
+// after parsing, makes the client they describe.
+func adminFlags(fs *flag.FlagSet) func() *adminClient {
+	adminURL := fs.String("admin", "http://127.0.0.1:9464", "admin API `URL`")
+	tokenEnv := fs.String("token-env", "TOKENMETER_ADMIN_TOKEN", "environment `variable` holding the bearer token")
+	return func() *adminClient {
+		return &adminClient{base: strings.TrimRight(*adminURL, "/"), token: os.Getenv(*tokenEnv)}
+	}
 }
 
 func (c *adminClient) do(ctx context.Context, method, path string, body []byte, out any) error {

@@ -36,8 +36,7 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("usage "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminURL := fs.String("admin", "http://127.0.0.1:9464", "admin API `URL`")
-	tokenEnv := fs.String("token-env", "TOKENMETER_ADMIN_TOKEN", "environment `variable` holding the bearer token")
+	client := adminFlags(fs)
 	from := fs.String("from", "", "start of the range")
 	to := fs.String("to", "", "end of the range (excluded)")
 	groupBy := fs.String("group-by", "", "report: comma-separated keys: dimensions, provider, model, dialect, outcome, currency")
@@ -57,7 +56,7 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError{"unexpected argument " + fs.Arg(0)}
 	}
-	c := &adminClient{base: strings.TrimRight(*adminURL, "/"), token: os.Getenv(*tokenEnv)}
+	c := client()
 	q := url.Values{}
 	set := func(k, v string) {
 		if v != "" {
