@@ -150,6 +150,18 @@ func (u *anthropicUsage) set(i int, raw string) {
 	}
 }
 
+// anthropicServiceTier reads usage.service_tier ("standard", "priority",
+// "batch") as Result.ServiceTier.
+func anthropicServiceTier(usage string) string {
+	switch v, _ := stringValue(lastMember(usage, "service_tier")); v {
+	case "priority", "batch":
+		return v
+	case "standard":
+		return ServedStandard
+	}
+	return ""
+}
+
 // parseAnthropicUsage reads a usage object. Unknown members (service_tier,
 // server_tool_use) are not tokens and are skipped.
 func parseAnthropicUsage(obj string) anthropicUsage {
@@ -259,7 +271,7 @@ func (d *anthropicJSON) Finish(complete bool) Result {
 	}
 	var text TextBuffer
 	writeGeneratedContent(&text, content)
-	res := Result{StreamedTextBytes: text.Total(), Text: text.Bytes()}
+	res := Result{StreamedTextBytes: text.Total(), Text: text.Bytes(), ServiceTier: anthropicServiceTier(usageObj)}
 	res.Model, _ = stringValue(model)
 	u := parseAnthropicUsage(usageObj)
 	perr := anthropicError(errObj)
@@ -298,15 +310,16 @@ type anthropicSSE struct {
 	sse *framing.SSE
 	max int
 
-	model      string
-	usage      anthropicUsage
-	deltaUsage bool // a message_delta carried usage: output_tokens is final
-	stopped    bool // message_stop was seen
-	text       TextBuffer
-	tooLarge   bool
-	malformed  int // events that were not JSON
-	badShape   int // events that were JSON but not an object
-	provErr    error
+	model       string
+	serviceTier string
+	usage       anthropicUsage
+	deltaUsage  bool // a message_delta carried usage: output_tokens is final
+	stopped     bool // message_stop was seen
+	text        TextBuffer
+	tooLarge    bool
+	malformed   int // events that were not JSON
+	badShape    int // events that were JSON but not an object
+	provErr     error
 }
 
 func (d *anthropicSSE) Feed(chunk []byte) error {
@@ -381,7 +394,13 @@ func (d *anthropicSSE) apply(name []byte, e anthropicEvent) {
 			d.model, _ = stringValue(lastMember(e.message, "model"))
 		}
 		d.usage.merge(parseAnthropicUsage(lastMember(e.message, "usage")))
+		if t := anthropicServiceTier(lastMember(e.message, "usage")); t != "" {
+			d.serviceTier = t
+		}
 	case "message_delta":
+		if t := anthropicServiceTier(e.usage); t != "" {
+			d.serviceTier = t
+		}
 		u := parseAnthropicUsage(e.usage)
 		d.usage.merge(u)
 		d.deltaUsage = d.deltaUsage || u.has != 0
@@ -423,7 +442,7 @@ func writeDelta(text *TextBuffer, delta string) {
 // The stream counts as cut when no message_stop came and either the body did
 // not complete or it ended mid-event.
 func (d *anthropicSSE) Finish(complete bool) Result {
-	res := Result{Model: d.model, StreamedTextBytes: d.text.Total(), Text: d.text.Bytes()}
+	res := Result{Model: d.model, StreamedTextBytes: d.text.Total(), Text: d.text.Bytes(), ServiceTier: d.serviceTier}
 	if d.usage.has != 0 {
 		res.Usage, res.Err = d.usage.normalise()
 		switch {

@@ -97,7 +97,17 @@ type Result struct {
 	// Err is why the decoder could not read usage (nil when it could). Its
 	// Reason is the metric label.
 	Err error
+	// ServiceTier is the price tier the provider says it served the request
+	// at, in the catalog's names (flex, priority, batch), or ServedStandard;
+	// empty when the response does not say. It outranks the tier the request
+	// asked for: "auto" is resolved only by the provider, and a request for
+	// flex may be served at the standard tier.
+	ServiceTier string
 }
+
+// ServedStandard is Result.ServiceTier for a response served at the
+// standard (base) price.
+const ServedStandard = "standard"
 
 // Dialect is one provider API shape.
 type Dialect interface {

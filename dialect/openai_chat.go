@@ -113,6 +113,18 @@ func (c chatRequest) request(texts func(string) iter.Seq[string]) Request {
 // openAIServiceTier maps a request's service_tier to the catalog's tier
 // names. "auto" and "default" leave the choice to OpenAI, whose default tier
 // is priced at the base prices.
+// openAIServedTier maps a response's service_tier ("default", "flex",
+// "priority", "scale") to Result.ServiceTier; "" when absent or unknown.
+func openAIServedTier(raw string) string {
+	switch v, _ := stringValue(raw); v {
+	case "flex", "priority":
+		return v
+	case "default", "scale":
+		return ServedStandard
+	}
+	return ""
+}
+
 func openAIServiceTier(raw string) string {
 	switch v, _ := stringValue(raw); v {
 	case "flex", "priority":
@@ -253,6 +265,7 @@ func newChatDecoder(jsonShape, sseShape chatShape, resp Response, maxBuffer int)
 // carries: raw values, and counts over its choices.
 type chatObject struct {
 	model, usage, groqUsage, err string
+	serviceTier                  string
 	choices                      int
 	finished                     bool // some choice has a finish_reason
 }
@@ -270,6 +283,8 @@ func scanChatObject(s string, shape chatShape, text *TextBuffer) (chatObject, bo
 		switch k {
 		case "model":
 			o.model = v
+		case "service_tier":
+			o.serviceTier = v
 		case "usage":
 			o.usage = v
 		case "x_groq":
@@ -364,7 +379,7 @@ func (d *chatJSON) Finish(complete bool) Result {
 	if !ok {
 		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", name, ReasonUnexpectedShape)}
 	}
-	res := Result{Text: text.Bytes(), StreamedTextBytes: text.Total()}
+	res := Result{Text: text.Bytes(), StreamedTextBytes: text.Total(), ServiceTier: openAIServedTier(o.serviceTier)}
 	res.Model, _ = stringValue(o.model)
 	raw := o.usage
 	if !isObject(raw) {
@@ -391,16 +406,17 @@ type chatSSE struct {
 	max   int
 	shape chatShape
 
-	model      string
-	usage      chatUsage
-	hasUsage   bool
-	usageFinal bool // the usage came with the last choice, or after it
-	text       TextBuffer
-	done       bool // data: [DONE] was seen
-	tooLarge   bool
-	malformed  int // events that were not JSON
-	badShape   int // events that were JSON but not a chunk
-	provErr    error
+	model       string
+	serviceTier string // the last chunk's that names one
+	usage       chatUsage
+	hasUsage    bool
+	usageFinal  bool // the usage came with the last choice, or after it
+	text        TextBuffer
+	done        bool // data: [DONE] was seen
+	tooLarge    bool
+	malformed   int // events that were not JSON
+	badShape    int // events that were JSON but not a chunk
+	provErr     error
 }
 
 func (d *chatSSE) Feed(chunk []byte) error {
@@ -439,6 +455,9 @@ func (d *chatSSE) onEvent(ev framing.Event) error {
 	if d.model == "" {
 		d.model, _ = stringValue(o.model)
 	}
+	if o.serviceTier != "" {
+		d.serviceTier = openAIServedTier(o.serviceTier)
+	}
 	raw := o.usage
 	if !isObject(raw) {
 		raw = o.groqUsage
@@ -470,7 +489,7 @@ func (d *chatSSE) onEvent(ev framing.Event) error {
 // did not cut it.
 func (d *chatSSE) Finish(complete bool) Result {
 	name := d.shape.name
-	res := Result{Model: d.model, Text: d.text.Bytes(), StreamedTextBytes: d.text.Total()}
+	res := Result{Model: d.model, Text: d.text.Bytes(), StreamedTextBytes: d.text.Total(), ServiceTier: d.serviceTier}
 	cut := !d.done && (!complete || d.sse.Pending())
 	if d.hasUsage {
 		res.Usage, res.Err = d.usage.normalise(name)

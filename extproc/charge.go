@@ -23,6 +23,7 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 		res = x.decoder.Finish(complete)
 	}
 	x.rec.ResponseModel = cleanModel(res.Model)
+	x.servedTier = res.ServiceTier
 	u := res.Usage
 	ok2xx := x.rec.Status/100 == 2
 	reason := dialect.ReasonOf(res.Err)
@@ -119,11 +120,22 @@ func (x *exchange) price() {
 		x.rec.PricedModel = x.entry.Name
 	}
 	// Each request is priced at the prices in force when it started.
-	cost, err := x.entry.Cost(&x.rec.Usage, pricing.CostOptions{ServiceTier: x.req.ServiceTier})
+	// The tier the response says it was served at wins over the one the
+	// request asked for.
+	tier := x.req.ServiceTier
+	switch x.servedTier {
+	case "":
+	case dialect.ServedStandard:
+		tier = ""
+	default:
+		tier = x.servedTier
+	}
+	x.rec.ServiceTier = tier
+	cost, err := x.entry.Cost(&x.rec.Usage, pricing.CostOptions{ServiceTier: tier})
 	if errors.Is(err, pricing.ErrUnknownServiceTier) {
-		// The entry does not list the requested tier: priced at base prices,
-		// which Cost returned; the log says so.
-		x.srv.log.Info("service tier not in the catalog; priced at base", "model", x.entry.Name, "tier", x.req.ServiceTier)
+		// The entry does not list the tier: priced at base prices, which
+		// Cost returned; the log says so.
+		x.srv.log.Info("service tier not in the catalog; priced at base", "model", x.entry.Name, "tier", tier)
 		err = nil
 	}
 	if err != nil {
@@ -202,6 +214,9 @@ func (x *exchange) metadata() *structpb.Struct {
 	}
 	if x.rec.Reason != "" {
 		f["reason"] = structpb.NewStringValue(x.rec.Reason)
+	}
+	if x.rec.ServiceTier != "" {
+		f["service_tier"] = structpb.NewStringValue(x.rec.ServiceTier)
 	}
 	if x.rec.Usage.Estimated {
 		f["estimated"] = structpb.NewStringValue(x.rec.EstimateMethod)

@@ -45,6 +45,7 @@ type exchange struct {
 	rec         ledger.Record
 	dialectName string                // named by the Envoy route; empty to choose by path
 	route       int                   // index of the configured route that chose the dialect, or -1
+	servedTier  string                // the service tier the response names (dialect.Result.ServiceTier)
 	remaining   []ratelimit.Remaining // budgets' state after this request's reservation
 	path        string                // :path as the client sent it
 	dialect     dialect.Dialect

@@ -314,22 +314,34 @@ func TestInvalidUTF8ModelIsCleaned(t *testing.T) {
 
 // A request for the flex tier is priced at the catalog's flex prices.
 func TestServiceTierIsPriced(t *testing.T) {
-	for _, tt := range []struct{ tier, cost string }{{"", "0.000024"}, {"flex", "0.000012"}, {"priority", "0.000024"}} {
+	for _, tt := range []struct{ asked, served, cost, recorded string }{
+		{"", "", "0.000024", ""},
+		{"flex", "", "0.000012", "flex"},
+		{"priority", "", "0.000024", "priority"},
+		// The response's word wins: flex asked but served at the default
+		// tier is billed at base; "auto" served at flex is billed at flex.
+		{"flex", "default", "0.000024", ""},
+		{"auto", "flex", "0.000012", "flex"},
+	} {
 		s, sink, _ := newTestServer(t)
 		body := `{"model":"gpt-4o-mini","messages":[]}`
-		if tt.tier != "" {
-			body = `{"model":"gpt-4o-mini","service_tier":"` + tt.tier + `","messages":[]}`
+		if tt.asked != "" {
+			body = `{"model":"gpt-4o-mini","service_tier":"` + tt.asked + `","messages":[]}`
+		}
+		resp := jsonResp
+		if tt.served != "" {
+			resp = strings.Replace(jsonResp, `{"model"`, `{"service_tier":"`+tt.served+`","model"`, 1)
 		}
 		play(t, s, io.EOF,
 			headers(false, ":path", "/v1/chat/completions", ":method", "POST"),
 			reqBody(body),
 			respHeaders(false, ":status", "200", "content-type", "application/json"),
-			respBody(jsonResp, true),
+			respBody(resp, true),
 		)
 		// Base: 60×0.15 + 40×0.075 + 15×0.60 + 5×0.60 = 24 µ$; flex halves it;
 		// priority is not in this catalog, so it is priced at base.
-		if r := sink.recs[0]; r.Cost != money.MustParse(tt.cost) || !r.Priced {
-			t.Errorf("tier %q: cost %s priced %v, want %s", tt.tier, r.Cost, r.Priced, tt.cost)
+		if r := sink.recs[0]; r.Cost != money.MustParse(tt.cost) || !r.Priced || r.ServiceTier != tt.recorded {
+			t.Errorf("asked %q served %q: cost %s tier %q priced %v, want %s %q", tt.asked, tt.served, r.Cost, r.ServiceTier, r.Priced, tt.cost, tt.recorded)
 		}
 	}
 }

@@ -42,8 +42,12 @@ type Record struct {
 	PricedModel   string // the catalog entry that priced it; empty when unpriced
 
 	Status int // upstream HTTP status; 0 when none arrived
-	Stream bool
-	Usage  usage.Usage
+	// ServiceTier is the price tier the request was priced at (flex,
+	// priority, batch), as the response named it, else as the request asked;
+	// empty for the standard tier.
+	ServiceTier string
+	Stream      bool
+	Usage       usage.Usage
 	// EstimateMethod says how usage was estimated when the provider did not
 	// report it (see package estimate); empty when it was reported.
 	EstimateMethod string
