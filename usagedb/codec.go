@@ -39,6 +39,10 @@ const (
 	flagPricedIsResp    // PricedModel == ResponseModel (and not Model)
 	flagListIsCost      // ListCost == Cost
 	flagReportingIsCost // ReportingCurrency == Currency and ReportingCost == Cost
+	// flagServiceTier: the service tier follows the budget, at the end.
+	// Records written before the field existed lack the flag and decode
+	// with an empty tier, so the format did not change.
+	flagServiceTier
 )
 
 func appendString(b []byte, s string) []byte {
@@ -90,6 +94,7 @@ func recordFlags(r *ledger.Record) uint64 {
 		{r.PricedModel != "" && r.PricedModel != r.Model && r.PricedModel == r.ResponseModel, flagPricedIsResp},
 		{r.ListCost == r.Cost, flagListIsCost},
 		{r.ReportingCurrency == r.Currency && r.ReportingCost == r.Cost, flagReportingIsCost},
+		{r.ServiceTier != "", flagServiceTier},
 	} {
 		if c.on {
 			f |= c.bit
@@ -159,7 +164,11 @@ func encodeRecord(b []byte, r *ledger.Record, namesID uint64) []byte {
 	b = appendString(b, r.FX.Source)
 	b = appendString(b, string(r.Outcome))
 	b = appendString(b, r.Reason)
-	return appendString(b, r.Budget)
+	b = appendString(b, r.Budget)
+	if flags&flagServiceTier != 0 {
+		b = appendString(b, r.ServiceTier)
+	}
+	return b
 }
 
 // isUUID reports whether s is a UUID in canonical lower-case form, the
@@ -352,7 +361,7 @@ func decodeRecordValue(val []byte, r *ledger.Record, ns nameSets) error {
 		return fmt.Errorf("record format %d, want %d", f, recordFormat)
 	}
 	flags := d.uvarint()
-	if flags >= flagReportingIsCost<<1 {
+	if flags >= flagServiceTier<<1 {
 		d.fail(fmt.Errorf("unknown flags %#x", flags))
 	}
 	if flags&flagUUID != 0 {
@@ -403,6 +412,9 @@ func decodeRecordValue(val []byte, r *ledger.Record, ns nameSets) error {
 	r.FX.Source = d.str()
 	r.Outcome = ledger.Outcome(d.str())
 	r.Reason, r.Budget = d.str(), d.str()
+	if flags&flagServiceTier != 0 {
+		r.ServiceTier = d.str()
+	}
 	return d.done()
 }
 

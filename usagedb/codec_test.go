@@ -32,7 +32,7 @@ func fullRecord() *ledger.Record {
 		Duration: 1234567891, TTFT: 1, Dimensions: attribution.Dimensions{Names: testDims, Values: []string{"p,1", "t\"1", "ü"}},
 		Provider: "openai", Dialect: "openai_chat", Model: "gpt-4o", ResponseModel: "gpt-4o-2024-08-06", PricedModel: "gpt-4o",
 		Status: 200, Stream: true, EstimateMethod: "bpe_o200k_base",
-		ListCost: money.MustParse("0.012345678"), Cost: money.MustParse("0.011111111"), Adjustment: "discount",
+		ListCost: money.MustParse("0.012345678"), Cost: money.MustParse("0.011111111"), Adjustment: "discount", ServiceTier: "flex",
 		Currency: money.USD, ReportingCost: money.MustParse("0.010203"), ReportingCurrency: "EUR",
 		FX:     fx.Rate{From: money.USD, To: "EUR", Rate: fx.MustParseDecimal("0.918300000001"), EffectiveFrom: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC), Source: "ECB"},
 		Priced: true, Fallback: true, Outcome: ledger.Partial, Reason: "client_disconnect", Budget: "team-monthly",

@@ -128,6 +128,9 @@ func costColumns() []column {
 		str("fx_source", func(r *ledger.Record) *string { return &r.FX.Source }),
 		boolean("priced", func(r *ledger.Record) *bool { return &r.Priced }),
 		boolean("fallback", func(r *ledger.Record) *bool { return &r.Fallback }),
+		// Added after the first release of the format: last, so that
+		// importers reading columns by position keep working.
+		str("service_tier", func(r *ledger.Record) *string { return &r.ServiceTier }),
 	}
 }
 
