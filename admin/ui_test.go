@@ -125,7 +125,7 @@ budgets:
 		t.Fatalf("the page did not finish loading:\n%s", dom)
 	}
 	for _, want := range []string{
-		`<strong id="total">4.600213 USD</strong>`,                                  // 1.25 + 2.50 + 0.75 + 0.000213 + 0.10
+		`<strong id="total">4.600213 USD</strong>`,                                                     // 1.25 + 2.50 + 0.75 + 0.000213 + 0.10
 		`<tr data-key="search"><td>search</td><td class="num">3</td><td class="num cost">4.5 USD</td>`, // top projects
 		`<tr data-key="billing"><td>billing</td><td class="num">2</td><td class="num cost">0.100213 USD</td>`,
 		`<tr data-key="gpt-4o"><td>gpt-4o</td><td class="num">2</td><td class="num cost">3.75 USD</td>`, // top models
