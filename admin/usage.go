@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -304,15 +303,8 @@ func reportJSON(q usagedb.Query, rows []usagedb.Row) map[string]any {
 	if groupBy == nil {
 		groupBy = []string{}
 	}
-	return map[string]any{"from": q.From, "to": q.To, "bucket": bucketName(q.Bucket), "group_by": groupBy,
+	return map[string]any{"from": q.From, "to": q.To, "bucket": q.Bucket.String(), "group_by": groupBy,
 		"time_zone": q.Location.String(), "rows": out, "totals": tj}
-}
-
-func bucketName(b usagedb.Bucket) string {
-	if s := b.String(); s != "" {
-		return s
-	}
-	return strconv.Itoa(int(b))
 }
 
 func toStatementJSON(st usagedb.Statement) statementJSON {

@@ -53,6 +53,10 @@ type Options struct {
 // Watcher checks budgets against their thresholds.
 type Watcher struct {
 	o Options
+	// decided remembers the keys the Claimer has answered, until they
+	// expire: a threshold stays crossed for the rest of its window, and
+	// asking the store again on every check would cost a round trip each.
+	decided *memoryClaims
 }
 
 // New builds a Watcher.
@@ -67,9 +71,27 @@ func New(o Options) *Watcher {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Claimer == nil {
-		o.Claimer = &memoryClaims{until: map[string]time.Time{}, now: o.Now}
+		o.Claimer = newMemoryClaims(o.Now)
 	}
-	return &Watcher{o: o}
+	return &Watcher{o: o, decided: newMemoryClaims(o.Now)}
+}
+
+// claim asks the Claimer for key once: after any answer, the key is not
+// asked again until it expires.
+func (w *Watcher) claim(ctx context.Context, key string, until time.Time) (bool, error) {
+	if w.decided.has(key) {
+		return false, nil
+	}
+	ok, err := w.o.Claimer.Claim(ctx, key, until)
+	if err != nil {
+		return false, fmt.Errorf("claim alert %s: %w", key, err)
+	}
+	w.decided.Claim(ctx, key, until)
+	return ok, nil
+}
+
+func thresholdKey(b *ratelimit.Budget, key string, start time.Time, pct int) string {
+	return fmt.Sprintf("threshold|%s|%s|%d|%d", b.Name, key, start.Unix(), pct)
 }
 
 // Run checks every interval until ctx ends.
@@ -113,10 +135,9 @@ func (w *Watcher) Check(ctx context.Context) error {
 			if !reached(s.Counter.Spent, s.Limit, pct) {
 				break
 			}
-			key := fmt.Sprintf("threshold|%s|%s|%d|%d", b.Name, s.Key, start.Unix(), pct)
-			ok, err := w.o.Claimer.Claim(ctx, key, s.Resets)
+			ok, err := w.claim(ctx, thresholdKey(b, s.Key, start, pct), s.Resets)
 			if err != nil {
-				return fmt.Errorf("claim alert %s: %w", key, err)
+				return err
 			}
 			if ok {
 				crossed = pct
@@ -141,7 +162,7 @@ func reached(spent, limit int64, pct int) bool {
 func (w *Watcher) alert(b *ratelimit.Budget, s ratelimit.Status, pct int, start, now time.Time) webhook.Alert {
 	a := webhook.Alert{
 		Kind:        webhook.KindBudgetThreshold,
-		Key:         fmt.Sprintf("threshold|%s|%s|%d|%d", b.Name, s.Key, start.Unix(), pct),
+		Key:         thresholdKey(b, s.Key, start, pct),
 		Budget:      b.Name,
 		CounterKey:  s.Key,
 		Threshold:   pct,
@@ -163,11 +184,23 @@ func (w *Watcher) alert(b *ratelimit.Budget, s ratelimit.Status, pct int, start,
 }
 
 // memoryClaims keeps claims in this process: enough for a single replica
-// whose store cannot hold them.
+// whose store cannot hold them, and the Watcher's memory of answered keys.
 type memoryClaims struct {
 	mu    sync.Mutex
 	until map[string]time.Time
 	now   func() time.Time
+}
+
+func newMemoryClaims(now func() time.Time) *memoryClaims {
+	return &memoryClaims{until: map[string]time.Time{}, now: now}
+}
+
+// has reports whether key is claimed and not yet expired.
+func (m *memoryClaims) has(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.until[key]
+	return ok && u.After(m.now())
 }
 
 func (m *memoryClaims) Claim(_ context.Context, key string, until time.Time) (bool, error) {

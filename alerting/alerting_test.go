@@ -81,3 +81,47 @@ func TestThresholds(t *testing.T) {
 		t.Errorf("message %q", out.alerts[0].Message)
 	}
 }
+
+type countingClaims struct{ asked map[string]int }
+
+func (c *countingClaims) Claim(_ context.Context, key string, _ time.Time) (bool, error) {
+	c.asked[key]++
+	return c.asked[key] == 1, nil
+}
+
+// A crossed threshold is asked of the store once, not on every check.
+func TestClaimsAskedOnce(t *testing.T) {
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Tokens, Limit: 10, Window: ratelimit.Day, AlertAt: []int{50}}},
+		store, ratelimit.Options{Now: clock})
+	ctx := context.Background()
+	r, _, err := l.Reserve(ctx, attribution.Dimensions{}, ratelimit.Amounts{Tokens: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, r, ratelimit.Amounts{Tokens: 6}); err != nil {
+		t.Fatal(err)
+	}
+	claims := &countingClaims{asked: map[string]int{}}
+	out := &sent{}
+	w := alerting.New(alerting.Options{Limiter: func() *ratelimit.Limiter { return l }, Sender: out, Claimer: claims, Now: clock})
+	for i := 0; i < 5; i++ {
+		if err := w.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(out.alerts) != 1 || len(claims.asked) != 1 {
+		t.Fatalf("%d alerts, claims asked %v", len(out.alerts), claims.asked)
+	}
+	for k, n := range claims.asked {
+		if n != 1 {
+			t.Fatalf("%s asked %d times", k, n)
+		}
+	}
+}

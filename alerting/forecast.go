@@ -120,9 +120,9 @@ func (f *Forecaster) Check(ctx context.Context) error {
 		if fc.Projected > fc.Limit {
 			start, _ := b.Window.Bounds(now, b.Location)
 			key := fmt.Sprintf("forecast|%s|%s|%d", b.Name, s.Key, start.Unix())
-			ok, err := f.w.o.Claimer.Claim(ctx, key, s.Resets)
+			ok, err := f.w.claim(ctx, key, s.Resets)
 			if err != nil {
-				return fmt.Errorf("claim alert %s: %w", key, err)
+				return err
 			}
 			if ok {
 				f.w.o.Sender.Send(f.overrun(b, s, fc, key, start))
@@ -218,9 +218,9 @@ func (f *Forecaster) anomalies(ctx context.Context, now time.Time) error {
 			continue
 		}
 		key := fmt.Sprintf("anomaly|%s|%d", g, today.Unix())
-		ok, err := f.w.o.Claimer.Claim(ctx, key, tomorrow)
+		ok, err := f.w.claim(ctx, key, tomorrow)
 		if err != nil {
-			return fmt.Errorf("claim alert %s: %w", key, err)
+			return err
 		}
 		if !ok {
 			continue

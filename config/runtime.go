@@ -1,7 +1,7 @@
 package config
 
 import (
-	"fmt"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -93,4 +93,4 @@ func (c *Config) HasFileBudget(name string) bool {
 }
 
 // ErrBudgetName is returned for a runtime budget whose name the file uses.
-var ErrBudgetName = fmt.Errorf("a budget of that name is defined in the config file; change it there")
+var ErrBudgetName = errors.New("a budget of that name is defined in the config file; change it there")

@@ -78,16 +78,16 @@ func (h ledgerHistory) DailyByGroup(ctx context.Context, groupBy []string, from,
 		return nil, err
 	}
 	starts := days(from, to, loc)
+	// Groups are keyed as a budget over groupBy keys its counters.
+	b := ratelimit.Budget{}
+	for _, g := range groupBy {
+		b.Match = append(b.Match, ratelimit.Match{Dimension: g, Value: ratelimit.Wildcard})
+	}
 	out := map[string][]int64{}
 	for _, r := range rows {
 		i := dayIndex(starts, r.Bucket)
 		if i < 0 {
 			continue
-		}
-		// The key names the group as a budget's counter key would.
-		b := ratelimit.Budget{}
-		for _, g := range groupBy {
-			b.Match = append(b.Match, ratelimit.Match{Dimension: g, Value: ratelimit.Wildcard})
 		}
 		key, _ := b.Key(attribution.Dimensions{Names: groupBy, Values: r.Group})
 		if out[key] == nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -203,14 +202,9 @@ func printStatement(w io.Writer, s *statementOut) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "PROVIDER\tMODEL\tREQUESTS\tTOKENS\tCOST\t")
 	for _, l := range s.Lines {
-		classes := make([]string, 0, len(l.Tokens))
-		for c := range l.Tokens {
-			classes = append(classes, c)
-		}
-		sort.Strings(classes)
 		var tokens int64
-		for _, c := range classes {
-			tokens += l.Tokens[c]
+		for _, n := range l.Tokens {
+			tokens += n
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", l.Provider, l.Model, l.Requests, tokens, l.Cost)
 	}
