@@ -4,6 +4,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -53,9 +54,17 @@ func labels(kv ...string) map[string]string {
 }
 
 // A JSON chat completion through Envoy: exact tokens by class, exact cost,
-// the response bytes untouched, and the access log carrying the metadata.
+// the response bytes untouched, and the access log carrying the metadata:
+// in split mode (the shipped envoy.yaml) what the gate knows, the model and
+// provider; inline, also the tokens and the cost.
 func TestJSONChatIsMeteredExactly(t *testing.T) {
-	s := newStack(t, "")
+	for _, inline := range []bool{false, true} {
+		t.Run(map[bool]string{false: "split", true: "inline"}[inline], func(t *testing.T) { jsonChatIsMeteredExactly(t, inline) })
+	}
+}
+
+func jsonChatIsMeteredExactly(t *testing.T, inline bool) {
+	s := testbed.New(t, testbed.Options{Bin: bin, Inline: inline})
 	h := map[string]string{
 		"x-tokenmeter-project": "alpha", "x-tokenmeter-team": "search", "x-tokenmeter-user": "ann",
 		"x-mock-prompt-tokens": "1200", "x-mock-cached-tokens": "200",
@@ -84,6 +93,24 @@ func TestJSONChatIsMeteredExactly(t *testing.T) {
 		t.Errorf("requests_total{outcome=ok} = %v, want 1", v)
 	}
 
+	// The request reached the provider as the client sent it. Inline, with
+	// its content-length; in split mode chunked, because Envoy drops the
+	// length of a body an ext_proc filter streams (it could be rewritten).
+	wantLength := int64(len(chatBody))
+	if !inline {
+		wantLength = -1
+	}
+	if up := s.Mock.Requests(); len(up) != 1 || string(up[0].Body) != chatBody || up[0].ContentLength != wantLength {
+		t.Fatalf("upstream saw %+v", up)
+	}
+
+	if !inline {
+		waitFor(t, func() bool { return strings.Contains(s.Proxy.Output(), `"model":"gpt-4o-mini","outcome":null`) }, "access log with the model:\n"+s.Proxy.Output())
+		if !strings.Contains(s.Proxy.Output(), `"provider":"openai"`) {
+			t.Errorf("access log lacks the provider:\n%s", s.Proxy.Output())
+		}
+		return
+	}
 	waitFor(t, func() bool { return strings.Contains(s.Proxy.Output(), `"cost":"0.000213"`) }, "access log with cost 0.000213:\n"+s.Proxy.Output())
 	for _, want := range []string{`"input_tokens":1000`, `"cache_read_tokens":200`, `"reasoning_tokens":30`, `"outcome":"ok"`, `"currency":"USD"`} {
 		if !strings.Contains(s.Proxy.Output(), want) {
@@ -113,7 +140,9 @@ func TestStreamingChatInjectsUsage(t *testing.T) {
 	if !gjson.GetBytes(up.Body, "stream_options.include_usage").Bool() {
 		t.Fatalf("include_usage not injected: %s", up.Body)
 	}
-	if up.ContentLength != int64(len(up.Body)) {
+	// The new body's length: its content-length, or chunked (-1) where
+	// Envoy drops the length of a streamed body it lets tokenmeter rewrite.
+	if up.ContentLength != int64(len(up.Body)) && up.ContentLength != -1 {
 		t.Fatalf("upstream content-length %d, body %d bytes", up.ContentLength, len(up.Body))
 	}
 	for _, k := range []string{"model", "stream", "messages"} {
@@ -261,6 +290,44 @@ func TestClientDisconnectMidStreamIsPartial(t *testing.T) {
 	s.WaitMetric("tokenmeter_tokens_total", base, float64(in))
 	base["class"] = "output"
 	s.WaitMetric("tokenmeter_tokens_total", base, float64(out))
+}
+
+// A client that leaves while the provider has not answered yet: the request
+// is recorded (upstream_error, for want of a response) and its reservation
+// released, in split mode (where the observer learns of it from its request
+// headers stream ending) as inline.
+func TestClientLeavesBeforeTheResponse(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(map[bool]string{false: "split", true: "inline"}[inline], func(t *testing.T) {
+			slow := func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					select { // longer than the client waits
+					case <-time.After(3 * time.Second):
+					case <-r.Context().Done():
+						return
+					}
+					next.ServeHTTP(w, r)
+				})
+			}
+			s := testbed.New(t, testbed.Options{Bin: bin, Inline: inline, Upstream: slow,
+				Budgets: "  - {name: toks, match: {project: \"*\"}, limit: {tokens: 1000000}, window: day}\n"})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", s.Proxy.URL+"/v1/chat/completions",
+				strings.NewReader(`{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("content-type", "application/json")
+			req.Header.Set("x-tokenmeter-project", "gone")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				t.Fatalf("answered %d; the client should have given up", resp.StatusCode)
+			}
+			s.WaitMetric("tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "upstream_error"), 1)
+			s.WaitMetric("tokenmeter_budget_reserved", labels("budget", "toks", "key", "project=gone"), 0)
+			if v, _ := testbed.Value(s.Metrics(), "tokenmeter_budget_spent", labels("budget", "toks", "key", "project=gone")); v != 0 {
+				t.Fatalf("spent %v tokens on a request that got no answer", v)
+			}
+		})
+	}
 }
 
 // Unknown models are metered and counted as unpriced, never as $0; with a

@@ -21,7 +21,9 @@ import (
 // message of its stream is read.
 //
 // store.settle_before_response closes the window on the losing side: a
-// request whose caller got its answer was charged first.
+// request whose caller got its answer was charged first. Only the inline
+// filter can hold an answer (the observer of split mode reads the response
+// without Envoy waiting), so that variant runs inline.
 func TestKillUnderLoadKeepsCounters(t *testing.T) {
 	for _, settleFirst := range []bool{false, true} {
 		name := "settle after the answer"
@@ -38,7 +40,7 @@ func killUnderLoad(t *testing.T, settleFirst bool) {
 	if settleFirst {
 		extra = "settle_before_response: true"
 	}
-	s := testbed.New(t, testbed.Options{Bin: bin, Store: extra, Budgets: `
+	s := testbed.New(t, testbed.Options{Bin: bin, Store: extra, Inline: settleFirst, Budgets: `
   - {name: crash, match: {project: crash}, limit: {tokens: 1000000000}, window: day}`})
 	body := `{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
 	var ok atomic.Int64

@@ -201,14 +201,15 @@ func (s *OutputBuffer) String() string {
 
 var _ io.Writer = (*OutputBuffer)(nil)
 
-// WithoutExtProc returns config with the ext_proc filter removed: the same
-// Envoy, minus tokenmeter, as the baseline for overhead measurements.
+// WithoutExtProc returns config with every ext_proc filter removed (by type,
+// whatever its name: tokenmeter's gate and observer): the same Envoy, minus
+// tokenmeter, as the baseline for overhead measurements.
 func WithoutExtProc(config []byte) ([]byte, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(config, &root); err != nil {
 		return nil, fmt.Errorf("parse envoy config: %w", err)
 	}
-	removed := 0
+	removed := map[string]bool{}
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		if n.Kind == yaml.MappingNode {
@@ -217,8 +218,8 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 					seq := n.Content[i+1]
 					kept := seq.Content[:0]
 					for _, f := range seq.Content {
-						if filterName(f) == "envoy.filters.http.ext_proc" {
-							removed++
+						if isExtProc(f) {
+							removed[filterName(f)] = true
 							continue
 						}
 						kept = append(kept, f)
@@ -230,7 +231,7 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 					m := n.Content[i+1]
 					kept := m.Content[:0]
 					for j := 0; j+1 < len(m.Content); j += 2 {
-						if m.Content[j].Value != "envoy.filters.http.ext_proc" {
+						if !removed[m.Content[j].Value] {
 							kept = append(kept, m.Content[j], m.Content[j+1])
 						}
 					}
@@ -243,7 +244,7 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 		}
 	}
 	walk(&root)
-	if removed == 0 {
+	if len(removed) == 0 {
 		return nil, errors.New("no ext_proc filter in the config")
 	}
 	out, err := yaml.Marshal(&root)
@@ -263,4 +264,91 @@ func filterName(n *yaml.Node) string {
 		}
 	}
 	return ""
+}
+
+// isExtProc reports whether an http_filters entry is an ext_proc filter: its
+// typed_config's @type is the ExternalProcessor message.
+func isExtProc(n *yaml.Node) bool {
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "typed_config" && n.Content[i+1].Kind == yaml.MappingNode {
+			tc := n.Content[i+1]
+			for j := 0; j+1 < len(tc.Content); j += 2 {
+				if tc.Content[j].Value == "@type" {
+					return strings.HasSuffix(tc.Content[j+1].Value, "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Filter names in envoy.yaml and inline-filter.yaml.
+const (
+	GateFilter     = "tokenmeter.gate"
+	ObserverFilter = "tokenmeter.observer"
+	InlineFilter   = "tokenmeter.inline"
+)
+
+// Inline returns config with tokenmeter's gate and observer replaced by the
+// single inline filter of inline-filter.yaml, and per-route overrides of the
+// gate moved to it: the other way to run tokenmeter, tested alike.
+func Inline(config []byte) ([]byte, error) {
+	raw, err := os.ReadFile(filepath.Join(Dir(), "inline-filter.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("inline filter: %w", err)
+	}
+	var filter yaml.Node
+	if err := yaml.Unmarshal(raw, &filter); err != nil || filter.Kind != yaml.DocumentNode || filter.Content[0].Kind != yaml.SequenceNode || len(filter.Content[0].Content) != 1 {
+		return nil, fmt.Errorf("inline-filter.yaml: want a list of one filter (%v)", err)
+	}
+	inline := filter.Content[0].Content[0]
+	var root yaml.Node
+	if err := yaml.Unmarshal(config, &root); err != nil {
+		return nil, fmt.Errorf("parse envoy config: %w", err)
+	}
+	replaced := 0
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				v := n.Content[i+1]
+				switch {
+				case n.Content[i].Value == "http_filters" && v.Kind == yaml.SequenceNode:
+					kept := v.Content[:0]
+					for _, f := range v.Content {
+						switch filterName(f) {
+						case GateFilter:
+							kept = append(kept, inline)
+							replaced++
+						case ObserverFilter:
+						default:
+							kept = append(kept, f)
+						}
+					}
+					v.Content = kept
+				case n.Content[i].Value == "typed_per_filter_config" && v.Kind == yaml.MappingNode:
+					for j := 0; j+1 < len(v.Content); j += 2 {
+						if v.Content[j].Value == GateFilter {
+							v.Content[j].Value = InlineFilter
+						}
+					}
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	if replaced == 0 {
+		return nil, fmt.Errorf("no %s filter in the config", GateFilter)
+	}
+	out, err := yaml.Marshal(&root)
+	if err != nil {
+		return nil, fmt.Errorf("write envoy config: %w", err)
+	}
+	return out, nil
 }

@@ -55,6 +55,18 @@ func (x *exchange) denyUnavailable(b *ratelimit.Budget) *extprocv3.ProcessingRes
 		setHeader("x-tokenmeter-budget", b.Name))
 }
 
+// tooLarge refuses a pipelined request body larger than tokenmeter holds
+// (extproc.max_message_bytes): the same answer Envoy gives a body over its
+// buffer limit when it buffers the body itself.
+func (x *exchange) tooLarge() *extprocv3.ProcessingResponse {
+	msg := fmt.Sprintf("tokenmeter: the request body exceeds %d bytes, the most it reads to meter a request (extproc.max_message_bytes)",
+		x.snap.Config.MaxMessageBytes)
+	x.rec.Outcome, x.rec.Reason = ledger.Denied, reasonTooLarge
+	x.chunks = nil
+	x.finish(nil)
+	return x.immediate(413, "request_too_large", msg)
+}
+
 func unitNoun(b *ratelimit.Budget) string {
 	if b.Unit == ratelimit.Money {
 		if b.Currency != "" {

@@ -6,7 +6,10 @@ import (
 	"strconv"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
 	"github.com/tokenmeter/tokenmeter/config"
@@ -35,6 +38,7 @@ const (
 	reasonUnpricedUsage    = "unpriced_usage" // audio, image or unit usage the entry has no price for
 	reasonFallback         = "fallback_price" // an unknown model priced at the configured fallback
 	reasonStore            = "store_unavailable"
+	reasonTooLarge         = "request_too_large"
 )
 
 // exchange is the state of one HTTP request.
@@ -54,6 +58,20 @@ type exchange struct {
 	hold        *ratelimit.Reservation
 	decoder     dialect.Decoder
 
+	// Split mode (handoff.go): a gate hands the admitted request to the
+	// observer, which reads the response; neither applies to the one
+	// filter that sees both (inline).
+	gate, observer bool
+	handingOff     bool // the answer being sent carries the handoff
+	// pipelined: Envoy sends the body without waiting for the answer to the
+	// headers (send_body_without_waiting_for_header_response), so tokenmeter
+	// holds that answer until the whole body is read and decides once, in a
+	// single round trip. chunks are the held body messages.
+	pipelined  bool
+	holding    bool
+	chunks     [][]byte
+	chunkBytes int64
+
 	admitted         bool // the budget decision was made
 	respParseCounted bool // a response reading problem was counted
 	hasLength        bool // the request carried content-length
@@ -62,29 +80,77 @@ type exchange struct {
 	pending          *ledger.Record // to settle and append after the answer is sent
 	settle           ratelimit.Amounts
 	release          bool
+
+	out [1]*extprocv3.ProcessingResponse // handle's answer, without an allocation
 }
 
 func newExchange(s *Server, snap *Snapshot) *exchange {
 	return &exchange{srv: s, snap: snap, route: -1, rec: ledger.Record{Start: s.now(), Currency: snap.Config.Catalog.Currency()}}
 }
 
-// handle answers one message. It never fails: anything it cannot read passes
-// through and is recorded.
-func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, string) {
+// configure reads the filter's settings from the stream's first message.
+// A filter that sends no response body leaves the response to an observer:
+// it is a gate. Without protocol_config (older Envoys) the exchange is inline.
+func (x *exchange) configure(pc *extprocv3.ProtocolConfiguration) {
+	if pc == nil {
+		return
+	}
+	x.gate = pc.GetResponseBodyMode() == filterv3.ProcessingMode_NONE
+	x.pipelined = pc.GetSendBodyWithoutWaitingForHeaderResponse() && pc.GetRequestBodyMode() == filterv3.ProcessingMode_STREAMED
+}
+
+// handle answers one message: usually one answer, none while the request
+// headers' answer waits for the body (pipelined), several when it is sent.
+// It never fails: anything it cannot read passes through and is recorded.
+func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest) ([]*extprocv3.ProcessingResponse, string) {
 	if x.closed {
-		return nil, phaseOther
+		return x.one(passThrough(req)), phaseOther
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return x.requestHeaders(ctx, r.RequestHeaders), phaseRequestHeaders
+		return x.one(x.requestHeaders(ctx, r.RequestHeaders)), phaseRequestHeaders
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return x.requestBody(ctx, r.RequestBody), phaseRequestBody
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return x.responseHeaders(r.ResponseHeaders), phaseResponseHeaders
+		return x.one(x.responseHeaders(r.ResponseHeaders)), phaseResponseHeaders
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return x.responseBody(r.ResponseBody), phaseResponseBody
+		return x.one(x.responseBody(r.ResponseBody)), phaseResponseBody
 	}
-	return nil, phaseOther
+	// A message tokenmeter did not ask for (trailers): let it pass.
+	return x.one(passThrough(req)), phaseOther
+}
+
+// observe reads one message as an observer: only the response matters (the
+// request headers just open the stream), and no answer is sent.
+func (x *exchange) observe(req *extprocv3.ProcessingRequest) string {
+	if x.closed {
+		return phaseOther
+	}
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		x.responseHeaders(r.ResponseHeaders)
+		return phaseResponseHeaders
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		x.responseBody(r.ResponseBody)
+		return phaseResponseBody
+	}
+	return phaseOther
+}
+
+func (x *exchange) one(r *extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
+	if r == nil {
+		return nil
+	}
+	x.out[0] = r
+	return x.out[:1]
+}
+
+// sent is called once every answer to a message is on its way: a handoff
+// in it is now the observer's to finish.
+func (x *exchange) sent() {
+	if x.handingOff {
+		x.handingOff, x.closed = false, true
+	}
 }
 
 func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
@@ -122,15 +188,33 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		if den := x.admit(ctx); den != nil {
 			return den
 		}
+		return x.admitted1(headersContinue(true))
+	}
+	if x.pipelined {
+		x.holding = true // answered with the body's answers
+		return nil
 	}
 	return headersContinue(true)
 }
 
-func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if x.dialect == nil || x.admitted {
-		return bodyContinue(true, nil, false)
+func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) []*extprocv3.ProcessingResponse {
+	if x.holding {
+		return x.heldBody(ctx, b)
 	}
-	req, newBody, err := x.dialect.ParseRequest(b.GetBody(), dialect.RequestOptions{InjectStreamUsage: x.snap.Config.InjectStreamUsage, Path: x.path})
+	if x.dialect == nil || x.admitted {
+		return x.one(bodyContinue(true, nil, false))
+	}
+	newBody, den := x.readRequest(ctx, b.GetBody())
+	if den != nil {
+		return x.one(den)
+	}
+	return x.one(x.admitted1(bodyContinue(true, newBody, x.hasLength)))
+}
+
+// readRequest parses the whole request body and admits it. It returns the
+// body to send instead (nil: unchanged), or the answer that refuses it.
+func (x *exchange) readRequest(ctx context.Context, body []byte) ([]byte, *extprocv3.ProcessingResponse) {
+	req, newBody, err := x.dialect.ParseRequest(body, dialect.RequestOptions{InjectStreamUsage: x.snap.Config.InjectStreamUsage, Path: x.path})
 	if err != nil {
 		x.parseError(err)
 		newBody = nil
@@ -138,9 +222,96 @@ func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 	x.req = req
 	x.rec.Model, x.rec.Stream = cleanModel(req.Model), req.Stream
 	if den := x.admit(ctx); den != nil {
-		return den
+		return nil, den
 	}
-	return bodyContinue(true, newBody, x.hasLength)
+	return newBody, nil
+}
+
+// heldBody gathers a pipelined body. At its end the request is decided and
+// every held answer goes out at once: the headers' (with content-length set
+// when the body was rewritten), then one per chunk, the first carrying the
+// whole new body and the others emptied.
+func (x *exchange) heldBody(ctx context.Context, b *extprocv3.HttpBody) []*extprocv3.ProcessingResponse {
+	chunk := b.GetBody()
+	x.chunks = append(x.chunks, chunk)
+	x.chunkBytes += int64(len(chunk))
+	if x.chunkBytes > x.snap.Config.MaxMessageBytes {
+		x.holding = false
+		return x.one(x.tooLarge())
+	}
+	if !b.GetEndOfStream() {
+		return nil
+	}
+	x.holding = false
+	body := chunk
+	if len(x.chunks) > 1 {
+		body = make([]byte, 0, x.chunkBytes)
+		for _, c := range x.chunks {
+			body = append(body, c...)
+		}
+	}
+	newBody, den := x.readRequest(ctx, body)
+	if den != nil {
+		return x.one(den)
+	}
+	hdr := headersContinue(true)
+	if newBody != nil && x.hasLength {
+		hdr.GetRequestHeaders().Response.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+			setHeader("content-length", strconv.Itoa(len(newBody))),
+		}}
+	}
+	out := make([]*extprocv3.ProcessingResponse, 0, 1+len(x.chunks))
+	out = append(out, x.admitted1(hdr))
+	for i := range x.chunks {
+		r := bodyContinue(true, nil, false)
+		switch {
+		case newBody == nil:
+		case i == 0:
+			r.GetRequestBody().Response.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: newBody}}
+		default:
+			r.GetRequestBody().Response.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}}
+		}
+		out = append(out, r)
+	}
+	x.chunks = nil
+	return out
+}
+
+// admitted1 completes the last answer before the upstream call. A gate puts
+// the handoff in it, with the budget feedback for Envoy's route to add to
+// the response (the observer cannot change the response).
+func (x *exchange) admitted1(r *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
+	if !x.gate || x.dialect == nil || x.closed {
+		return r
+	}
+	id := handoffIDs.prefix + "-" + strconv.FormatUint(handoffIDs.n.Add(1), 36)
+	h, err := x.handoff(id)
+	if err != nil {
+		// Not expected (the reservation encodes itself): the request goes on
+		// inline-less, and the gate, not an observer, will record it.
+		x.srv.log.Error("handoff", "err", err)
+		return r
+	}
+	if x.req.Prompt != "" {
+		x.srv.prompts.put(id, x.req.Prompt, x.srv.now())
+	}
+	md := map[string]*structpb.Value{
+		HandoffNamespace: structpb.NewStructValue(h),
+		"tokenmeter": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"provider": structpb.NewStringValue(x.rec.Provider),
+			"model":    structpb.NewStringValue(x.modelName()),
+		}}),
+	}
+	if hs := x.feedbackHeaders(); len(hs) > 0 {
+		fb := make(map[string]*structpb.Value, len(hs))
+		for _, h := range hs {
+			fb[h.GetHeader().GetKey()] = structpb.NewStringValue(string(h.GetHeader().GetRawValue()))
+		}
+		md[FeedbackNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: fb})
+	}
+	r.DynamicMetadata = &structpb.Struct{Fields: md}
+	x.handingOff = true
+	return r
 }
 
 // cleanModel makes a client-supplied model name safe to use as a metric

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,11 +72,20 @@ type Server struct {
 	observer Observer
 	log      *slog.Logger
 	now      func() time.Time
+	prompts  *prompts // handed-off prompts, until their observers take them
+	warnOnce sync.Once
 }
+
+// The prompt table's bounds: an observer takes its prompt within
+// milliseconds of the gate's answer, or never (it runs in another process).
+const (
+	promptTableBytes = 64 << 20
+	promptTableTTL   = 10 * time.Second
+)
 
 // NewServer builds a server. now is the clock (time.Now in production).
 func NewServer(snap *Snapshot, sink ledger.Sink, observer Observer, log *slog.Logger, now func() time.Time) *Server {
-	s := &Server{sink: sink, observer: observer, log: log, now: now}
+	s := &Server{sink: sink, observer: observer, log: log, now: now, prompts: newPrompts(promptTableBytes, promptTableTTL)}
 	s.snap.Store(snap)
 	return s
 }
@@ -92,11 +102,20 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Process implements the ext_proc stream: one HTTP request, message by
-// message. Every message gets an answer at once; accounting that Envoy need
-// not wait for (settling budgets, records) runs after the answer is sent.
+// message. Every message gets its answers at once; accounting that Envoy need
+// not wait for (settling budgets, records) runs after they are sent. A stream
+// in observability mode is an observer's (handoff.go) and answers nothing.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
+	req, err := stream.Recv()
+	if err != nil {
+		return streamEnd(ctx, err)
+	}
+	if req.GetObservabilityMode() {
+		return s.observe(ctx, stream, req)
+	}
 	x := newExchange(s, s.snap.Load())
+	x.configure(req.GetProtocolConfig())
 	// An Envoy route can name its dialect (ExtProcPerRoute
 	// grpc_initial_metadata); it then wins over the path.
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -105,38 +124,86 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		}
 	}
 	for {
-		req, err := stream.Recv()
-		if err != nil {
-			// EOF: Envoy is done with the request (for instance it needed no
-			// response body). Anything else: the client or Envoy went away.
-			x.abort(ctx, errors.Is(err, io.EOF))
-			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
 		start := time.Now()
-		resp, phase := x.handle(ctx, req)
-		if resp == nil {
-			// A message tokenmeter did not ask for (trailers): let it pass.
-			resp = passThrough(req)
-		}
+		resps, phase := x.handle(ctx, req)
 		if x.snap.Config.SettleBeforeResponse {
 			// Durability over latency: the charge is on disk before Envoy
 			// can release the answer, so a crash cannot lose a charge whose
 			// answer the client got.
 			x.afterSend(context.WithoutCancel(ctx))
 		}
-		if err := stream.Send(resp); err != nil {
-			x.abort(ctx, false)
-			return err
+		for _, r := range resps {
+			if err := stream.Send(r); err != nil {
+				x.abort(ctx, false)
+				return err
+			}
 		}
+		x.sent()
 		s.observer.ObservePhase(phase, time.Since(start))
 		x.afterSend(context.WithoutCancel(ctx))
-		if x.closed {
-			// Keep reading until Envoy ends the stream, but nothing more
-			// will be metered.
-			continue
+		if req, err = stream.Recv(); err != nil {
+			// EOF: Envoy is done with the request (for instance it needed no
+			// response body). Anything else: the client or Envoy went away.
+			x.abort(ctx, errors.Is(err, io.EOF))
+			return streamEnd(ctx, err)
+		}
+	}
+}
+
+// streamEnd is Process's result once Recv fails: a stream Envoy closed or
+// cancelled ended normally.
+func streamEnd(ctx context.Context, err error) error {
+	if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// observe follows an observer's stream: it waits for the gate's handoff
+// (usually on the first message), reads the response, and ends the stream
+// once the record is final so that Envoy sends nothing more.
+func (s *Server) observe(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, req *extprocv3.ProcessingRequest) error {
+	if s.snap.Load().Config.SettleBeforeResponse {
+		s.warnOnce.Do(func() {
+			s.log.Warn("store.settle_before_response cannot hold an answer in split mode: the observer reads the response " +
+				"without Envoy waiting; run tokenmeter as one inline filter (envoy/inline-filter.yaml) for it")
+		})
+	}
+	var x *exchange
+	for {
+		if x == nil {
+			if h := handoffOf(req); h != nil {
+				var err error
+				if x, err = s.resume(s.snap.Load(), h); err != nil {
+					// The hold cannot be settled here; its lease expires.
+					s.observer.ParseError("handoff", "bad_handoff")
+					s.log.Error("observer cannot resume the gate's request", "err", err)
+					return nil
+				}
+			} else if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); !ok {
+				// The response began and no gate admitted this request
+				// (not a metered API, or denied): nothing to observe.
+				return nil
+			}
+		}
+		if x != nil {
+			start := time.Now()
+			phase := x.observe(req)
+			s.observer.ObservePhase(phase, time.Since(start))
+			x.afterSend(context.WithoutCancel(ctx))
+			if x.closed {
+				return nil
+			}
+		}
+		var err error
+		if req, err = stream.Recv(); err != nil {
+			if x != nil {
+				// Envoy closes an observer's stream when the HTTP stream
+				// ends: without a complete response, the client left (an
+				// upstream failure would have sent a response, Envoy's own).
+				x.abort(ctx, false)
+			}
+			return streamEnd(ctx, err)
 		}
 	}
 }

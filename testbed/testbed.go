@@ -73,6 +73,7 @@ type Stack struct {
 	envoy   string // the Envoy binary
 	upPort  int    // the mock provider's port
 	args    []string
+	inline  bool
 }
 
 // Options shape a Stack.
@@ -92,7 +93,10 @@ type Options struct {
 	// share their budgets in (store type redis) instead of Badger.
 	Redis string
 	Bare  bool // also start an Envoy without the ext_proc filter
-	Mock  mockllm.Options
+	// Inline runs tokenmeter as one ext_proc filter (envoy.Inline) instead
+	// of the gate and observer of the shipped envoy.yaml.
+	Inline bool
+	Mock   mockllm.Options
 }
 
 // PricesYAML is the catalog every stack loads.
@@ -135,7 +139,7 @@ func New(t T, o Options) *Stack {
 		}
 		t.Skip(err)
 	}
-	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs}
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs, inline: o.Inline}
 	var h http.Handler = s.Mock
 	if o.Upstream != nil {
 		h = o.Upstream(h)
@@ -162,12 +166,8 @@ catalog: {files: [prices.yaml]}
 	s.TM = StartTokenmeter(t, o.Bin, s.CfgPath, o.ServeArgs...)
 	t.Cleanup(func() { s.TM.Stop(os.Interrupt) }) // the one running at the end, after any Restart
 
-	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.upPort = port(t, up.Listener.Addr().String())
-	config := envoy.Rewrite(base, envoy.Ports{Upstream: s.upPort, ExtProc: port(t, s.TM.GRPC)})
+	config := s.envoyConfig(s.TM.GRPC)
 	s.Proxy = startEnvoy(t, bin, filepath.Join(s.Dir, "with"), config)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -321,13 +321,25 @@ func (s *Stack) AddReplica() *Replica {
 	}
 	r := &Replica{TM: StartTokenmeter(s.t, s.bin, path)}
 	s.t.Cleanup(func() { r.TM.Stop(os.Interrupt) })
+	r.Proxy = startEnvoy(s.t, s.envoy, s.t.TempDir(), s.envoyConfig(r.TM.GRPC))
+	return r
+}
+
+// envoyConfig is the shipped envoy.yaml pointed at the mock and at the
+// tokenmeter listening on grpcAddr, inline when the stack is.
+func (s *Stack) envoyConfig(grpcAddr string) []byte {
+	s.t.Helper()
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	config := envoy.Rewrite(base, envoy.Ports{Upstream: s.upPort, ExtProc: port(s.t, r.TM.GRPC)})
-	r.Proxy = startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
-	return r
+	config := envoy.Rewrite(base, envoy.Ports{Upstream: s.upPort, ExtProc: port(s.t, grpcAddr)})
+	if s.inline {
+		if config, err = envoy.Inline(config); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return config
 }
 
 func prefixed(p, s string) string {

@@ -1,0 +1,266 @@
+package extproc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/dialect"
+)
+
+// Split mode. Envoy runs two ext_proc filters against tokenmeter:
+//
+//   - the gate sees the request (headers, body) and answers before the
+//     upstream call: deny, reserve, rewrite. It sends no response phase.
+//   - the observer runs in Envoy's observability_mode: Envoy sends it the
+//     response (and the request headers, so that it learns of a client that
+//     leaves before the response) and never waits for an answer.
+//
+// Envoy waits only for the gate, so the response and every streamed chunk
+// pass without a round trip. The gate hands what it decided to the observer
+// in dynamic metadata (namespace HandoffNamespace), which Envoy forwards on
+// every observer message (metadata_options.forwarding_namespaces): the
+// observer may be another replica sharing the budget store, so the handoff
+// is self-contained, except the prompt text (kept only for estimation when a
+// response lacks usage), which stays in the gate's process (prompts below).
+
+// Dynamic metadata namespaces the gate writes. Envoy's filter config must
+// list them in metadata_options.receiving_namespaces (the gate) and
+// forwarding_namespaces (HandoffNamespace, the observer).
+const (
+	HandoffNamespace  = "tokenmeter.handoff"
+	FeedbackNamespace = "tokenmeter.feedback" // the budget headers, for route response_headers_to_add
+)
+
+const handoffVersion = "1"
+
+// handoffID names a handoff within this process, for the prompt table.
+var handoffIDs = struct {
+	prefix string
+	n      atomic.Uint64
+}{prefix: func() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return hex.EncodeToString(b[:])
+}()}
+
+// handoff is the gate's metadata: everything the observer needs to price,
+// settle and record the request.
+func (x *exchange) handoff(id string) (*structpb.Struct, error) {
+	hold, err := x.hold.MarshalText()
+	if err != nil {
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	f := map[string]*structpb.Value{
+		"v":          structpb.NewStringValue(handoffVersion),
+		"id":         structpb.NewStringValue(id),
+		"request_id": structpb.NewStringValue(x.rec.RequestID),
+		"start":      structpb.NewStringValue(strconv.FormatInt(x.rec.Start.UnixNano(), 10)),
+		"dims":       stringList(x.rec.Dimensions.Names),
+		"values":     stringList(x.rec.Dimensions.Values),
+		"provider":   structpb.NewStringValue(x.rec.Provider),
+		"dialect":    structpb.NewStringValue(x.rec.Dialect),
+		"route":      structpb.NewStringValue(strconv.Itoa(x.route)),
+		"hold":       structpb.NewStringValue(string(hold)),
+	}
+	str := func(k, v string) {
+		if v != "" {
+			f[k] = structpb.NewStringValue(v)
+		}
+	}
+	num := func(k string, v int64) {
+		if v != 0 {
+			f[k] = structpb.NewStringValue(strconv.FormatInt(v, 10))
+		}
+	}
+	flag := func(k string, v bool) {
+		if v {
+			f[k] = structpb.NewStringValue("1")
+		}
+	}
+	str("model", x.req.Model)
+	str("image_size", x.req.ImageSize)
+	str("image_quality", x.req.ImageQuality)
+	str("service_tier", x.req.ServiceTier)
+	str("reason", x.rec.Reason)
+	num("max_tokens", x.req.MaxTokens)
+	num("prompt_bytes", x.req.PromptBytes)
+	num("input_characters", x.req.InputCharacters)
+	flag("stream", x.req.Stream)
+	flag("include_usage", x.req.IncludeUsage)
+	flag("fallback", x.rec.Fallback)
+	return &structpb.Struct{Fields: f}, nil
+}
+
+func stringList(s []string) *structpb.Value {
+	l := make([]*structpb.Value, len(s))
+	for i, v := range s {
+		l[i] = structpb.NewStringValue(v)
+	}
+	return structpb.NewListValue(&structpb.ListValue{Values: l})
+}
+
+// errHandoff wraps every reason an observer cannot use a handoff.
+var errHandoff = errors.New("bad handoff metadata")
+
+// handoffOf returns the gate's handoff in an observer message, or nil.
+func handoffOf(req *extprocv3.ProcessingRequest) *structpb.Struct {
+	return req.GetMetadataContext().GetFilterMetadata()[HandoffNamespace]
+}
+
+// resume builds the observer's exchange from the gate's handoff, as the gate
+// left it after admission.
+func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
+	f := h.GetFields()
+	get := func(k string) string { return f[k].GetStringValue() }
+	num := func(k string) (int64, error) {
+		v := get(k)
+		if v == "" {
+			return 0, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%w: %s %q", errHandoff, k, v)
+		}
+		return n, nil
+	}
+	if v := get("v"); v != handoffVersion {
+		return nil, fmt.Errorf("%w: version %q, want %q", errHandoff, v, handoffVersion)
+	}
+	x := newExchange(s, snap)
+	x.observer = true
+	start, err := num("start")
+	if err != nil {
+		return nil, err
+	}
+	x.rec.Start = time.Unix(0, start)
+	x.rec.RequestID = get("request_id")
+	names, values := stringsOf(f["dims"]), stringsOf(f["values"])
+	if len(names) != len(values) {
+		return nil, fmt.Errorf("%w: %d dimension names, %d values", errHandoff, len(names), len(values))
+	}
+	if cfg := snap.Extractor.Names(); slices.Equal(cfg, names) {
+		names = cfg // the configured slice, shared like the gate's
+	}
+	x.rec.Dimensions = attribution.Dimensions{Names: names, Values: values}
+	d, ok := snap.Dialects.ByName(get("dialect"))
+	if !ok {
+		return nil, fmt.Errorf("%w: dialect %q", errHandoff, get("dialect"))
+	}
+	x.dialect = d
+	x.rec.Dialect, x.rec.Provider = d.Name(), get("provider")
+	route, err := strconv.Atoi(get("route"))
+	if err != nil || route >= len(snap.Config.Routes) {
+		route = -1 // a reload dropped it: the global policies apply
+	}
+	x.route = route
+	x.req = dialect.Request{
+		Model: get("model"), Stream: get("stream") == "1", IncludeUsage: get("include_usage") == "1",
+		ImageSize: get("image_size"), ImageQuality: get("image_quality"), ServiceTier: get("service_tier"),
+	}
+	if x.req.MaxTokens, err = num("max_tokens"); err != nil {
+		return nil, err
+	}
+	if x.req.PromptBytes, err = num("prompt_bytes"); err != nil {
+		return nil, err
+	}
+	if x.req.InputCharacters, err = num("input_characters"); err != nil {
+		return nil, err
+	}
+	x.req.Prompt = s.prompts.take(get("id"))
+	x.rec.Model, x.rec.Stream, x.rec.Reason = cleanModel(x.req.Model), x.req.Stream, get("reason")
+	if get("fallback") == "1" {
+		x.entry, x.rec.Fallback = snap.Config.FallbackFor(route), true
+	} else if x.req.Model != "" {
+		x.entry, _ = snap.Config.Catalog.Lookup(x.rec.Provider, x.req.Model, x.rec.Start)
+	}
+	x.rec.Priced = x.entry != nil
+	if x.entry != nil && !x.rec.Fallback {
+		x.rec.PricedModel = x.entry.Name
+	}
+	if x.hold, err = snap.Limiter.UnmarshalReservation(get("hold")); err != nil {
+		return nil, fmt.Errorf("%w: %w", errHandoff, err)
+	}
+	x.admitted = true
+	return x, nil
+}
+
+func stringsOf(v *structpb.Value) []string {
+	l := v.GetListValue().GetValues()
+	if len(l) == 0 {
+		return nil
+	}
+	out := make([]string, len(l))
+	for i, e := range l {
+		out[i] = e.GetStringValue()
+	}
+	return out
+}
+
+// prompts keeps each handed-off prompt until its observer takes it. The
+// prompt is only read to estimate input tokens when a response lacks usage
+// (a stream cut short, a provider that reports none); carrying it in the
+// metadata would send it with every streamed chunk. An observer in another
+// process finds nothing and estimates from the prompt's size instead.
+type prompts struct {
+	mu    sync.Mutex
+	m     map[string]string
+	order []promptAge // oldest first
+	bytes int64
+	max   int64
+	ttl   time.Duration
+}
+
+type promptAge struct {
+	id      string
+	expires time.Time
+}
+
+func newPrompts(maxBytes int64, ttl time.Duration) *prompts {
+	return &prompts{m: map[string]string{}, max: maxBytes, ttl: ttl}
+}
+
+// put keeps prompt under id; it drops what its observer never took (gone
+// to another replica) once too old or over the size bound.
+func (p *prompts) put(id, prompt string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[id] = prompt
+	p.bytes += int64(len(prompt))
+	p.order = append(p.order, promptAge{id, now.Add(p.ttl)})
+	n := 0
+	for ; n < len(p.order); n++ {
+		v, ok := p.m[p.order[n].id]
+		if ok && p.bytes <= p.max && now.Before(p.order[n].expires) {
+			break // the oldest still waiting for its observer
+		}
+		if ok {
+			p.bytes -= int64(len(v))
+			delete(p.m, p.order[n].id)
+		}
+	}
+	if n > 0 {
+		p.order = append(p.order[:0], p.order[n:]...)
+	}
+}
+
+func (p *prompts) take(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.m[id]
+	if ok {
+		delete(p.m, id)
+		p.bytes -= int64(len(v))
+	}
+	return v
+}

@@ -1,0 +1,222 @@
+package extproc
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/usage"
+)
+
+// gateConfig is what Envoy's gate filter (envoy.yaml) announces on its
+// first message.
+var gateConfig = &extprocv3.ProtocolConfiguration{
+	RequestBodyMode:                         filterv3.ProcessingMode_STREAMED,
+	ResponseBodyMode:                        filterv3.ProcessingMode_NONE,
+	SendBodyWithoutWaitingForHeaderResponse: true,
+}
+
+func asGate(msgs ...*extprocv3.ProcessingRequest) []*extprocv3.ProcessingRequest {
+	msgs[0].ProtocolConfig = gateConfig
+	return msgs
+}
+
+func chunk(b string, eos bool) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte(b), EndOfStream: eos}}}
+}
+
+// asObserver marks msgs as Envoy sends them to the observer: observability
+// mode, the gate's handoff forwarded on each.
+func asObserver(handoff *structpb.Struct, msgs ...*extprocv3.ProcessingRequest) []*extprocv3.ProcessingRequest {
+	for _, m := range msgs {
+		m.ObservabilityMode = true
+		if handoff != nil {
+			m.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{HandoffNamespace: handoff}}
+		}
+	}
+	return msgs
+}
+
+func handoffIn(t *testing.T, fs *fakeStream) *structpb.Struct {
+	t.Helper()
+	for _, r := range fs.sent {
+		if h := r.GetDynamicMetadata().GetFields()[HandoffNamespace].GetStructValue(); h != nil {
+			return h
+		}
+	}
+	t.Fatalf("no handoff in %d answers", len(fs.sent))
+	return nil
+}
+
+// Split mode records exactly what inline mode records, whatever happens to
+// the response: the gate decides and hands over, the observer prices,
+// settles and records, and the budget ends where inline leaves it.
+func TestSplitRecordsAsInline(t *testing.T) {
+	const sseChunk = `data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}` + "\n\n"
+	stream := `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"12345678"}]}`
+	json := `{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`
+	reqHeaders := func() *extprocv3.ProcessingRequest {
+		return headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped", "x-request-id", "r9")
+	}
+	tests := []struct {
+		name     string
+		body     string
+		response func() []*extprocv3.ProcessingRequest
+		end      error // how the response stream ends
+		outcome  ledger.Outcome
+		reason   string
+		in, out  int64
+		cost     string
+		spent    int64 // requests charged to budget "two"
+	}{
+		{"json", json, func() []*extprocv3.ProcessingRequest {
+			return []*extprocv3.ProcessingRequest{respHeaders(false, ":status", "200", "content-type", "application/json"), respBody(jsonResp, true)}
+		}, io.EOF, ledger.OK, "", 60, 15, "0.000024", 1},
+		{"stream cut: the prompt estimated from its text", stream, func() []*extprocv3.ProcessingRequest {
+			return []*extprocv3.ProcessingRequest{respHeaders(false, ":status", "200", "content-type", "text/event-stream"), respBody(sseChunk, false)}
+		}, context.Canceled, ledger.Partial, "client_disconnect", 3, 1, "0.00000105", 1},
+		{"no response: the client left", json, func() []*extprocv3.ProcessingRequest { return nil },
+			context.Canceled, ledger.UpstreamError, "client_disconnect", 0, 0, "0", 0},
+		{"500 without usage", json, func() []*extprocv3.ProcessingRequest {
+			return []*extprocv3.ProcessingRequest{respHeaders(false, ":status", "500", "content-type", "application/json"), respBody(`{"error":{}}`, true)}
+		}, io.EOF, ledger.UpstreamError, "", 0, 0, "0", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got [2]ledger.Record
+			for i, split := range []bool{false, true} {
+				s, sink, _ := newTestServer(t)
+				if split {
+					gate := play(t, s, context.Canceled, asGate(reqHeaders(), chunk(tt.body[:10], false), chunk(tt.body[10:], true))...)
+					// The headers' answer waits for the body; then all three go.
+					if len(gate.sent) != 3 || gate.sent[0].GetRequestHeaders() == nil || gate.sent[2].GetRequestBody() == nil {
+						t.Fatalf("gate answered %v", gate.sent)
+					}
+					if len(sink.recs) != 0 {
+						t.Fatalf("the gate recorded %+v; the observer should", sink.recs)
+					}
+					h := handoffIn(t, gate)
+					obs := play(t, s, tt.end, asObserver(h, append([]*extprocv3.ProcessingRequest{reqHeaders()}, tt.response()...)...)...)
+					if len(obs.sent) != 0 {
+						t.Fatalf("the observer answered %v", obs.sent)
+					}
+				} else {
+					msgs := append([]*extprocv3.ProcessingRequest{reqHeaders(), reqBody(tt.body)}, tt.response()...)
+					play(t, s, tt.end, msgs...)
+				}
+				if len(sink.recs) != 1 {
+					t.Fatalf("split=%v: %d records", split, len(sink.recs))
+				}
+				got[i] = sink.recs[0]
+				r := got[i]
+				if r.Outcome != tt.outcome || r.Reason != tt.reason || r.Usage.Get(usage.Input) != tt.in || r.Usage.Get(usage.Output) != tt.out ||
+					r.Cost.String() != tt.cost || r.RequestID != "r9" || r.Dimensions.Get("project") != "capped" || r.Model != "gpt-4o-mini" {
+					t.Fatalf("split=%v: %s %q in %d out %d cost %s, want %s %q %d %d %s (%+v)", split, r.Outcome, r.Reason,
+						r.Usage.Get(usage.Input), r.Usage.Get(usage.Output), r.Cost, tt.outcome, tt.reason, tt.in, tt.out, tt.cost, r)
+				}
+				st, err := s.Snapshot().Limiter.Status(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(st) != 1 || st[0].Counter.Spent != tt.spent || st[0].Counter.Reserved != 0 {
+					t.Fatalf("split=%v: budget %+v, want %d spent, nothing held", split, st, tt.spent)
+				}
+			}
+			// Same record either way, but for the timings.
+			a, b := got[0], got[1]
+			a.Start, a.Duration, a.TTFT, b.Duration, b.TTFT = b.Start, 0, 0, 0, 0
+			if a.Usage.Tokens != b.Usage.Tokens || a.Usage.Estimated != b.Usage.Estimated || a.Outcome != b.Outcome || a.Cost != b.Cost || a.PricedModel != b.PricedModel ||
+				a.EstimateMethod != b.EstimateMethod || a.Provider != b.Provider || a.Dialect != b.Dialect || a.Stream != b.Stream {
+				t.Fatalf("inline %+v\nsplit  %+v", a, b)
+			}
+		})
+	}
+}
+
+// A pipelined request the gate rewrites: the headers' answer sets the new
+// length, the first chunk carries the whole new body, the others are
+// emptied; the feedback headers travel as metadata for Envoy's route.
+func TestGateRewritesAHeldBody(t *testing.T) {
+	s, _, _ := newTestServer(t)
+	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	fs := play(t, s, context.Canceled, asGate(
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped", "content-length", strconv.Itoa(len(body))),
+		chunk(body[:20], false), chunk(body[20:50], false), chunk(body[50:], true))...)
+	if len(fs.sent) != 4 {
+		t.Fatalf("%d answers, want 4", len(fs.sent))
+	}
+	hm := fs.sent[0].GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()
+	newBody := fs.sent[1].GetRequestBody().GetResponse().GetBodyMutation().GetBody()
+	if !gjson.GetBytes(newBody, "stream_options.include_usage").Bool() || len(hm) != 1 || string(hm[0].GetHeader().GetRawValue()) != strconv.Itoa(len(newBody)) {
+		t.Fatalf("new body %s, headers %v", newBody, hm)
+	}
+	for _, r := range fs.sent[2:] {
+		if !r.GetRequestBody().GetResponse().GetBodyMutation().GetClearBody() {
+			t.Fatalf("later chunk not emptied: %v", r)
+		}
+	}
+	fb := fs.sent[0].GetDynamicMetadata().GetFields()[FeedbackNamespace].GetStructValue().GetFields()
+	if fb["x-tokenmeter-budget"].GetStringValue() != "two" || fb["x-tokenmeter-budget-remaining"].GetStringValue() != "1" {
+		t.Fatalf("feedback metadata %v", fb)
+	}
+}
+
+// A held body over extproc.max_message_bytes is refused with 413 and
+// recorded, not held further.
+func TestGateRefusesAnOversizedBody(t *testing.T) {
+	s, sink, _ := newTestServer(t)
+	s.Snapshot().Config.MaxMessageBytes = 16
+	fs := play(t, s, context.Canceled, asGate(
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "p"),
+		chunk(`{"model":"gpt-4o-mini",`, false), chunk(`"messages":[]}`, true))...)
+	if len(fs.sent) != 2 || fs.sent[0].GetImmediateResponse().GetStatus().GetCode() != 413 {
+		t.Fatalf("answers %v", fs.sent)
+	}
+	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Denied || sink.recs[0].Reason != reasonTooLarge {
+		t.Fatalf("records %+v", sink.recs)
+	}
+}
+
+// An observer without a handoff (a path tokenmeter does not meter, a request
+// the gate refused) stops at the response and records nothing; a handoff it
+// cannot read is counted.
+func TestObserverWithoutUsableHandoff(t *testing.T) {
+	s, sink, obs := newTestServer(t)
+	fs := play(t, s, io.EOF, asObserver(nil, headers(false, ":path", "/healthz"), respHeaders(false, ":status", "200"), respBody("ok", true))...)
+	if len(fs.in) != 1 || len(sink.recs) != 0 {
+		t.Fatalf("left %d messages unread, %d records; want 1, 0", len(fs.in), len(sink.recs))
+	}
+	bad := &structpb.Struct{Fields: map[string]*structpb.Value{"v": structpb.NewStringValue("1"), "dialect": structpb.NewStringValue("no-such")}}
+	play(t, s, io.EOF, asObserver(bad, headers(false, ":path", "/v1/chat/completions"))...)
+	if obs.parse["handoff/bad_handoff"] != 1 || len(sink.recs) != 0 {
+		t.Fatalf("parse errors %v, records %d", obs.parse, len(sink.recs))
+	}
+}
+
+// FuzzResume: a handoff is read from Envoy's metadata; whatever it holds,
+// the observer resumes or refuses it, never panics.
+func FuzzResume(f *testing.F) {
+	f.Add("1", "openai_chat", "1795000000000000000", "0", "gpt-4o-mini", "12", "v1 l 1 2 b,k,0,USD,1,0,2,10,1", "project", "p")
+	f.Add("1", "anthropic_messages", "-5", "99", "", "x", "v1", "", "")
+	f.Fuzz(func(t *testing.T, v, dialect, start, route, model, maxTokens, hold, dim, value string) {
+		s, _, _ := newTestServer(t)
+		h := &structpb.Struct{Fields: map[string]*structpb.Value{
+			"v": structpb.NewStringValue(v), "dialect": structpb.NewStringValue(dialect), "start": structpb.NewStringValue(start),
+			"route": structpb.NewStringValue(route), "model": structpb.NewStringValue(model), "max_tokens": structpb.NewStringValue(maxTokens),
+			"hold": structpb.NewStringValue(hold), "dims": stringList([]string{dim}), "values": stringList([]string{value, value}),
+			"fallback": structpb.NewStringValue("1"),
+		}}
+		x, err := s.resume(s.Snapshot(), h)
+		if err == nil && (x.dialect == nil || x.hold == nil) {
+			t.Fatalf("resumed without a dialect or a hold: %+v", x)
+		}
+	})
+}
