@@ -22,7 +22,8 @@ import (
 //	hold: budget,key,unit,currency,start ns,since ns,end ns,limit,amount
 //
 // Strings are query-escaped (no space or comma survives); times are Unix
-// nanoseconds, 0 for the zero time.
+// nanoseconds, "-" for the zero time (0 is the epoch, where a total
+// window's counter starts).
 
 const handoffVersion = "v1"
 
@@ -58,7 +59,7 @@ func (r *Reservation) MarshalText() ([]byte, error) {
 
 func appendTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
-		return append(b, '0')
+		return append(b, '-')
 	}
 	return strconv.AppendInt(b, t.UnixNano(), 10)
 }
@@ -150,12 +151,12 @@ func (l *Limiter) parseHold(s string) (Hold, *Budget, error) {
 }
 
 func parseTime(s string) (time.Time, error) {
+	if s == "-" {
+		return time.Time{}, nil
+	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return time.Time{}, err
-	}
-	if n == 0 {
-		return time.Time{}, nil
 	}
 	return time.Unix(0, n).UTC(), nil
 }

@@ -30,6 +30,7 @@ func TestReservationHandoff(t *testing.T) {
 			Match: []ratelimit.Match{{Dimension: "team", Value: ratelimit.Wildcard}}},
 		{Name: "tokens", Unit: ratelimit.Tokens, Limit: 1000, Window: ratelimit.Day},
 		{Name: "in flight", Unit: ratelimit.Concurrent, Limit: 5, Window: ratelimit.Total},
+		{Name: "ever", Unit: ratelimit.Requests, Limit: 100, Window: ratelimit.Total}, // its counter starts at the epoch
 		{Name: "rpm", Unit: ratelimit.Requests, Limit: 60, Rolling: time.Minute},
 	}
 	gate := ratelimit.New(budgets, store, ratelimit.Options{Now: clock, Currency: "USD"})
@@ -59,7 +60,7 @@ func TestReservationHandoff(t *testing.T) {
 		{name: "settle on the same configuration", budgets: budgets,
 			settle: ratelimit.Amounts{Money: money.MustParse("0.123"), Tokens: 120, Requests: 1},
 			want: map[string]ratelimit.Counter{"money, team": {Spent: int64(money.MustParse("0.123"))}, "tokens": {Spent: 120},
-				"in flight": {}, "rpm": {Spent: 1}}},
+				"in flight": {}, "rpm": {Spent: 1}, "ever": {Spent: 1}}},
 		// The observer's configuration lost two budgets: their holds still
 		// settle, in the unit they were admitted in.
 		{name: "settle after a reload removed budgets", budgets: budgets[:1],
@@ -95,7 +96,8 @@ func TestReservationHandoff(t *testing.T) {
 	}
 	// Tokens: 120 + 80, nothing held; the concurrency slot is free again.
 	st := status(t, gate)
-	if st["tokens"] != (ratelimit.Counter{Spent: 200}) || st["in flight"] != (ratelimit.Counter{}) || st["rpm"] != (ratelimit.Counter{Spent: 2}) {
+	if st["tokens"] != (ratelimit.Counter{Spent: 200}) || st["in flight"] != (ratelimit.Counter{}) || st["rpm"] != (ratelimit.Counter{Spent: 2}) ||
+		st["ever"] != (ratelimit.Counter{Spent: 2}) {
 		t.Fatalf("after both: %+v", st)
 	}
 }
@@ -127,7 +129,7 @@ func TestUnmarshalReservationErrors(t *testing.T) {
 // re-encodes to something that decodes the same.
 func FuzzUnmarshalReservation(f *testing.F) {
 	f.Add("v1 abc-1 1795000000000000000 1795000000000000000 b,k,0,USD,1793491200000000000,0,1796083200000000000,100,5")
-	f.Add("v1 id 0 0 a%2Cb,team%3Dx,3,,0,0,0,5,1 c,+,1,EUR,1,2,3,4,5")
+	f.Add("v1 id - 0 a%2Cb,team%3Dx,3,,0,-,-,5,1 c,+,1,EUR,1,2,3,4,5")
 	f.Add("")
 	l := ratelimit.New([]ratelimit.Budget{{Name: "b", Unit: ratelimit.Money, Limit: 100}}, nil, ratelimit.Options{})
 	f.Fuzz(func(t *testing.T, text string) {

@@ -167,7 +167,7 @@ catalog: {files: [prices.yaml]}
 	t.Cleanup(func() { s.TM.Stop(os.Interrupt) }) // the one running at the end, after any Restart
 
 	s.upPort = port(t, up.Listener.Addr().String())
-	config := s.envoyConfig(s.TM.GRPC)
+	config := s.EnvoyConfig(s.TM.GRPC)
 	s.Proxy = startEnvoy(t, bin, filepath.Join(s.Dir, "with"), config)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -321,13 +321,13 @@ func (s *Stack) AddReplica() *Replica {
 	}
 	r := &Replica{TM: StartTokenmeter(s.t, s.bin, path)}
 	s.t.Cleanup(func() { r.TM.Stop(os.Interrupt) })
-	r.Proxy = startEnvoy(s.t, s.envoy, s.t.TempDir(), s.envoyConfig(r.TM.GRPC))
+	r.Proxy = startEnvoy(s.t, s.envoy, s.t.TempDir(), s.EnvoyConfig(r.TM.GRPC))
 	return r
 }
 
-// envoyConfig is the shipped envoy.yaml pointed at the mock and at the
+// EnvoyConfig is the shipped envoy.yaml pointed at the mock and at the
 // tokenmeter listening on grpcAddr, inline when the stack is.
-func (s *Stack) envoyConfig(grpcAddr string) []byte {
+func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
 	s.t.Helper()
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
 	if err != nil {

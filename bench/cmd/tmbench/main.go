@@ -42,8 +42,12 @@ func run(args []string, stderr io.Writer) int {
 	micro := fs.Bool("micro", true, "also run the packages' Go micro-benchmarks (never with -smoke)")
 	profiles := fs.String("profiles", "", "also keep tokenmeter's CPU profiles and binary in `dir` (not in -out: results are text)")
 	benchtime := fs.String("benchtime", "1s", "-benchtime of the micro-benchmarks")
+	noopAddr := fs.String("noop-extproc", "", "internal: serve the no-op ext_proc server of the floor measurement on `addr`")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *noopAddr != "" {
+		return noopMain(*noopAddr, os.Stdout)
 	}
 	scs, err := pick(scenarios(), *only)
 	if err != nil {

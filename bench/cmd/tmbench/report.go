@@ -113,6 +113,7 @@ func (rep *report) scenarioFile(o *outcome) string {
 	}
 	m.p("")
 	rep.oneClient(&m, o)
+	rep.floorSection(&m, o)
 	rep.fixedRates(&m, o)
 	rep.capacitySection(&m, o)
 	rep.resources(&m, o)
@@ -151,6 +152,34 @@ func (rep *report) oneClient(m *md, o *outcome) {
 	m.p("")
 }
 
+// floorSection compares tokenmeter with the no-op ext_proc server.
+func (rep *report) floorSection(m *md, o *outcome) {
+	f := o.floor
+	if f == nil {
+		return
+	}
+	m.p("## The floor: a no-op ext_proc server\n")
+	m.p("The same Envoy config in front of a server that answers the same ext_proc messages as tokenmeter and does " +
+		"nothing else (`tmbench -noop-extproc`, grpc-go like tokenmeter, its own process), against the bare Envoy, " +
+		"one client, as many pairs. What it adds is the cost of the ext_proc protocol on this machine; tokenmeter's " +
+		"own work is the rest.\n")
+	m.head("", "added by the no-op server", "added by tokenmeter", "tokenmeter's own (difference)")
+	for _, q := range []struct {
+		name string
+		f, t time.Duration
+	}{{"latency p50", f.addedP50(), o.one.addedP50()}, {"latency p99", f.addedP99(), o.one.addedP99()}} {
+		m.row(q.name, added(q.f), added(q.t), added(q.t-q.f))
+	}
+	if o.sc.Events > 0 {
+		fc, tc := f.Chunk[with].p50()-f.Chunk[bare].p50(), o.one.Chunk[with].p50()-o.one.Chunk[bare].p50()
+		m.row("per-chunk transit p50", added(fc), added(tc), added(tc-fc))
+	}
+	m.row("server CPU µs/request, net of idle", fmt.Sprintf("%.0f", f.tmPerReq()), fmt.Sprintf("%.0f", o.one.tmPerReq()),
+		fmt.Sprintf("%.0f", o.one.tmPerReq()-f.tmPerReq()))
+	m.row("Envoy CPU µs/request more than the bare one", perReqDiff(f), perReqDiff(o.one), "")
+	m.p("")
+}
+
 // streamRows are the per-event rows of a stream phase.
 func streamRows(m *md, p *phase) {
 	for _, r := range []struct {
@@ -169,7 +198,7 @@ func streamRows(m *md, p *phase) {
 	m.p("A chunk's **transit** is the time from the mock's flush of an SSE event (timestamped inside the mock, which "+
 		"runs in the harness on the same monotonic clock) to its arrival at the client. Its added delay is the "+
 		"difference of the transit percentiles with and without the filter, over every event but the first of every "+
-		"stream (%d and %d events); the first event also waits for the response headers' round trip. The mock's "+
+		"stream (%d and %d events); the first event also waits for the response headers. The mock's "+
 		"gap is its 1 ms sleep plus whatever kept it from running: it shares the 2 cores with Envoy and tokenmeter, "+
 		"so a wider gap with the filter is CPU contention on this machine, which lengthens the whole stream here "+
 		"but would not slow a remote provider; the transit is free of it.",
@@ -340,10 +369,20 @@ func goalsOf(o *outcome) []goal {
 		}
 		return g
 	}
+	withFloor := func(g goal, floor time.Duration) goal {
+		if !g.Met && o.floor != nil {
+			g.By += fmt.Sprintf("; a no-op ext_proc server adds %s", added(floor))
+		}
+		return g
+	}
 	switch {
 	case name == "chat-json":
-		gs = append(gs, lat("added p50, non-streaming, 1 client", o.one.addedP50(), goalAddedP50),
-			lat("added p99, non-streaming, 1 client", o.one.addedP99(), goalAddedP99))
+		var f50, f99 time.Duration
+		if o.floor != nil {
+			f50, f99 = o.floor.addedP50(), o.floor.addedP99()
+		}
+		gs = append(gs, withFloor(lat("added p50, non-streaming, 1 client", o.one.addedP50(), goalAddedP50), f50),
+			withFloor(lat("added p99, non-streaming, 1 client", o.one.addedP99(), goalAddedP99), f99))
 	case o.sc.Events > 0:
 		for _, p := range o.judged() {
 			gs = append(gs, lat("added per-chunk delay p50, "+p.label(), p.Chunk[with].p50()-p.Chunk[bare].p50(), goalChunkP50))
@@ -370,6 +409,9 @@ func goalsOf(o *outcome) []goal {
 		}
 		if !g.Met {
 			g.By = fmt.Sprintf("%.0f µs over (%.1f×)", v-goalCPUPerReq, v/goalCPUPerReq)
+			if o.floor != nil && p == o.one {
+				g.By += fmt.Sprintf("; the no-op ext_proc server uses %.0f µs", o.floor.tmPerReq())
+			}
 		}
 		gs = append(gs, g)
 	}
@@ -407,11 +449,11 @@ func (rep *report) summaryFile() string {
 		"took %s.\n", rep.took.Round(time.Second))
 	m.p("Command: `%s`, which runs `%s` (after `make tools build`, which the target depends on).\n", rep.target(), rep.command)
 	m.p("## Results\n")
-	m.head("scenario", "added p50, 1 client", "added p99, 1 client", "added p50 / p99 at the highest fixed rate",
+	m.head("scenario", "added p50, 1 client", "added p99, 1 client", "no-op ext_proc server: added p50 / p99, 1 client", "added p50 / p99 at the highest fixed rate",
 		"sustained bare → with (criterion)", "with / bare", "tokenmeter CPU µs/req, net of idle (1 client; highest fixed rate)", "tokenmeter RSS", "added per-chunk p50 (1 client; highest fixed rate)")
 	for _, o := range rep.outcomes {
 		if o.err != nil {
-			m.row(fmt.Sprintf("[%s](%s-%s.md)", o.sc.Name, rep.date, o.sc.Name), "**failed**", "", "", "", "", "", "", "")
+			m.row(fmt.Sprintf("[%s](%s-%s.md)", o.sc.Name, rep.date, o.sc.Name), "**failed**", "", "", "", "", "", "", "", "")
 			continue
 		}
 		last := o.one
@@ -423,7 +465,11 @@ func (rep *report) summaryFile() string {
 			chunk = fmt.Sprintf("%s; %s (%s)", added(o.one.Chunk[with].p50()-o.one.Chunk[bare].p50()),
 				added(last.Chunk[with].p50()-last.Chunk[bare].p50()), last.label())
 		}
-		m.row(fmt.Sprintf("[%s](%s-%s.md)", o.sc.Name, rep.date, o.sc.Name), added(o.one.addedP50()), added(o.one.addedP99()),
+		floor := "–"
+		if o.floor != nil {
+			floor = added(o.floor.addedP50()) + " / " + added(o.floor.addedP99())
+		}
+		m.row(fmt.Sprintf("[%s](%s-%s.md)", o.sc.Name, rep.date, o.sc.Name), added(o.one.addedP50()), added(o.one.addedP99()), floor,
 			fmt.Sprintf("%s / %s (%s)", added(last.addedP50()), added(last.addedP99()), last.label()),
 			fmt.Sprintf("%s → %s/s (%s)", fmtRate(o.cap.Best[bare]), fmtRate(o.cap.Best[with]), o.cap.criterion()),
 			ratio(o.cap.ratio()), fmt.Sprintf("%.0f; %.0f", o.one.tmPerReq(), last.tmPerReq()), mib(o.mem.RSS), chunk)
@@ -510,14 +556,21 @@ func (rep *report) whereSection(m *md) {
 		}
 	}
 	m.p("## Where the time goes\n")
-	m.p("For one non-streaming request at 1 client (`chat-json`), tokenmeter adds %s at p50. Envoy exchanges 4 "+
-		"ext_proc messages with it (request headers, request body, response headers, response body — the body "+
-		"BUFFERED by `mode_override`), each a gRPC round trip Envoy waits for: about %s per round trip. Per request, "+
-		"tokenmeter uses %.0f µs of CPU and the Envoy with the filter %s more than the bare one, on 2 cores shared "+
-		"with everything else: the round trips cost CPU on both sides, not network time. tokenmeter's own code "+
-		"(`exchange.handle` and `afterSend`) is about %.0f%% of its CPU; gRPC's HTTP/2 transport, protobuf, "+
-		"goroutine and thread wake-ups and system calls take most of the rest:\n",
-		added(p.addedP50()), us(p.addedP50()/4), p.tmPerReq(), perReqDiff(p), own)
+	m.p("tokenmeter runs as two ext_proc filters (split mode, DESIGN.md). For a request, Envoy waits for one exchange "+
+		"with the gate: the request headers and body go out back to back and tokenmeter answers both once it has read "+
+		"the body. The observer's messages (request headers, response headers, each response body chunk) go out "+
+		"without Envoy waiting. For one non-streaming request at 1 client (`chat-json`), tokenmeter adds %s at p50.\n",
+		added(p.addedP50()))
+	if f := o.floor; f != nil {
+		m.p("A server that answers the same messages and does nothing else adds %s at p50 and %s at p99, using %.0f µs "+
+			"of CPU per request (Envoy with its filters %s more than the bare one): that is the floor of ext_proc on this "+
+			"machine, Envoy's filter and a gRPC stream on each side, and most of what tokenmeter adds. tokenmeter's own "+
+			"work adds %s at p50 and %.0f µs of CPU per request (%.0f in all).\n",
+			added(f.addedP50()), added(f.addedP99()), f.tmPerReq(), perReqDiff(f),
+			added(p.addedP50()-f.addedP50()), p.tmPerReq()-f.tmPerReq(), p.tmPerReq())
+	}
+	m.p("Within tokenmeter, its own code (`exchange.handle`, `observe` and `afterSend`) is about %.0f%% of its CPU; "+
+		"gRPC's HTTP/2 transport, protobuf, goroutine and thread wake-ups and system calls take most of the rest:\n", own)
 	shareTable(m, o.shares)
 	m.p("That is tokenmeter's CPU profile over the whole chat-json scenario, by layer; the top-25 tables are in "+
 		"[%s-chat-json.md](%s-chat-json.md#where-tokenmeters-time-goes), and each scenario file has its own.\n",
@@ -527,10 +580,10 @@ func (rep *report) whereSection(m *md) {
 			continue
 		}
 		q := x.one
-		m.p("For a stream (`%s`), every response chunk is one more round trip: Envoy holds each SSE event until "+
-			"tokenmeter has answered it, %s per event at p50 (1 client), while tokenmeter spends %.0f µs of CPU per "+
-			"event and %.1f heap allocations per event in the whole process (the decoders' own allocations per "+
-			"chunk are in the section above).\n", x.sc.Name, added(q.Chunk[with].p50()-q.Chunk[bare].p50()),
+		m.p("For a stream (`%s`), each response chunk goes to the observer without Envoy waiting for an answer: %s "+
+			"per event at p50 (1 client), while tokenmeter spends %.0f µs of CPU per event and %.1f heap allocations "+
+			"per event in the whole process (the decoders' own allocations per chunk are in the section above).\n",
+			x.sc.Name, added(q.Chunk[with].p50()-q.Chunk[bare].p50()),
 			q.tmPerReq()/float64(x.sc.Events), x.mallocs/float64(x.sc.Events))
 	}
 }
@@ -539,9 +592,10 @@ func (rep *report) methodSection(m *md) {
 	m.p("## Method\n")
 	m.WriteString(`- **Stack.** Per scenario, package testbed starts the mock LLM (` + "`mockllm.Server`" + ` under httptest, in the
   harness process), the tokenmeter binary (built without -race, ` + "`--log-level info`" + `, Badger store, a money
-  budget every request reserves on and settles), an Envoy from the shipped ` + "`envoy/envoy.yaml`" + ` and a second one
-  from the same file with the ext_proc filter removed (` + "`envoy.WithoutExtProc`" + `). Both Envoys run
-  ` + "`--concurrency 2`" + ` and forward to the same mock.
+  budget every request reserves on and settles), an Envoy from the shipped ` + "`envoy/envoy.yaml`" + ` (tokenmeter's gate and observer filters) and a
+  second one from the same file with the ext_proc filters removed (` + "`envoy.WithoutExtProc`" + `). Both Envoys run
+  ` + "`--concurrency 2`" + ` and forward to the same mock. For the floor, a third one from the same file talks to a
+  no-op ext_proc server (` + "`tmbench -noop-extproc`" + `), one client, right after tokenmeter's 1-client phase.
 - **Load generator: an in-repo Go client** (` + "`bench/cmd/tmbench`" + `), because the runs must alternate two targets
   request by request on one open-loop schedule at the same fixed rates, time each SSE event against the moment the
   mock flushed it, and read tokenmeter's and each Envoy's CPU and memory from /proc between phases. wrk2, vegeta,

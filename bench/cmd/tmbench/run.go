@@ -47,6 +47,7 @@ type outcome struct {
 	reqBytes  int
 	respBytes [2]int
 	one       *phase   // one client
+	floor     *phase   // one client, a no-op ext_proc server instead of tokenmeter (floor.go); nil for a deny
 	rates     []*phase // fixed rates
 	cap       *capacity
 	mem       memory // tokenmeter at the end
@@ -80,6 +81,9 @@ func (e *env) measureScenario(r *runner, sc *scenario, o *outcome, profile strin
 	s, pr, d := e.startStack(r, sc, o, profile)
 	defer d.close()
 	e.oneClient(r, sc, o, s, pr, d)
+	if sc.Want[with] == 200 { // a no-op server denies nothing
+		e.floor(r, o, s, pr, d)
+	}
 	e.fixedRates(r, sc, o, pr, d)
 	from := sc.SearchFrom
 	if e.set.smoke {

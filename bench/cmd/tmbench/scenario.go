@@ -65,9 +65,9 @@ func scenarios() []*scenario {
 		{
 			Name: "chat-json", Title: "Non-streaming chat, about 1 KB each way",
 			About: "An OpenAI chat completion, `stream: false`, with a 1,024-byte request body; the mock answers " +
-				fmt.Sprint(jsonReplyWords) + " words (about 1 KB of JSON). With the filter, tokenmeter parses the request, " +
-				"reserves on the money budget, switches the response to BUFFERED (one gRPC message for the body), " +
-				"decodes the usage, prices it and settles.",
+				fmt.Sprint(jsonReplyWords) + " words (about 1 KB of JSON). With the filters, tokenmeter's gate parses the request " +
+				"and reserves on the money budget while Envoy waits; its observer decodes the usage, prices it and settles " +
+				"while Envoy sends the answer on.",
 			Path: "/v1/chat/completions", Body: chatBody(1024, false),
 			Header:  header("x-tokenmeter-project", "bench", "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords)),
 			Want:    [2]int{200, 200},
@@ -81,8 +81,8 @@ func scenarios() []*scenario {
 			Name: "chat-stream", Title: "Streaming chat, 200 SSE events",
 			About: "An OpenAI chat completion with `stream: true` and `stream_options.include_usage` (so both sides get the " +
 				"same 200 events: role, 196 words, finish, usage, `[DONE]`). The mock sleeps 1 ms between events " +
-				"(`x-mock-chunk-delay-ms: 1`) so each event is its own chunk, as from a live model. With the filter every " +
-				"response chunk is a gRPC round trip to tokenmeter (STREAMED mode) before Envoy forwards it.",
+				"(`x-mock-chunk-delay-ms: 1`) so each event is its own chunk, as from a live model. With the filters every " +
+				"response chunk is also sent to tokenmeter's observer, which Envoy does not wait for.",
 			Path: "/v1/chat/completions", Body: chatBody(200, true),
 			Header: header("x-tokenmeter-project", "bench", "x-mock-completion-tokens", fmt.Sprint(streamReplyWords),
 				"x-mock-chunk-delay-ms", "1"),
@@ -97,8 +97,9 @@ func scenarios() []*scenario {
 		{
 			Name: "body-1mb", Title: "A 1 MiB request body",
 			About: "A non-streaming chat completion whose body is exactly 1 MiB (one long user message); the answer is " +
-				"the mock's default 8 words. With the filter Envoy buffers the body and sends it to tokenmeter in one " +
-				"gRPC message; tokenmeter reads the model and estimates the prompt from its size.",
+				"the mock's default 8 words. With the filters Envoy streams the body to tokenmeter's gate " +
+				"in chunks and holds them; the gate reads the model once the body ends, estimates the prompt from its " +
+				"size, and answers the headers and every chunk at once.",
 			Path: "/v1/chat/completions", Body: chatBody(1<<20, false),
 			Header: header("x-tokenmeter-project", "bench"),
 			Want:   [2]int{200, 200},
@@ -111,7 +112,7 @@ func scenarios() []*scenario {
 			Name: "denied", Title: "A request denied by a budget",
 			About: "The chat-json request for project `denied`, whose `requests: 1` budget (window `total`) was used up " +
 				"before the run. **The two sides do different work**: the bare Envoy forwards it to the mock (200), " +
-				"while with the filter tokenmeter answers 429 at the request headers and the mock never sees it. The " +
+				"while with the filters tokenmeter answers 429 at the request headers and the mock never sees it. The " +
 				"point is how fast a deny is, not a difference of like with like.",
 			Path: "/v1/chat/completions", Body: chatBody(1024, false),
 			Header: header("x-tokenmeter-project", "denied", "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords)),
