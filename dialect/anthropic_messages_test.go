@@ -323,25 +323,7 @@ func BenchmarkAnthropicSSE(b *testing.B) {
 		b.Fatalf("bad result: %+v", res)
 	}
 	b.ReportMetric(float64(len(chunks)), "chunks/op")
-	b.ReportMetric(anthropicAllocsPerChunk(), "allocs/chunk")
-}
-
-// anthropicAllocsPerChunk measures the Feed calls alone, past the decoder's
-// warm-up (message_start, the buffers' growth), which is what grows with a
-// stream's length.
-func anthropicAllocsPerChunk() float64 {
-	cs := randomChunks(anthropicStream(2000, false), 200, rand.New(rand.NewPCG(2, 2)))
-	d := AnthropicMessages().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 0)
-	for _, c := range cs[:len(cs)/10] {
-		_ = d.Feed(c)
-	}
-	rest := cs[len(cs)/10:]
-	allocs := testing.AllocsPerRun(1, func() {
-		for _, c := range rest {
-			_ = d.Feed(c)
-		}
-	})
-	return allocs / float64(len(rest))
+	b.ReportMetric(steadyAllocsPerChunk(b, dialect, resp, anthropicStream(2000, false)), "allocs/chunk")
 }
 
 // anthropicStream is a realistic stream of n text deltas, with pings, ending

@@ -285,5 +285,5 @@ func BenchmarkCohereSSE(b *testing.B) {
 		b.Fatalf("bad result: %+v", outcomeOf(res))
 	}
 	b.ReportMetric(float64(len(chunks)), "chunks/op")
-	b.ReportMetric(steadyAllocsPerChunk(dialect, resp, cohereStreamBody(2000, false)), "allocs/chunk")
+	b.ReportMetric(steadyAllocsPerChunk(b, dialect, resp, cohereStreamBody(2000, false)), "allocs/chunk")
 }

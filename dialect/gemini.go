@@ -170,14 +170,15 @@ func (g gemini) NewDecoder(resp Response, maxBuffer int) Decoder {
 	if maxBuffer <= 0 {
 		maxBuffer = defaultMaxBuffer
 	}
-	st := geminiStream{dialect: g.name, max: maxBuffer}
 	if isEventStream(resp.ContentType) {
-		return WithEncoding(resp.ContentEncoding, &geminiSSE{sse: framing.NewSSE(maxBuffer), geminiStream: st}, maxBuffer)
+		d := &geminiSSE{sse: framing.NewSSE(maxBuffer), geminiStream: geminiStream{dialect: g.name, max: maxBuffer}}
+		return WithEncoding(resp.ContentEncoding, d, maxBuffer)
 	}
 	// generateContent answers with one object and streamGenerateContent
 	// without alt=sse with an array of them, both as application/json, and
 	// an error may come as either shape: the first byte decides.
-	return WithEncoding(resp.ContentEncoding, &geminiBody{obj: jsonBody{dialect: g.name, max: maxBuffer}, geminiStream: st}, maxBuffer)
+	d := &geminiBody{obj: jsonBody{dialect: g.name, max: maxBuffer}, geminiStream: geminiStream{dialect: g.name, max: maxBuffer}}
+	return WithEncoding(resp.ContentEncoding, d, maxBuffer)
 }
 
 // The counts of a usageMetadata object, by index into geminiUsage.n.

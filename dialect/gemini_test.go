@@ -342,19 +342,7 @@ func benchmarkGemini(b *testing.B, ct string, chunks [][]byte, long [][]byte) {
 		b.Fatalf("bad result: %+v %v", outcomeOf(res), res.Err)
 	}
 	b.ReportMetric(float64(len(chunks)), "chunks/op")
-	// Allocations of the Feed calls past the warm-up (the first chunk, the
-	// buffers' growth): what grows with a stream's length. One chunk per
-	// run, so that AllocsPerRun's extra run feeds no chunk twice.
-	d := d0.NewDecoder(resp, 0)
-	warm := len(long) / 10
-	for _, c := range long[:warm] {
-		_ = d.Feed(c)
-	}
-	k := warm
-	b.ReportMetric(testing.AllocsPerRun(len(long)-warm-1, func() {
-		_ = d.Feed(long[k])
-		k++
-	}), "allocs/chunk")
+	b.ReportMetric(allocsPerChunk(b, func() Decoder { return d0.NewDecoder(resp, 0) }, long), "allocs/chunk")
 }
 
 func BenchmarkGeminiSSE(b *testing.B) {

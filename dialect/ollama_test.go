@@ -313,22 +313,5 @@ func BenchmarkOllamaStream(b *testing.B) {
 		b.Fatalf("bad result: %+v", outcomeOf(res))
 	}
 	b.ReportMetric(float64(len(chunks)), "chunks/op")
-	b.ReportMetric(steadyAllocsPerChunk(dialect, resp, ollamaStreamBody(2000, false)), "allocs/chunk")
-}
-
-// steadyAllocsPerChunk measures the Feed calls alone, past the decoder's warm-up
-// (its buffers' growth), which is what grows with a stream's length.
-func steadyAllocsPerChunk(d Dialect, resp Response, body []byte) float64 {
-	cs := randomChunks(body, 200, rand.New(rand.NewPCG(2, 2)))
-	dec := d.NewDecoder(resp, 0)
-	for _, c := range cs[:len(cs)/10] {
-		_ = dec.Feed(c)
-	}
-	rest := cs[len(cs)/10:]
-	allocs := testing.AllocsPerRun(1, func() {
-		for _, c := range rest {
-			_ = dec.Feed(c)
-		}
-	})
-	return allocs / float64(len(rest))
+	b.ReportMetric(steadyAllocsPerChunk(b, dialect, resp, ollamaStreamBody(2000, false)), "allocs/chunk")
 }

@@ -144,7 +144,7 @@ func collectText(texts iter.Seq[string]) (string, int64) {
 	if n == 0 {
 		return "", 0
 	}
-	t := TextBuffer{b: make([]byte, 0, min(n, MaxEstimateText))}
+	t := TextBuffer{flat: make([]byte, 0, min(n, MaxEstimateText))}
 	for raw := range texts {
 		t.WriteJSONString(raw)
 	}
@@ -253,9 +253,6 @@ func newChatDecoder(jsonShape, sseShape chatShape, resp Response, maxBuffer int)
 	}
 	if isEventStream(resp.ContentType) {
 		d := &chatSSE{sse: framing.NewSSE(maxBuffer), max: maxBuffer, shape: sseShape}
-		// Most streams say less than this; sizing it up front saves the
-		// first few doublings on every stream.
-		d.text.b = make([]byte, 0, 1<<10)
 		return WithEncoding(resp.ContentEncoding, d, maxBuffer)
 	}
 	return WithEncoding(resp.ContentEncoding, &chatJSON{jsonBody{dialect: jsonShape.name, max: maxBuffer}, jsonShape}, maxBuffer)

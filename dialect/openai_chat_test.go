@@ -362,27 +362,8 @@ func BenchmarkOpenAIChatSSE(b *testing.B) {
 	if res.Err != nil || res.Usage.Get(usage.Output) == 0 {
 		b.Fatalf("bad result: %+v", res)
 	}
-	reportPerChunk(b, len(chunks))
-}
-
-// reportPerChunk measures the allocations of the Feed calls alone, past
-// the decoder's warm-up, which is what grows with a stream's length.
-func reportPerChunk(b *testing.B, chunks int) {
-	b.Helper()
-	body := chatStream(2000, false)
-	cs := randomChunks(body, 200, rand.New(rand.NewPCG(2, 2)))
-	d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 0)
-	for _, c := range cs[:len(cs)/10] {
-		_ = d.Feed(c)
-	}
-	rest := cs[len(cs)/10:]
-	allocs := testing.AllocsPerRun(1, func() {
-		for _, c := range rest {
-			_ = d.Feed(c)
-		}
-	})
-	b.ReportMetric(allocs/float64(len(rest)), "allocs/chunk")
-	b.ReportMetric(float64(chunks), "chunks/op")
+	b.ReportMetric(float64(len(chunks)), "chunks/op")
+	b.ReportMetric(steadyAllocsPerChunk(b, dialect, resp, chatStream(2000, false)), "allocs/chunk")
 }
 
 // chatStream is a realistic include_usage stream of n content events.

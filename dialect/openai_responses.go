@@ -127,7 +127,6 @@ func (openAIResponses) NewDecoder(resp Response, maxBuffer int) Decoder {
 	}
 	if isEventStream(resp.ContentType) {
 		d := &responsesSSE{sse: framing.NewSSE(maxBuffer), max: maxBuffer}
-		d.text.b = make([]byte, 0, 1<<10) // saves the first doublings on every stream
 		return WithEncoding(resp.ContentEncoding, d, maxBuffer)
 	}
 	return WithEncoding(resp.ContentEncoding, &responsesJSON{jsonBody{dialect: openAIResponsesName, max: maxBuffer}}, maxBuffer)

@@ -248,25 +248,6 @@ func BenchmarkOpenAIResponsesSSE(b *testing.B) {
 	if res.Err != nil || res.Usage.Get(usage.Output) != 200 {
 		b.Fatalf("bad result: %+v", res)
 	}
-	reportPerChunkOf(b, d, responsesStream(2000, false), len(chunks))
-}
-
-// reportPerChunkOf measures the allocations of d's Feed calls alone over
-// body, past the decoder's warm-up, which is what grows with a stream's
-// length.
-func reportPerChunkOf(b *testing.B, d Dialect, body []byte, chunksPerOp int) {
-	b.Helper()
-	cs := randomChunks(body, 200, rand.New(rand.NewPCG(2, 2)))
-	dec := d.NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 0)
-	for _, c := range cs[:len(cs)/10] {
-		_ = dec.Feed(c)
-	}
-	rest := cs[len(cs)/10:]
-	allocs := testing.AllocsPerRun(1, func() {
-		for _, c := range rest {
-			_ = dec.Feed(c)
-		}
-	})
-	b.ReportMetric(allocs/float64(len(rest)), "allocs/chunk")
-	b.ReportMetric(float64(chunksPerOp), "chunks/op")
+	b.ReportMetric(float64(len(chunks)), "chunks/op")
+	b.ReportMetric(steadyAllocsPerChunk(b, d, resp, responsesStream(2000, false)), "allocs/chunk")
 }

@@ -106,7 +106,7 @@ func (d *SSE) Feed(chunk []byte, emit func(Event) error) error {
 			d.startDiscard(false)
 			err = ErrEventTooLarge
 		default:
-			d.line = append(d.line, line...)
+			d.line = d.appendRoomy(d.line, line)
 			line, owned = d.line, true
 		}
 		if !d.discarding {
@@ -119,7 +119,7 @@ func (d *SSE) Feed(chunk []byte, emit func(Event) error) error {
 	}
 	if d.hasRef {
 		// The chunk is the caller's again once Feed returns.
-		d.data = append(d.data[:0], d.ref...)
+		d.data = d.appendRoomy(d.data[:0], d.ref)
 		d.ref, d.hasRef = nil, false
 	}
 	return first
@@ -162,7 +162,7 @@ func (d *SSE) keepPartial(p []byte) error {
 		d.startDiscard(true)
 		return ErrEventTooLarge
 	}
-	d.line = append(d.line, p...)
+	d.line = d.appendRoomy(d.line, p)
 	return nil
 }
 
@@ -196,7 +196,7 @@ func (d *SSE) processLine(line []byte, owned bool, emit func(Event) error) error
 	case "data":
 		d.addData(value, owned)
 	case "event":
-		d.name = append(d.name[:0], value...)
+		d.name = d.appendRoomy(d.name[:0], value)
 	}
 	return nil
 }
@@ -208,16 +208,33 @@ func (d *SSE) addData(value []byte, owned bool) {
 	case d.nData == 0 && !owned:
 		d.ref, d.hasRef = value, true
 	case d.nData == 0:
-		d.data = append(d.data[:0], value...)
+		d.data = d.appendRoomy(d.data[:0], value)
 	default:
 		if d.hasRef {
-			d.data = append(d.data[:0], d.ref...)
+			d.data = d.appendRoomy(d.data[:0], d.ref)
 			d.ref, d.hasRef = nil, false
 		}
-		d.data = append(d.data, '\n')
-		d.data = append(d.data, value...)
+		d.data = d.appendRoomy(d.data, newline)
+		d.data = d.appendRoomy(d.data, value)
 	}
 	d.nData++
+}
+
+var newline = []byte("\n")
+
+// appendRoomy appends p to b. When b must grow, it gets room for twice what
+// it then holds, within the event cap: the events of a stream are of
+// similar sizes, so one a little larger than any before (a count that
+// gained a digit, the last event with its usage) still fits, where the
+// exact fit of append's first allocation would make it allocate again in
+// the middle of a stream (issue 7).
+func (d *SSE) appendRoomy(b, p []byte) []byte {
+	if n := len(b) + len(p); n > cap(b) {
+		grown := make([]byte, len(b), max(n, min(2*n, d.limit())))
+		copy(grown, b)
+		b = grown
+	}
+	return append(b, p...)
 }
 
 func (d *SSE) dispatch(emit func(Event) error) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -134,6 +135,24 @@ func TestSSEEventAtCap(t *testing.T) {
 	got, tooLarge, _ = collect(t, 15, []byte(line+"\n\n"))
 	if len(got) != 0 || tooLarge != 1 {
 		t.Fatalf("event over the cap: got %q, tooLarge %d", got, tooLarge)
+	}
+}
+
+// TestSSEBuffersWithinCap: the room buffers get when they grow stays within
+// the event cap, so an event at the cap, split anywhere, costs at most the
+// cap per buffer.
+func TestSSEBuffersWithinCap(t *testing.T) {
+	const max = 64
+	in := []byte("data: " + strings.Repeat("x", 52) + "\n\n" + // 58 bytes
+		"event: " + strings.Repeat("n", 40) + "\ndata: " + strings.Repeat("y", 4) + "\ndata: z\n\n")
+	for _, chunks := range splits(in) {
+		d := NewSSE(max)
+		for _, c := range chunks {
+			_ = d.Feed(c, func(Event) error { return nil })
+		}
+		if cap(d.line) > max || cap(d.data) > max || cap(d.name) > max {
+			t.Fatalf("chunks %q: buffers of %d, %d and %d bytes, over the cap of %d", chunks, cap(d.line), cap(d.data), cap(d.name), max)
+		}
 	}
 }
 
@@ -271,4 +290,26 @@ func BenchmarkSSE(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(chunks)), "chunks/op")
+	b.ReportMetric(sseAllocsPerChunk(chunked(chatStream(2000), 200, 2), emit), "allocs/chunk")
+}
+
+// sseAllocsPerChunk measures the allocations of a fresh decoder's Feed
+// calls over a long stream past its warm-up (the first tenth: the buffers'
+// growth), which is what grows with a stream's length (issue 7: none).
+// Every chunk is fed once, and the average is not rounded down to a whole
+// number per run, as testing.AllocsPerRun and allocs/op would.
+func sseAllocsPerChunk(cs [][]byte, emit func(Event) error) float64 {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // as AllocsPerRun does
+	d := NewSSE(0)
+	warm := len(cs) / 10
+	for _, c := range cs[:warm] {
+		_ = d.Feed(c, emit)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, c := range cs[warm:] {
+		_ = d.Feed(c, emit)
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.Mallocs-before.Mallocs) / float64(len(cs)-warm)
 }
