@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,11 @@ const (
 
 const handoffVersion = "1"
 
+// ObserverHeaders are the response headers an observer reads: the exchange's
+// and the dialects' (Bedrock's error type). The observer filter in
+// envoy.yaml forwards only these (forward_rules), a test checks that it does.
+var ObserverHeaders = []string{":status", "content-type", "content-encoding", "content-length", "x-amzn-errortype"}
+
 // handoffID names a handoff within this process, for the prompt table.
 var handoffIDs = struct {
 	prefix string
@@ -55,37 +62,42 @@ var handoffIDs = struct {
 }()}
 
 // handoff is the gate's metadata: everything the observer needs to price,
-// settle and record the request.
+// settle and record the request, in one query-string value. Envoy repeats
+// it on every observer message and gRPC decodes it each time, so it is one
+// string, not a Struct of fields (a map entry and a message per field).
 func (x *exchange) handoff(id string) (*structpb.Struct, error) {
 	hold, err := x.hold.MarshalText()
 	if err != nil {
 		return nil, fmt.Errorf("handoff: %w", err)
 	}
-	f := map[string]*structpb.Value{
-		"v":          structpb.NewStringValue(handoffVersion),
-		"id":         structpb.NewStringValue(id),
-		"request_id": structpb.NewStringValue(x.rec.RequestID),
-		"start":      structpb.NewStringValue(strconv.FormatInt(x.rec.Start.UnixNano(), 10)),
-		"dims":       stringList(x.rec.Dimensions.Names),
-		"values":     stringList(x.rec.Dimensions.Values),
-		"provider":   structpb.NewStringValue(x.rec.Provider),
-		"dialect":    structpb.NewStringValue(x.rec.Dialect),
-		"route":      structpb.NewStringValue(strconv.Itoa(x.route)),
-		"hold":       structpb.NewStringValue(string(hold)),
+	v := url.Values{
+		"v":          {handoffVersion},
+		"id":         {id},
+		"request_id": {x.rec.RequestID},
+		"start":      {strconv.FormatInt(x.rec.Start.UnixNano(), 10)},
+		"provider":   {x.rec.Provider},
+		"dialect":    {x.rec.Dialect},
+		"route":      {strconv.Itoa(x.route)},
+		"hold":       {string(hold)},
 	}
-	str := func(k, v string) {
-		if v != "" {
-			f[k] = structpb.NewStringValue(v)
+	if len(x.rec.Dimensions.Names) > 0 {
+		// Dimension names are label names: no commas.
+		v["dims"] = []string{strings.Join(x.rec.Dimensions.Names, ",")}
+		v["val"] = x.rec.Dimensions.Values
+	}
+	str := func(k, s string) {
+		if s != "" {
+			v[k] = []string{s}
 		}
 	}
-	num := func(k string, v int64) {
-		if v != 0 {
-			f[k] = structpb.NewStringValue(strconv.FormatInt(v, 10))
+	num := func(k string, n int64) {
+		if n != 0 {
+			v[k] = []string{strconv.FormatInt(n, 10)}
 		}
 	}
-	flag := func(k string, v bool) {
-		if v {
-			f[k] = structpb.NewStringValue("1")
+	flag := func(k string, b bool) {
+		if b {
+			v[k] = []string{"1"}
 		}
 	}
 	str("model", x.req.Model)
@@ -99,16 +111,11 @@ func (x *exchange) handoff(id string) (*structpb.Struct, error) {
 	flag("stream", x.req.Stream)
 	flag("include_usage", x.req.IncludeUsage)
 	flag("fallback", x.rec.Fallback)
-	return &structpb.Struct{Fields: f}, nil
+	return &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue(v.Encode())}}, nil
 }
 
-func stringList(s []string) *structpb.Value {
-	l := make([]*structpb.Value, len(s))
-	for i, v := range s {
-		l[i] = structpb.NewStringValue(v)
-	}
-	return structpb.NewListValue(&structpb.ListValue{Values: l})
-}
+// handoffField holds the handoff in its namespace's Struct.
+const handoffField = "h"
 
 // errHandoff wraps every reason an observer cannot use a handoff.
 var errHandoff = errors.New("bad handoff metadata")
@@ -121,8 +128,11 @@ func handoffOf(req *extprocv3.ProcessingRequest) *structpb.Struct {
 // resume builds the observer's exchange from the gate's handoff, as the gate
 // left it after admission.
 func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
-	f := h.GetFields()
-	get := func(k string) string { return f[k].GetStringValue() }
+	f, err := url.ParseQuery(h.GetFields()[handoffField].GetStringValue())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errHandoff, err)
+	}
+	get := f.Get
 	num := func(k string) (int64, error) {
 		v := get(k)
 		if v == "" {
@@ -145,7 +155,11 @@ func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
 	}
 	x.rec.Start = time.Unix(0, start)
 	x.rec.RequestID = get("request_id")
-	names, values := stringsOf(f["dims"]), stringsOf(f["values"])
+	var names []string
+	if d := get("dims"); d != "" {
+		names = strings.Split(d, ",")
+	}
+	values := f["val"]
 	if len(names) != len(values) {
 		return nil, fmt.Errorf("%w: %d dimension names, %d values", errHandoff, len(names), len(values))
 	}
@@ -193,18 +207,6 @@ func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
 	}
 	x.admitted = true
 	return x, nil
-}
-
-func stringsOf(v *structpb.Value) []string {
-	l := v.GetListValue().GetValues()
-	if len(l) == 0 {
-		return nil
-	}
-	out := make([]string, len(l))
-	for i, e := range l {
-		out[i] = e.GetStringValue()
-	}
-	return out
 }
 
 // prompts keeps each handed-off prompt until its observer takes it. The

@@ -3,6 +3,8 @@ package extproc
 import (
 	"context"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -10,6 +12,7 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tokenmeter/tokenmeter/ledger"
@@ -194,7 +197,7 @@ func TestObserverWithoutUsableHandoff(t *testing.T) {
 	if len(fs.in) != 1 || len(sink.recs) != 0 {
 		t.Fatalf("left %d messages unread, %d records; want 1, 0", len(fs.in), len(sink.recs))
 	}
-	bad := &structpb.Struct{Fields: map[string]*structpb.Value{"v": structpb.NewStringValue("1"), "dialect": structpb.NewStringValue("no-such")}}
+	bad := &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue("v=1&dialect=no-such")}}
 	play(t, s, io.EOF, asObserver(bad, headers(false, ":path", "/v1/chat/completions"))...)
 	if obs.parse["handoff/bad_handoff"] != 1 || len(sink.recs) != 0 {
 		t.Fatalf("parse errors %v, records %d", obs.parse, len(sink.recs))
@@ -204,19 +207,52 @@ func TestObserverWithoutUsableHandoff(t *testing.T) {
 // FuzzResume: a handoff is read from Envoy's metadata; whatever it holds,
 // the observer resumes or refuses it, never panics.
 func FuzzResume(f *testing.F) {
-	f.Add("1", "openai_chat", "1795000000000000000", "0", "gpt-4o-mini", "12", "v1 l 1 2 b,k,0,USD,1,0,2,10,1", "project", "p")
-	f.Add("1", "anthropic_messages", "-5", "99", "", "x", "v1", "", "")
-	f.Fuzz(func(t *testing.T, v, dialect, start, route, model, maxTokens, hold, dim, value string) {
+	f.Add("v=1&dialect=openai_chat&start=1795000000000000000&route=0&model=gpt-4o-mini&max_tokens=12&hold=v1+l+1+2+b%2Ck%2C0%2CUSD%2C1%2C-%2C2%2C10%2C1&dims=project&val=p")
+	f.Add("v=1&dialect=anthropic_messages&start=-5&route=99&fallback=1&dims=a,b&val=x")
+	f.Add("v=1&dialect=openai_chat&hold=v1&prompt_bytes=%zz")
+	f.Fuzz(func(t *testing.T, h string) {
 		s, _, _ := newTestServer(t)
-		h := &structpb.Struct{Fields: map[string]*structpb.Value{
-			"v": structpb.NewStringValue(v), "dialect": structpb.NewStringValue(dialect), "start": structpb.NewStringValue(start),
-			"route": structpb.NewStringValue(route), "model": structpb.NewStringValue(model), "max_tokens": structpb.NewStringValue(maxTokens),
-			"hold": structpb.NewStringValue(hold), "dims": stringList([]string{dim}), "values": stringList([]string{value, value}),
-			"fallback": structpb.NewStringValue("1"),
-		}}
-		x, err := s.resume(s.Snapshot(), h)
-		if err == nil && (x.dialect == nil || x.hold == nil) {
-			t.Fatalf("resumed without a dialect or a hold: %+v", x)
+		x, err := s.resume(s.Snapshot(), &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue(h)}})
+		if err == nil && (x.dialect == nil || x.hold == nil || len(x.rec.Dimensions.Names) != len(x.rec.Dimensions.Values)) {
+			t.Fatalf("resumed inconsistently: %+v", x)
 		}
 	})
+}
+
+// The shipped envoy.yaml forwards to the observer every header it reads.
+func TestShippedObserverForwardsItsHeaders(t *testing.T) {
+	raw, err := os.ReadFile("../envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg any
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var allowed []string
+	var walk func(v any, inObserver bool)
+	walk = func(v any, inObserver bool) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["name"] == "tokenmeter.observer" {
+				inObserver = true
+			}
+			if e, ok := v["exact"].(string); ok && inObserver {
+				allowed = append(allowed, e)
+			}
+			for _, c := range v {
+				walk(c, inObserver)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c, inObserver)
+			}
+		}
+	}
+	walk(cfg, false)
+	for _, h := range ObserverHeaders {
+		if !slices.Contains(allowed, h) {
+			t.Errorf("the observer in envoy.yaml does not forward %q (forwards %q)", h, allowed)
+		}
+	}
 }
