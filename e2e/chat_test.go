@@ -330,6 +330,24 @@ func TestClientLeavesBeforeTheResponse(t *testing.T) {
 	}
 }
 
+// A POST to a path that is no LLM API passes through with its body, in split
+// mode too, where the gate ends its stream after the headers while Envoy
+// has already sent it the body.
+func TestUnmeteredPathPassesThrough(t *testing.T) {
+	s := newStack(t, "")
+	body := strings.Repeat(`{"not":"an LLM call"}`, 2000)
+	resp, err := http.Post(s.Proxy.URL+"/v1/files", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testbed.ReadAll(t, resp)
+	up := s.Mock.Requests()
+	if len(up) != 1 || string(up[0].Body) != body {
+		t.Fatalf("upstream saw %d requests (status %d)", len(up), resp.StatusCode)
+	}
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "unmetered"), 1)
+}
+
 // Unknown models are metered and counted as unpriced, never as $0; with a
 // money budget and the deny policy they are refused before the call.
 func TestUnpricedModel(t *testing.T) {

@@ -141,6 +141,13 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		x.sent()
 		s.observer.ObservePhase(phase, time.Since(start))
 		x.afterSend(context.WithoutCancel(ctx))
+		if x.closed && x.gate {
+			// Nothing more will come that tokenmeter needs: end the stream
+			// rather than hold it (and its slot in Envoy's cluster) for as
+			// long as the response streams. Envoy takes a close as the end
+			// of processing for the request.
+			return nil
+		}
 		if req, err = stream.Recv(); err != nil {
 			// EOF: Envoy is done with the request (for instance it needed no
 			// response body). Anything else: the client or Envoy went away.

@@ -180,8 +180,9 @@ func TestGateRefusesAnOversizedBody(t *testing.T) {
 	fs := play(t, s, context.Canceled, asGate(
 		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "p"),
 		chunk(`{"model":"gpt-4o-mini",`, false), chunk(`"messages":[]}`, true))...)
-	if len(fs.sent) != 2 || fs.sent[0].GetImmediateResponse().GetStatus().GetCode() != 413 {
-		t.Fatalf("answers %v", fs.sent)
+	// Refused, and the stream ended: the rest of the body is not read.
+	if len(fs.sent) != 1 || fs.sent[0].GetImmediateResponse().GetStatus().GetCode() != 413 || len(fs.in) != 1 {
+		t.Fatalf("answers %v, %d messages unread", fs.sent, len(fs.in))
 	}
 	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Denied || sink.recs[0].Reason != reasonTooLarge {
 		t.Fatalf("records %+v", sink.recs)

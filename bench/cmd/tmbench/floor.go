@@ -56,17 +56,22 @@ type noop struct {
 // answer when the body ends, then one answer per chunk.
 func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 	held := 0 // body chunks whose answers wait, with the headers'
-	pipelined := false
+	pipelined, gate := false, false
 	for {
 		req, err := s.Recv()
 		if err != nil {
 			return nil
 		}
 		if req.GetObservabilityMode() {
+			// Like tokenmeter's observer, end the stream with the response.
+			if b, ok := req.Request.(*extprocv3.ProcessingRequest_ResponseBody); ok && b.ResponseBody.GetEndOfStream() {
+				return nil
+			}
 			continue
 		}
 		if pc := req.GetProtocolConfig(); pc != nil {
 			pipelined = pc.GetSendBodyWithoutWaitingForHeaderResponse() && pc.GetRequestBodyMode() == filterv3.ProcessingMode_STREAMED
+			gate = pc.GetResponseBodyMode() == filterv3.ProcessingMode_NONE
 		}
 		var out []*extprocv3.ProcessingResponse
 		switch r := req.Request.(type) {
@@ -98,6 +103,13 @@ func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 		}
 		for _, r := range out {
 			if err := s.Send(r); err != nil {
+				return nil
+			}
+		}
+		// Like tokenmeter's gate, end the stream once the request is
+		// answered when no response phase follows.
+		if gate && held == 0 {
+			if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestBody); ok && req.GetRequestBody().GetEndOfStream() {
 				return nil
 			}
 		}
