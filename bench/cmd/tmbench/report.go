@@ -518,9 +518,10 @@ func (rep *report) allocSection(m *md) {
 		m.p("Micro-benchmarks not run (`-smoke` or `-micro=false`).\n")
 		return
 	}
-	m.p("From the micro-benchmarks (`%s`, output in [%s](%s)). The dialect benchmarks report `allocs/chunk` over "+
-		"the Feed calls of a long stream after a warm-up (`testing.AllocsPerRun`); framing's `BenchmarkSSE` reuses one "+
-		"decoder, so its allocs/op ÷ chunks/op is the steady state.\n", rep.microCmd, rep.microFile, rep.microFile)
+	m.p("From the micro-benchmarks (`%s`, output in [%s](%s)). The dialect benchmarks report `allocs/chunk`: the "+
+		"heap allocations over the Feed calls of a long stream after a 10%% warm-up, divided exactly by the chunks, "+
+		"in the steady state of a server (one earlier stream has finished and returned its pooled text pages); "+
+		"framing's `BenchmarkSSE` reuses one decoder.\n", rep.microCmd, rep.microFile, rep.microFile)
 	m.head("benchmark", "allocs per chunk", "how")
 	for _, a := range sseAllocs(rep.micro) {
 		m.row(a.Bench, fmt.Sprintf("%.4g", a.Allocs), a.How)
