@@ -3,10 +3,12 @@ package extproc
 import (
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -15,7 +17,10 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
@@ -255,5 +260,51 @@ func TestShippedObserverForwardsItsHeaders(t *testing.T) {
 		if !slices.Contains(allowed, h) {
 			t.Errorf("the observer in envoy.yaml does not forward %q (forwards %q)", h, allowed)
 		}
+	}
+}
+
+// The observer may run on another replica than the gate (Envoy balances
+// each stream on its own): the handoff alone settles the reservation in the
+// shared store and records the request there; only the prompt text stays
+// behind, so a cut stream's input is estimated from the prompt's size.
+func TestObserverOnAnotherReplica(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(testConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var replicas [2]*Server
+	var sinks [2]*fakeSink
+	for i := range replicas {
+		sinks[i] = &fakeSink{}
+		obs := &fakeObserver{parse: map[string]int{}, phases: map[string]int{}}
+		replicas[i] = NewServer(NewSnapshot(cfg, store, time.Now), sinks[i], obs, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	}
+	body := `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"12345678"}]}`
+	gate := play(t, replicas[0], context.Canceled, asGate(
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped"), chunk(body, true))...)
+	sse := `data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}` + "\n\n"
+	play(t, replicas[1], context.Canceled, asObserver(handoffIn(t, gate),
+		headers(false), respHeaders(false, ":status", "200", "content-type", "text/event-stream"), respBody(sse, false))...)
+	if len(sinks[0].recs) != 0 || len(sinks[1].recs) != 1 {
+		t.Fatalf("records: gate's replica %d, observer's %d; want 0, 1", len(sinks[0].recs), len(sinks[1].recs))
+	}
+	r := sinks[1].recs[0]
+	// 8 prompt bytes, no text here: estimated from the size, (8+3)/4 = 2
+	// tokens (3 with the text, on the gate's replica); the output, 1 token,
+	// from the text this replica saw.
+	if r.Outcome != ledger.Partial || r.Usage.Get(usage.Input) != 2 || r.Usage.Get(usage.Output) != 1 || r.Dimensions.Get("project") != "capped" {
+		t.Fatalf("record %+v", r)
+	}
+	st, err := replicas[1].Snapshot().Limiter.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Counter != (ratelimit.Counter{Spent: 1}) {
+		t.Fatalf("budget %+v: want 1 request spent, nothing held", st)
 	}
 }
