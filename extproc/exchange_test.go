@@ -19,6 +19,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
@@ -74,15 +75,28 @@ func (f *fakeSink) Append(r *ledger.Record) {
 
 func newTestServer(t testing.TB) (*Server, *fakeSink, *fakeObserver) {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(testConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
+	return serverOn(t, testConfig, memStore(t))
+}
+
+// memStore is an in-memory budget store, closed when the test ends.
+func memStore(t testing.TB) *badgerstore.Store {
+	t.Helper()
 	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// serverOn builds a server from config YAML over store, recording into a
+// fake sink and counting into a fake observer.
+func serverOn(t testing.TB, cfgYAML string, store ratelimit.Store) (*Server, *fakeSink, *fakeObserver) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
 	sink := &fakeSink{}
 	obs := &fakeObserver{parse: map[string]int{}, phases: map[string]int{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -405,17 +419,7 @@ routes:
 		{"strict", "/open", 403, "", "deepseek"},
 		{"lenient", "/cheap", 0, "0.00014", "openai"}, // house-model: 100 prompt at 1.00 + 20 out at 2.00 per million
 	} {
-		cfg, err := config.Parse("test.yaml", []byte(cfgText))
-		if err != nil {
-			t.Fatal(err)
-		}
-		store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sink := &fakeSink{}
-		s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
-			slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+		s, sink, _ := serverOn(t, cfgText, memStore(t))
 		fs := play(t, s, io.EOF,
 			headers(false, ":path", tt.prefix+"/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", tt.project),
 			reqBody(`{"model":"mystery-1","messages":[]}`),
@@ -423,7 +427,6 @@ routes:
 			// The response names no model the catalog knows either.
 			respBody(strings.Replace(jsonResp, "gpt-4o-mini-2024-07-18", "mystery-1-0901", 1), true),
 		)
-		store.Close()
 		r := sink.recs[0]
 		name := tt.project + tt.prefix
 		if got := int(fs.sent[1].GetImmediateResponse().GetStatus().GetCode()); got != tt.status {
@@ -452,18 +455,7 @@ routes:
 // A fallback is dropped when the response names a model the catalog prices:
 // the served model's own price wins.
 func TestFallbackYieldsToServedModel(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte("catalog: {files: [testdata/prices.yaml]}\nunpriced: {policy: fallback, fallback_model: gpt-4o-mini}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	sink := &fakeSink{}
-	s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	s, sink, _ := serverOn(t, "catalog: {files: [testdata/prices.yaml]}\nunpriced: {policy: fallback, fallback_model: gpt-4o-mini}\n", memStore(t))
 	play(t, s, io.EOF,
 		headers(false, ":path", "/v1/chat/completions", ":method", "POST"),
 		reqBody(`{"model":"alias-we-do-not-know","messages":[]}`),
@@ -478,18 +470,7 @@ func TestFallbackYieldsToServedModel(t *testing.T) {
 // The charged cost is converted once into the reporting currency, at the
 // request's start, and the record keeps the rate it used.
 func TestReportingCurrency(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte(testConfig+"currency: {reporting: EUR, rates_files: [testdata/rates.yaml]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	sink := &fakeSink{}
-	s := NewServer(NewSnapshot(cfg, store, time.Now), sink, &fakeObserver{parse: map[string]int{}, phases: map[string]int{}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	s, sink, _ := serverOn(t, testConfig+"currency: {reporting: EUR, rates_files: [testdata/rates.yaml]}\n", memStore(t))
 	fs := play(t, s, io.EOF,
 		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "marked"),
 		reqBody(`{"model":"gpt-4o-mini","messages":[]}`),

@@ -3,12 +3,10 @@ package extproc
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -17,10 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tokenmeter/tokenmeter/config"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
-	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
@@ -268,21 +264,11 @@ func TestShippedObserverForwardsItsHeaders(t *testing.T) {
 // shared store and records the request there; only the prompt text stays
 // behind, so a cut stream's input is estimated from the prompt's size.
 func TestObserverOnAnotherReplica(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte(testConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := badgerstore.Open(badgerstore.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := memStore(t)
 	var replicas [2]*Server
 	var sinks [2]*fakeSink
 	for i := range replicas {
-		sinks[i] = &fakeSink{}
-		obs := &fakeObserver{parse: map[string]int{}, phases: map[string]int{}}
-		replicas[i] = NewServer(NewSnapshot(cfg, store, time.Now), sinks[i], obs, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+		replicas[i], sinks[i], _ = serverOn(t, testConfig, store)
 	}
 	body := `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"12345678"}]}`
 	gate := play(t, replicas[0], context.Canceled, asGate(
