@@ -92,6 +92,8 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./fx/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRates$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./fx/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzResume$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalReservation$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./ratelimit/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./usagedb/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAgg$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./usagedb/
 
