@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/tokenmeter/tokenmeter/envoy"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore/redistest"
@@ -96,4 +98,59 @@ func TestReplicasShareOneBudget(t *testing.T) {
 			t.Fatalf("counter at %s: %v, want %s", admin, v, spent)
 		}
 	}
+}
+
+// One Envoy balances its ext_proc streams over two replicas sharing Redis,
+// so a request's gate and observer often run on different replicas: the
+// observer settles the gate's reservation from the handoff alone. Every
+// request is charged exactly once, nothing stays held, and every request is
+// recorded once, by one replica or the other.
+func TestGateAndObserverOnDifferentReplicas(t *testing.T) {
+	const requests = 40
+	s := testbed.New(t, testbed.Options{Bin: bin, Redis: redistest.Start(t, false), Budgets: `
+  - {name: toks, match: {project: across}, limit: {tokens: 1000000}, window: day}`})
+	r := s.AddReplica()
+	p := s.SharedProxy(r)
+	body := `{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+	for i := 0; i < requests; i++ {
+		resp := s.PostTo(p, body, map[string]string{"x-tokenmeter-project": "across", "x-mock-prompt-tokens": "100", "x-mock-completion-tokens": "10"})
+		if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d %s", i, resp.StatusCode, b)
+		}
+	}
+	key := labels("budget", "toks", "key", "project=across")
+	s.WaitMetric("tokenmeter_budget_spent", key, requests*110)
+	s.WaitMetric("tokenmeter_budget_reserved", key, 0)
+
+	// Records: one per request, split over the replicas. Messages: the gates'
+	// request bodies and the observers' response bodies land unevenly on
+	// the two, which is what makes this a test of the handoff.
+	var recorded float64
+	var crossed bool
+	for _, admin := range []string{s.TM.Admin, r.TM.Admin} {
+		m := testbed.MetricsAt(t, admin)
+		n, _ := testbed.Value(m, "tokenmeter_requests_total", labels("outcome", "ok"))
+		recorded += n
+		if phaseCount(m, "request_body") != phaseCount(m, "response_body") {
+			crossed = true
+		}
+	}
+	if recorded != requests {
+		t.Fatalf("%v records over both replicas, want %d", recorded, requests)
+	}
+	if !crossed {
+		t.Fatal("every request's gate and observer ran on the same replica: the test proved nothing")
+	}
+}
+
+// phaseCount is how many ext_proc messages of phase a tokenmeter handled.
+func phaseCount(m map[string]*dto.MetricFamily, phase string) uint64 {
+	for _, s := range m["tokenmeter_extproc_duration_seconds"].GetMetric() {
+		for _, l := range s.GetLabel() {
+			if l.GetName() == "phase" && l.GetValue() == phase {
+				return s.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
 }

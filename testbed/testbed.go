@@ -325,6 +325,31 @@ func (s *Stack) AddReplica() *Replica {
 	return r
 }
 
+// SharedProxy starts one more Envoy whose tokenmeter cluster balances over
+// this stack's tokenmeter and the replicas' (round robin, per ext_proc
+// stream): a request's gate and observer streams then land on different
+// replicas. It stops when the test ends.
+func (s *Stack) SharedProxy(replicas ...*Replica) *envoy.Proxy {
+	s.t.Helper()
+	config := s.EnvoyConfig(s.TM.GRPC)
+	first := fmt.Sprintf("port_value: %d }\n", port(s.t, s.TM.GRPC))
+	i := bytes.Index(config, []byte(first))
+	if i < 0 {
+		s.t.Fatalf("no tokenmeter endpoint %q in the envoy config", first)
+	}
+	// The endpoint's YAML, from its "- endpoint:" line, repeated per replica.
+	start := bytes.LastIndex(config[:i], []byte("- endpoint:"))
+	start = bytes.LastIndexByte(config[:start], '\n') + 1
+	end := i + len(first)
+	endpoint := string(config[start:end])
+	var more strings.Builder
+	for _, r := range replicas {
+		more.WriteString(strings.Replace(endpoint, first, fmt.Sprintf("port_value: %d }\n", port(s.t, r.TM.GRPC)), 1))
+	}
+	config = append(config[:end:end], append([]byte(more.String()), config[end:]...)...)
+	return startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
+}
+
 // EnvoyConfig is the shipped envoy.yaml pointed at the mock and at the
 // tokenmeter listening on grpcAddr, inline when the stack is.
 func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
