@@ -293,7 +293,9 @@ func (x *exchange) admitted1(r *extprocv3.ProcessingResponse) *extprocv3.Process
 		return r
 	}
 	if x.req.Prompt != "" {
-		x.srv.prompts.put(id, x.req.Prompt, x.srv.now())
+		// A copy: the prompt may alias the whole request body, which the
+		// table's size bound would not count.
+		x.srv.prompts.put(id, strings.Clone(x.req.Prompt), x.srv.now())
 	}
 	md := map[string]*structpb.Value{
 		HandoffNamespace: structpb.NewStructValue(h),
