@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -292,5 +293,29 @@ func TestObserverOnAnotherReplica(t *testing.T) {
 	}
 	if len(st) != 1 || st[0].Counter != (ratelimit.Counter{Spent: 1}) {
 		t.Fatalf("budget %+v: want 1 request spent, nothing held", st)
+	}
+}
+
+// The prompt table gives each prompt to its observer once, and drops what
+// no observer took once it is too old or the table is over its size.
+func TestPromptTable(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	p := newPrompts(10, time.Second)
+	p.put("a", "12345", t0)
+	if got := p.take("a"); got != "12345" || p.take("a") != "" {
+		t.Fatalf("take: %q, then not again", got)
+	}
+	p.put("b", "1234", t0)
+	p.put("c", "1234", t0)
+	p.put("d", "1234", t0) // 12 bytes: over 10, the oldest goes
+	if p.take("b") != "" || p.take("c") != "1234" {
+		t.Fatal("the oldest prompt was not dropped for size")
+	}
+	p.put("e", "1", t0.Add(2*time.Second)) // d is past its second
+	if p.take("d") != "" || p.take("e") != "1" || p.bytes != 0 || len(p.m) != 0 {
+		t.Fatalf("expired prompt kept: %d bytes, %d entries", p.bytes, len(p.m))
+	}
+	if len(p.order) > 1 {
+		t.Fatalf("order keeps %d entries", len(p.order))
 	}
 }
