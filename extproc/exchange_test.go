@@ -488,3 +488,52 @@ func TestReportingCurrency(t *testing.T) {
 		t.Fatalf("metadata %v", md)
 	}
 }
+
+// settleStore fails a settle whose context is done, as a network store
+// (Redis) does.
+type settleStore struct{ ratelimit.Store }
+
+func (s settleStore) Settle(ctx context.Context, l ratelimit.Lease, h []ratelimit.Hold, amounts []int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Store.Settle(ctx, l, h, amounts)
+}
+
+// A stream Envoy cancels (the client left mid-stream) is still settled: the
+// charge for what was seen must not die with the stream's context.
+func TestCancelledStreamStillSettles(t *testing.T) {
+	s, sink, _ := serverOn(t, testConfig, settleStore{memStore(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	fs := &cancelOnEnd{fakeStream: fakeStream{ctx: ctx, err: context.Canceled, in: []*extprocv3.ProcessingRequest{
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped"),
+		reqBody(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"12345678"}]}`),
+		respHeaders(false, ":status", "200", "content-type", "text/event-stream"),
+		respBody(`data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}`+"\n\n", false),
+	}}, cancel: cancel}
+	s.Process(fs)
+	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Partial {
+		t.Fatalf("records %+v", sink.recs)
+	}
+	st, err := s.Snapshot().Limiter.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Counter != (ratelimit.Counter{Spent: 1}) {
+		t.Fatalf("budget %+v: want the request charged, nothing held", st)
+	}
+}
+
+// cancelOnEnd cancels the stream's context when its messages run out, as
+// gRPC does when Envoy resets the stream.
+type cancelOnEnd struct {
+	fakeStream
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnEnd) Recv() (*extprocv3.ProcessingRequest, error) {
+	if len(c.in) == 0 {
+		c.cancel()
+	}
+	return c.fakeStream.Recv()
+}

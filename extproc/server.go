@@ -116,6 +116,9 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 	x := newExchange(s, s.snap.Load())
 	x.configure(req.GetProtocolConfig())
+	// Settling must finish even when Envoy cancels the stream; one context
+	// for the stream rather than one per message.
+	settleCtx := context.WithoutCancel(ctx)
 	// An Envoy route can name its dialect (ExtProcPerRoute
 	// grpc_initial_metadata); it then wins over the path.
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -130,17 +133,17 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			// Durability over latency: the charge is on disk before Envoy
 			// can release the answer, so a crash cannot lose a charge whose
 			// answer the client got.
-			x.afterSend(context.WithoutCancel(ctx))
+			x.afterSend(settleCtx)
 		}
 		for _, r := range resps {
 			if err := stream.Send(r); err != nil {
-				x.abort(ctx, false)
+				x.abort(settleCtx, false)
 				return err
 			}
 		}
 		x.sent()
 		s.observer.ObservePhase(phase, time.Since(start))
-		x.afterSend(context.WithoutCancel(ctx))
+		x.afterSend(settleCtx)
 		if x.closed && x.gate {
 			// Nothing more will come that tokenmeter needs: end the stream
 			// rather than hold it (and its slot in Envoy's cluster) for as
@@ -151,7 +154,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		if req, err = stream.Recv(); err != nil {
 			// EOF: Envoy is done with the request (for instance it needed no
 			// response body). Anything else: the client or Envoy went away.
-			x.abort(ctx, errors.Is(err, io.EOF))
+			x.abort(settleCtx, errors.Is(err, io.EOF))
 			return streamEnd(ctx, err)
 		}
 	}
@@ -177,6 +180,7 @@ func (s *Server) observe(ctx context.Context, stream extprocv3.ExternalProcessor
 		})
 	}
 	var x *exchange
+	settleCtx := context.WithoutCancel(ctx)
 	for {
 		if x == nil {
 			if h := handoffOf(req); h != nil {
@@ -197,7 +201,7 @@ func (s *Server) observe(ctx context.Context, stream extprocv3.ExternalProcessor
 			start := time.Now()
 			phase := x.observe(req)
 			s.observer.ObservePhase(phase, time.Since(start))
-			x.afterSend(context.WithoutCancel(ctx))
+			x.afterSend(settleCtx)
 			if x.closed {
 				return nil
 			}
@@ -208,7 +212,7 @@ func (s *Server) observe(ctx context.Context, stream extprocv3.ExternalProcessor
 				// Envoy closes an observer's stream when the HTTP stream
 				// ends: without a complete response, the client left (an
 				// upstream failure would have sent a response, Envoy's own).
-				x.abort(ctx, false)
+				x.abort(settleCtx, false)
 			}
 			return streamEnd(ctx, err)
 		}
