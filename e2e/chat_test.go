@@ -57,9 +57,12 @@ func labels(kv ...string) map[string]string {
 // the response bytes untouched, and the access log carrying the metadata:
 // in split mode (the shipped envoy.yaml) what the gate knows, the model and
 // provider; inline, also the tokens and the cost.
-func TestJSONChatIsMeteredExactly(t *testing.T) {
+func TestJSONChatIsMeteredExactly(t *testing.T) { bothModes(t, jsonChatIsMeteredExactly) }
+
+// bothModes runs f with tokenmeter in split mode, then inline.
+func bothModes(t *testing.T, f func(t *testing.T, inline bool)) {
 	for _, inline := range []bool{false, true} {
-		t.Run(map[bool]string{false: "split", true: "inline"}[inline], func(t *testing.T) { jsonChatIsMeteredExactly(t, inline) })
+		t.Run(map[bool]string{false: "split", true: "inline"}[inline], func(t *testing.T) { f(t, inline) })
 	}
 }
 
@@ -297,37 +300,35 @@ func TestClientDisconnectMidStreamIsPartial(t *testing.T) {
 // released, in split mode (where the observer learns of it from its request
 // headers stream ending) as inline.
 func TestClientLeavesBeforeTheResponse(t *testing.T) {
-	for _, inline := range []bool{false, true} {
-		t.Run(map[bool]string{false: "split", true: "inline"}[inline], func(t *testing.T) {
-			slow := func(next http.Handler) http.Handler {
-				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					select { // longer than the client waits
-					case <-time.After(3 * time.Second):
-					case <-r.Context().Done():
-						return
-					}
-					next.ServeHTTP(w, r)
-				})
-			}
-			s := testbed.New(t, testbed.Options{Bin: bin, Inline: inline, Upstream: slow,
-				Budgets: "  - {name: toks, match: {project: \"*\"}, limit: {tokens: 1000000}, window: day}\n"})
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, "POST", s.Proxy.URL+"/v1/chat/completions",
-				strings.NewReader(`{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
-			req.Header.Set("content-type", "application/json")
-			req.Header.Set("x-tokenmeter-project", "gone")
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-				t.Fatalf("answered %d; the client should have given up", resp.StatusCode)
-			}
-			s.WaitMetric("tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "upstream_error"), 1)
-			s.WaitMetric("tokenmeter_budget_reserved", labels("budget", "toks", "key", "project=gone"), 0)
-			if v, _ := testbed.Value(s.Metrics(), "tokenmeter_budget_spent", labels("budget", "toks", "key", "project=gone")); v != 0 {
-				t.Fatalf("spent %v tokens on a request that got no answer", v)
-			}
-		})
-	}
+	bothModes(t, func(t *testing.T, inline bool) {
+		slow := func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select { // longer than the client waits
+				case <-time.After(3 * time.Second):
+				case <-r.Context().Done():
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+		}
+		s := testbed.New(t, testbed.Options{Bin: bin, Inline: inline, Upstream: slow,
+			Budgets: "  - {name: toks, match: {project: \"*\"}, limit: {tokens: 1000000}, window: day}\n"})
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", s.Proxy.URL+"/v1/chat/completions",
+			strings.NewReader(`{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set("x-tokenmeter-project", "gone")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("answered %d; the client should have given up", resp.StatusCode)
+		}
+		s.WaitMetric("tokenmeter_requests_total", labels("model", "gpt-4o-mini", "outcome", "upstream_error"), 1)
+		s.WaitMetric("tokenmeter_budget_reserved", labels("budget", "toks", "key", "project=gone"), 0)
+		if v, _ := testbed.Value(s.Metrics(), "tokenmeter_budget_spent", labels("budget", "toks", "key", "project=gone")); v != 0 {
+			t.Fatalf("spent %v tokens on a request that got no answer", v)
+		}
+	})
 }
 
 // A POST to a path that is no LLM API passes through with its body, in split

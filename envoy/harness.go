@@ -203,39 +203,54 @@ var _ io.Writer = (*OutputBuffer)(nil)
 
 // WithoutExtProc returns config with every ext_proc filter removed (by type,
 // whatever its name: tokenmeter's gate and observer): the same Envoy, minus
-// tokenmeter, as the baseline for overhead measurements.
+// tokenmeter, as the baseline for overhead measurements. Per-route overrides
+// of the removed filters go too.
 func WithoutExtProc(config []byte) ([]byte, error) {
+	removed := map[string]bool{}
+	out, err := editFilters(config,
+		func(f *yaml.Node) []*yaml.Node {
+			if isExtProc(f) {
+				removed[filterName(f)] = true
+				return nil
+			}
+			return []*yaml.Node{f}
+		},
+		func(name string) (string, bool) { return name, !removed[name] })
+	if err == nil && len(removed) == 0 {
+		err = errors.New("no ext_proc filter in the config")
+	}
+	return out, err
+}
+
+// editFilters rewrites every http_filters list, filter by filter (edit
+// returns what replaces one), then every typed_per_filter_config key
+// (perRoute renames one, or drops it).
+func editFilters(config []byte, edit func(*yaml.Node) []*yaml.Node, perRoute func(name string) (string, bool)) ([]byte, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(config, &root); err != nil {
 		return nil, fmt.Errorf("parse envoy config: %w", err)
 	}
-	removed := map[string]bool{}
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		if n.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == "http_filters" && n.Content[i+1].Kind == yaml.SequenceNode {
-					seq := n.Content[i+1]
-					kept := seq.Content[:0]
-					for _, f := range seq.Content {
-						if isExtProc(f) {
-							removed[filterName(f)] = true
-							continue
-						}
-						kept = append(kept, f)
+				v := n.Content[i+1]
+				switch {
+				case n.Content[i].Value == "http_filters" && v.Kind == yaml.SequenceNode:
+					var kept []*yaml.Node
+					for _, f := range v.Content {
+						kept = append(kept, edit(f)...)
 					}
-					seq.Content = kept
-				}
-				// Per-route overrides of a filter that is gone go too.
-				if n.Content[i].Value == "typed_per_filter_config" && n.Content[i+1].Kind == yaml.MappingNode {
-					m := n.Content[i+1]
-					kept := m.Content[:0]
-					for j := 0; j+1 < len(m.Content); j += 2 {
-						if !removed[m.Content[j].Value] {
-							kept = append(kept, m.Content[j], m.Content[j+1])
+					v.Content = kept
+				case n.Content[i].Value == "typed_per_filter_config" && v.Kind == yaml.MappingNode:
+					kept := v.Content[:0]
+					for j := 0; j+1 < len(v.Content); j += 2 {
+						if name, ok := perRoute(v.Content[j].Value); ok {
+							v.Content[j].Value = name
+							kept = append(kept, v.Content[j], v.Content[j+1])
 						}
 					}
-					m.Content = kept
+					v.Content = kept
 				}
 			}
 		}
@@ -244,9 +259,6 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 		}
 	}
 	walk(&root)
-	if len(removed) == 0 {
-		return nil, errors.New("no ext_proc filter in the config")
-	}
 	out, err := yaml.Marshal(&root)
 	if err != nil {
 		return nil, fmt.Errorf("write envoy config: %w", err)
@@ -305,50 +317,26 @@ func Inline(config []byte) ([]byte, error) {
 		return nil, fmt.Errorf("inline-filter.yaml: want a list of one filter (%v)", err)
 	}
 	inline := filter.Content[0].Content[0]
-	var root yaml.Node
-	if err := yaml.Unmarshal(config, &root); err != nil {
-		return nil, fmt.Errorf("parse envoy config: %w", err)
-	}
 	replaced := 0
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				v := n.Content[i+1]
-				switch {
-				case n.Content[i].Value == "http_filters" && v.Kind == yaml.SequenceNode:
-					kept := v.Content[:0]
-					for _, f := range v.Content {
-						switch filterName(f) {
-						case GateFilter:
-							kept = append(kept, inline)
-							replaced++
-						case ObserverFilter:
-						default:
-							kept = append(kept, f)
-						}
-					}
-					v.Content = kept
-				case n.Content[i].Value == "typed_per_filter_config" && v.Kind == yaml.MappingNode:
-					for j := 0; j+1 < len(v.Content); j += 2 {
-						if v.Content[j].Value == GateFilter {
-							v.Content[j].Value = InlineFilter
-						}
-					}
-				}
+	out, err := editFilters(config,
+		func(f *yaml.Node) []*yaml.Node {
+			switch filterName(f) {
+			case GateFilter:
+				replaced++
+				return []*yaml.Node{inline}
+			case ObserverFilter:
+				return nil
 			}
-		}
-		for _, c := range n.Content {
-			walk(c)
-		}
+			return []*yaml.Node{f}
+		},
+		func(name string) (string, bool) {
+			if name == GateFilter {
+				return InlineFilter, true
+			}
+			return name, true
+		})
+	if err == nil && replaced == 0 {
+		err = fmt.Errorf("no %s filter in the config", GateFilter)
 	}
-	walk(&root)
-	if replaced == 0 {
-		return nil, fmt.Errorf("no %s filter in the config", GateFilter)
-	}
-	out, err := yaml.Marshal(&root)
-	if err != nil {
-		return nil, fmt.Errorf("write envoy config: %w", err)
-	}
-	return out, nil
+	return out, err
 }

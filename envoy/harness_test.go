@@ -27,10 +27,25 @@ func TestRewriteAndWithoutExtProc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(bare, []byte("filters.http.ext_proc.v3")) || !bytes.Contains(bare, []byte("envoy.filters.http.router")) {
+	if bytes.Contains(bare, []byte("filters.http.ext_proc.v3")) || bytes.Contains(bare, []byte(GateFilter)) ||
+		!bytes.Contains(bare, []byte("envoy.filters.http.router")) || !bytes.Contains(bare, []byte("/team-x/generate")) {
 		t.Fatalf("baseline config:\n%s", bare)
 	}
 	if _, err := WithoutExtProc(bare); err == nil {
 		t.Fatal("a config without ext_proc must be an error")
+	}
+
+	// Inline: one filter where the gate was, its per-route override renamed.
+	inline, err := Inline(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(inline, []byte("name: "+GateFilter)) || bytes.Contains(inline, []byte("name: "+ObserverFilter)) ||
+		bytes.Count(inline, []byte("name: "+InlineFilter)) != 1 || !bytes.Contains(inline, []byte(InlineFilter+":")) ||
+		bytes.Contains(inline, []byte(GateFilter+":")) {
+		t.Fatalf("inline config:\n%s", inline)
+	}
+	if _, err := Inline(bare); err == nil {
+		t.Fatal("a config without the gate must be an error")
 	}
 }

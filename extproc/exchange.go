@@ -59,10 +59,10 @@ type exchange struct {
 	decoder     dialect.Decoder
 
 	// Split mode (handoff.go): a gate hands the admitted request to the
-	// observer, which reads the response; neither applies to the one
-	// filter that sees both (inline).
-	gate, observer bool
-	handingOff     bool // the answer being sent carries the handoff
+	// observer, which reads the response; not so the one filter that sees
+	// both (inline).
+	gate       bool
+	handingOff bool // the answer being sent carries the handoff
 	// pipelined: Envoy sends the body without waiting for the answer to the
 	// headers (send_body_without_waiting_for_header_response), so tokenmeter
 	// holds that answer until the whole body is read and decides once, in a
@@ -188,7 +188,7 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		if den := x.admit(ctx); den != nil {
 			return den
 		}
-		return x.admitted1(headersContinue(true))
+		return x.lastRequestAnswer(headersContinue(true))
 	}
 	if x.pipelined {
 		x.holding = true // answered with the body's answers
@@ -208,7 +208,7 @@ func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) []*ex
 	if den != nil {
 		return x.one(den)
 	}
-	return x.one(x.admitted1(bodyContinue(true, newBody, x.hasLength)))
+	return x.one(x.lastRequestAnswer(bodyContinue(true, newBody, x.hasLength)))
 }
 
 // readRequest parses the whole request body and admits it. It returns the
@@ -261,7 +261,7 @@ func (x *exchange) heldBody(ctx context.Context, b *extprocv3.HttpBody) []*extpr
 		}}
 	}
 	out := make([]*extprocv3.ProcessingResponse, 0, 1+len(x.chunks))
-	out = append(out, x.admitted1(hdr))
+	out = append(out, x.lastRequestAnswer(hdr))
 	for i := range x.chunks {
 		r := bodyContinue(true, nil, false)
 		switch {
@@ -280,25 +280,18 @@ func (x *exchange) heldBody(ctx context.Context, b *extprocv3.HttpBody) []*extpr
 // admitted1 completes the last answer before the upstream call. A gate puts
 // the handoff in it, with the budget feedback for Envoy's route to add to
 // the response (the observer cannot change the response).
-func (x *exchange) admitted1(r *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
+func (x *exchange) lastRequestAnswer(r *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
 	if !x.gate || x.dialect == nil || x.closed {
 		return r
 	}
 	id := handoffIDs.prefix + "-" + strconv.FormatUint(handoffIDs.n.Add(1), 36)
-	h, err := x.handoff(id)
-	if err != nil {
-		// Not expected (the reservation encodes itself): the request goes on
-		// inline-less, and the gate, not an observer, will record it.
-		x.srv.log.Error("handoff", "err", err)
-		return r
-	}
 	if x.req.Prompt != "" {
 		// A copy: the prompt may alias the whole request body, which the
 		// table's size bound would not count.
 		x.srv.prompts.put(id, strings.Clone(x.req.Prompt), x.srv.now())
 	}
 	md := map[string]*structpb.Value{
-		HandoffNamespace: structpb.NewStructValue(h),
+		HandoffNamespace: structpb.NewStructValue(x.handoff(id)),
 		"tokenmeter": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			"provider": structpb.NewStringValue(x.rec.Provider),
 			"model":    structpb.NewStringValue(x.modelName()),
@@ -331,13 +324,7 @@ func cleanModel(m string) string {
 func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	x.admitted = true
 	cfg := x.snap.Config
-	if x.req.Model != "" {
-		x.entry, _ = cfg.Catalog.Lookup(x.rec.Provider, x.req.Model, x.rec.Start)
-	}
-	x.rec.Priced = x.entry != nil
-	if x.entry != nil {
-		x.rec.PricedModel = x.entry.Name
-	}
+	x.lookup()
 	if x.entry == nil && x.req.Model != "" {
 		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
 			if b.Unit == ratelimit.Money && cfg.UnpricedFor(b.Name, x.route) == config.UnpricedDeny {
@@ -383,6 +370,18 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	x.hold = hold
 	x.remaining = x.snap.Limiter.Remaining(hold)
 	return nil
+}
+
+// lookup finds the requested model's catalog entry, at the prices in force
+// when the request started; nil when the catalog has none.
+func (x *exchange) lookup() {
+	if x.req.Model != "" {
+		x.entry, _ = x.snap.Config.Catalog.Lookup(x.rec.Provider, x.req.Model, x.rec.Start)
+	}
+	x.rec.Priced = x.entry != nil
+	if x.entry != nil {
+		x.rec.PricedModel = x.entry.Name
+	}
 }
 
 // estimate is what a request may cost before it runs: its prompt, estimated

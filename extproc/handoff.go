@@ -65,11 +65,7 @@ var handoffIDs = struct {
 // settle and record the request, in one query-string value. Envoy repeats
 // it on every observer message and gRPC decodes it each time, so it is one
 // string, not a Struct of fields (a map entry and a message per field).
-func (x *exchange) handoff(id string) (*structpb.Struct, error) {
-	hold, err := x.hold.MarshalText()
-	if err != nil {
-		return nil, fmt.Errorf("handoff: %w", err)
-	}
+func (x *exchange) handoff(id string) *structpb.Struct {
 	v := url.Values{
 		"v":          {handoffVersion},
 		"id":         {id},
@@ -78,7 +74,7 @@ func (x *exchange) handoff(id string) (*structpb.Struct, error) {
 		"provider":   {x.rec.Provider},
 		"dialect":    {x.rec.Dialect},
 		"route":      {strconv.Itoa(x.route)},
-		"hold":       {string(hold)},
+		"hold":       {x.hold.Text()},
 	}
 	if len(x.rec.Dimensions.Names) > 0 {
 		// Dimension names are label names: no commas.
@@ -111,7 +107,7 @@ func (x *exchange) handoff(id string) (*structpb.Struct, error) {
 	flag("stream", x.req.Stream)
 	flag("include_usage", x.req.IncludeUsage)
 	flag("fallback", x.rec.Fallback)
-	return &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue(v.Encode())}}, nil
+	return &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue(v.Encode())}}
 }
 
 // handoffField holds the handoff in its namespace's Struct.
@@ -148,7 +144,6 @@ func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
 		return nil, fmt.Errorf("%w: version %q, want %q", errHandoff, v, handoffVersion)
 	}
 	x := newExchange(s, snap)
-	x.observer = true
 	start, err := num("start")
 	if err != nil {
 		return nil, err
@@ -193,14 +188,11 @@ func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
 	}
 	x.req.Prompt = s.prompts.take(get("id"))
 	x.rec.Model, x.rec.Stream, x.rec.Reason = cleanModel(x.req.Model), x.req.Stream, get("reason")
+	// The entry as the gate's admit chose it.
 	if get("fallback") == "1" {
 		x.entry, x.rec.Fallback = snap.Config.FallbackFor(route), true
-	} else if x.req.Model != "" {
-		x.entry, _ = snap.Config.Catalog.Lookup(x.rec.Provider, x.req.Model, x.rec.Start)
-	}
-	x.rec.Priced = x.entry != nil
-	if x.entry != nil && !x.rec.Fallback {
-		x.rec.PricedModel = x.entry.Name
+	} else {
+		x.lookup()
 	}
 	if x.hold, err = snap.Limiter.UnmarshalReservation(get("hold")); err != nil {
 		return nil, fmt.Errorf("%w: %w", errHandoff, err)

@@ -27,11 +27,11 @@ import (
 
 const handoffVersion = "v1"
 
-// MarshalText encodes r for UnmarshalReservation. A nil or empty
-// reservation (no budget matched) encodes to "".
-func (r *Reservation) MarshalText() ([]byte, error) {
+// Text encodes r for UnmarshalReservation. A nil or empty reservation (no
+// budget matched) encodes to "".
+func (r *Reservation) Text() string {
 	if r == nil || len(r.holds) == 0 {
-		return nil, nil
+		return ""
 	}
 	b := make([]byte, 0, 64+96*len(r.holds))
 	b = append(b, handoffVersion...)
@@ -54,7 +54,7 @@ func (r *Reservation) MarshalText() ([]byte, error) {
 		b = strconv.AppendInt(append(b, ','), h.Limit, 10)
 		b = strconv.AppendInt(append(b, ','), h.Amount, 10)
 	}
-	return b, nil
+	return string(b)
 }
 
 func appendTime(b []byte, t time.Time) []byte {
@@ -67,7 +67,7 @@ func appendTime(b []byte, t time.Time) []byte {
 // ErrBadReservation wraps every reason a reservation's text is rejected.
 var ErrBadReservation = errors.New("bad reservation text")
 
-// UnmarshalReservation decodes what MarshalText wrote. Budgets are matched
+// UnmarshalReservation decodes what Text wrote. Budgets are matched
 // by name against l's; one l no longer has (a reload removed it) is settled
 // with the unit and currency the text names. "" decodes to an empty
 // reservation, which settles nothing.

@@ -25,9 +25,7 @@ const budgetsUsage = `usage: tokenmeter budgets <list|set|delete|reset> [flags]
   delete NAME                           delete a runtime budget
   reset  NAME [--key KEY]               zero a budget's counters (one key, or all)
 
-flags for every subcommand:
-  --admin URL        the admin API (default http://127.0.0.1:9464)
-  --token-env NAME   environment variable holding the admin bearer token (default TOKENMETER_ADMIN_TOKEN)`
+` + adminFlagsUsage
 
 // budgetsCmd talks to a running tokenmeter's admin API.
 func budgetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -161,6 +159,12 @@ type adminClient struct {
 
 // adminFlags adds --admin and --token-env to fs; the returned function, called
 // after parsing, makes the client they describe.
+// adminFlagsUsage ends the help of every command that talks to the admin
+// API: the flags adminFlags defines.
+const adminFlagsUsage = `flags for every subcommand:
+  --admin URL        the admin API (default http://127.0.0.1:9464)
+  --token-env NAME   environment variable holding the admin bearer token (default TOKENMETER_ADMIN_TOKEN)`
+
 func adminFlags(fs *flag.FlagSet) func() *adminClient {
 	adminURL := fs.String("admin", "http://127.0.0.1:9464", "admin API `URL`")
 	tokenEnv := fs.String("token-env", "TOKENMETER_ADMIN_TOKEN", "environment `variable` holding the bearer token")

@@ -22,9 +22,7 @@ const usageCmdText = `usage: tokenmeter usage <report|statement|export> [flags]
 
 F and T are RFC 3339 instants or YYYY-MM-DD dates; the range is [F, T).
 
-flags for every subcommand:
-  --admin URL        the admin API (default http://127.0.0.1:9464)
-  --token-env NAME   environment variable holding the admin bearer token (default TOKENMETER_ADMIN_TOKEN)`
+` + adminFlagsUsage
 
 // usageCmd reads the stored ledger of a running tokenmeter through its admin
 // API: Badger allows one process per directory, and that is the server.

@@ -51,19 +51,27 @@ type noop struct {
 	extprocv3.UnimplementedExternalProcessorServer
 }
 
+// The no-op answers. They are never changed, so every stream shares them.
+var (
+	headersAnswer = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+	bodyAnswer    = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+	respHeaders   = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+	respBody      = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+)
+
 // Process answers like tokenmeter, minus the work: an observer's messages go
-// unanswered; a gate whose body follows without waiting gets the headers'
-// answer when the body ends, then one answer per chunk.
+// unanswered and its stream ends with the response; a gate whose body
+// follows without waiting gets the headers' answer when the body ends, then
+// one answer per chunk, and its stream ends once the request is answered.
 func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
-	held := 0 // body chunks whose answers wait, with the headers'
 	pipelined, gate := false, false
+	holding, held := false, 0 // the headers' answer waits; body chunks held with it
 	for {
 		req, err := s.Recv()
 		if err != nil {
 			return nil
 		}
 		if req.GetObservabilityMode() {
-			// Like tokenmeter's observer, end the stream with the response.
 			if b, ok := req.Request.(*extprocv3.ProcessingRequest_ResponseBody); ok && b.ResponseBody.GetEndOfStream() {
 				return nil
 			}
@@ -74,30 +82,33 @@ func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 			gate = pc.GetResponseBodyMode() == filterv3.ProcessingMode_NONE
 		}
 		var out []*extprocv3.ProcessingResponse
+		requestDone := false
 		switch r := req.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
-			if pipelined && !r.RequestHeaders.GetEndOfStream() {
-				held = 1
+			requestDone = r.RequestHeaders.GetEndOfStream()
+			if pipelined && !requestDone {
+				holding = true
 				continue
 			}
-			out = append(out, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}})
+			out = append(out, headersAnswer)
 		case *extprocv3.ProcessingRequest_RequestBody:
-			if held > 0 {
-				held++
-				if !r.RequestBody.GetEndOfStream() {
+			requestDone = r.RequestBody.GetEndOfStream()
+			if holding {
+				if held++; !requestDone {
 					continue
 				}
-				out = append(out, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}})
-				for ; held > 2; held-- {
-					out = append(out, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}})
+				out = append(out, headersAnswer)
+				for range held {
+					out = append(out, bodyAnswer)
 				}
-				held = 0
+				holding, held = false, 0
+			} else {
+				out = append(out, bodyAnswer)
 			}
-			out = append(out, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}})
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
-			out = append(out, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}})
+			out = append(out, respHeaders)
 		case *extprocv3.ProcessingRequest_ResponseBody:
-			out = append(out, &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}})
+			out = append(out, respBody)
 		default:
 			continue
 		}
@@ -106,12 +117,8 @@ func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 				return nil
 			}
 		}
-		// Like tokenmeter's gate, end the stream once the request is
-		// answered when no response phase follows.
-		if gate && held == 0 {
-			if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestBody); ok && req.GetRequestBody().GetEndOfStream() {
-				return nil
-			}
+		if gate && requestDone {
+			return nil // no response phase follows
 		}
 	}
 }
