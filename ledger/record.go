@@ -12,24 +12,62 @@ import (
 )
 
 // Outcome is how a request ended, as far as metering is concerned. It is a
-// metric label value: keep the set small.
+// metric label value: keep the set small. Whether a record carries a charge
+// is a property of its outcome alone (Charged), so that a report filtering
+// rows never loses money by guessing.
 type Outcome string
 
-// The outcomes.
+// The outcomes. Charged ones: ok, estimated, partial, provider_error,
+// unobserved. Never charged: denied, upstream_error, gate_timeout,
+// unmetered.
 const (
-	OK            Outcome = "ok"             // usage reported by the provider and read
-	Denied        Outcome = "denied"         // refused by tokenmeter before the upstream call
-	UpstreamError Outcome = "upstream_error" // non-2xx, or no response at all
-	Partial       Outcome = "partial"        // the stream was cut; charged for what was seen
-	Estimated     Outcome = "estimated"      // complete, but usage had to be estimated
-	Unmetered     Outcome = "unmetered"      // could not be metered at all (see Reason)
+	OK        Outcome = "ok"        // usage reported by the provider and read
+	Estimated Outcome = "estimated" // complete, but usage had to be estimated (Reason says why)
+	// Partial: the response was cut before its end (the client left, or the
+	// upstream reset it: Reason says which); charged for what was seen.
+	Partial Outcome = "partial"
+	// ProviderError: the provider reported an error after it had begun to
+	// serve (an error event mid-stream, or an error status that still
+	// reports usage); charged for what it reported, else for what streamed.
+	ProviderError Outcome = "provider_error"
+	// Unobserved: admitted, and no observer read the response (its stream
+	// was lost, or never opened) before the deadline; charged at the
+	// admission's estimate so that budgets hold.
+	Unobserved Outcome = "unobserved"
+
+	Denied Outcome = "denied" // refused by tokenmeter before the upstream call
+	// UpstreamError: a non-2xx answer without usage, or no answer at all;
+	// nothing was charged.
+	UpstreamError Outcome = "upstream_error"
+	// GateTimeout: Envoy stopped waiting for tokenmeter's decision
+	// (message_timeout) and answered the client itself; the provider was not
+	// called and nothing was charged.
+	GateTimeout Outcome = "gate_timeout"
+	Unmetered   Outcome = "unmetered" // could not be metered at all (see Reason)
 )
+
+// Outcomes lists every outcome, charged ones first.
+var Outcomes = []Outcome{OK, Estimated, Partial, ProviderError, Unobserved, Denied, UpstreamError, GateTimeout, Unmetered}
+
+// Charged reports whether a record with this outcome carries a charge (its
+// Cost, when Priced; its tokens otherwise) on budgets and statements.
+func (o Outcome) Charged() bool {
+	switch o {
+	case OK, Estimated, Partial, ProviderError, Unobserved:
+		return true
+	}
+	return false
+}
 
 // Record is one metered request.
 type Record struct {
-	RequestID string // Envoy's x-request-id when present
-	Start     time.Time
-	Duration  time.Duration
+	// RequestID is tokenmeter's id for the record, unique across replicas
+	// and restarts; ClientRequestID is the x-request-id the request carried
+	// (a client may repeat it, so it identifies nothing on its own).
+	RequestID       string
+	ClientRequestID string
+	Start           time.Time
+	Duration        time.Duration
 	// TTFT is the time to the first response body bytes (for a stream, the
 	// first tokens); 0 when no body arrived.
 	TTFT       time.Duration
