@@ -31,10 +31,30 @@ import (
 const (
 	DefaultGRPCListen  = "127.0.0.1:50051"
 	DefaultAdminListen = "127.0.0.1:9464"
-	// DefaultMaxMessageBytes bounds one gRPC message from Envoy. It must exceed
-	// Envoy's per-connection buffer limit (envoy/envoy.yaml sets 16 MiB),
-	// since a buffered request body arrives as one message.
-	DefaultMaxMessageBytes = 32 << 20
+	// DefaultMaxMessageBytes is the largest request body tokenmeter reads to
+	// meter a request; a larger one gets 413. Envoy's buffer limit for the
+	// request must exceed it by EnvoyBufferHeadroom (envoy/envoy.yaml sets
+	// 17 MiB, and a test holds the two together): Envoy keeps every chunk of a
+	// streamed body until the gate answers, and stops reading the client once
+	// it holds its limit, so with a smaller limit a large body would stall
+	// until message_timeout (a 504) instead of reaching the 413.
+	DefaultMaxMessageBytes = 16 << 20
+	// EnvoyBufferHeadroom is what Envoy's buffer limit adds to
+	// max_message_bytes: one read past the limit, a rewritten body's growth,
+	// gRPC framing. The gRPC server accepts messages of max_message_bytes
+	// plus this headroom, so a buffered body just over the limit still
+	// arrives and is refused with 413, not with a gRPC error.
+	EnvoyBufferHeadroom = 1 << 20
+	// DefaultObserverDeadline is how long a gate's admitted request waits for
+	// its observer before it is settled at its estimate and recorded
+	// unobserved. An observer's stream opens at the request headers, within
+	// milliseconds of the gate's answer.
+	DefaultObserverDeadline = 10 * time.Second
+	// DefaultGateDeadline: a request whose decision would come later than
+	// this after its headers arrived is refused as overloaded (503 in the
+	// caller's dialect) rather than admitted after Envoy stopped waiting
+	// (the shipped message_timeout is 2 s).
+	DefaultGateDeadline = 1500 * time.Millisecond
 	// DefaultMaxResponseBuffer caps what one response decoder may hold (a JSON
 	// body is buffered until it ends; an SSE event until it completes).
 	DefaultMaxResponseBuffer = 8 << 20
@@ -47,6 +67,24 @@ const (
 	// DefaultMaxTokens is the output estimate for a request that sets no
 	// max_tokens, used when reserving against a budget.
 	DefaultMaxTokens = 4096
+)
+
+// Admission sizes a request's reservation (docs/budgets.md, "Admission").
+type Admission string
+
+// The admission modes.
+const (
+	// AdmissionEstimate reserves prompt bytes / 4 input tokens plus
+	// max_tokens (else default_max_tokens) output tokens: close to the real
+	// cost, so concurrent requests may together overshoot a budget by what
+	// they ran past their estimates.
+	AdmissionEstimate Admission = "estimate"
+	// AdmissionStrict reserves an upper bound for a text request: one input
+	// token per byte of the request body (byte-level BPE never makes more
+	// tokens than bytes, and the body holds the prompt and its framing),
+	// priced at the dearest input rate (cache writes), plus max_tokens of
+	// output. With max_tokens set, concurrent requests can never overshoot.
+	AdmissionStrict Admission = "strict"
 )
 
 // UnpricedPolicy says what a money budget does with a model the catalog
@@ -77,6 +115,13 @@ type Config struct {
 	BufferJSONBelow   int64
 	InjectStreamUsage bool
 	DefaultMaxTokens  int64
+	// Admission is how a request's reservation is sized: AdmissionEstimate
+	// (the default) or AdmissionStrict, an upper bound for text requests.
+	Admission Admission
+	// ObserverDeadline: see DefaultObserverDeadline.
+	ObserverDeadline time.Duration
+	// GateDeadline: see DefaultGateDeadline; 0 disables the check.
+	GateDeadline time.Duration
 
 	// ReloadInterval is how often the config and catalog files are checked
 	// for changes; 0 disables polling (SIGHUP still reloads).
@@ -160,6 +205,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		BufferJSONBelow:   DefaultBufferJSONBelow,
 		InjectStreamUsage: true,
 		DefaultMaxTokens:  DefaultMaxTokens,
+		Admission:         AdmissionEstimate,
+		ObserverDeadline:  DefaultObserverDeadline,
+		GateDeadline:      DefaultGateDeadline,
 		StoreDir:          DefaultStoreDir,
 		StoreType:         "badger",
 		ReloadInterval:    DefaultReloadInterval,
@@ -198,6 +246,16 @@ func Parse(file string, data []byte) (*Config, error) {
 				"buffer_json_below_bytes":   w.integer(&c.BufferJSONBelow, 0, 1<<30),
 				"inject_stream_usage":       w.boolean(&c.InjectStreamUsage),
 				"default_max_tokens":        w.integer(&c.DefaultMaxTokens, 1, 10_000_000),
+				"observer_deadline":         w.duration(&c.ObserverDeadline),
+				"gate_deadline":             w.duration(&c.GateDeadline),
+				"admission": func(n *yaml.Node, k string) {
+					switch v, _ := w.scalar(n, k); Admission(v) {
+					case AdmissionEstimate, AdmissionStrict:
+						c.Admission = Admission(v)
+					default:
+						w.fail(n, k, "want estimate (the default: prompt bytes / 4 plus max_tokens) or strict (an upper bound: one token per prompt byte)")
+					}
+				},
 			})
 		},
 		"reload": func(n *yaml.Node, k string) {

@@ -67,7 +67,7 @@ func TestLoadErrors(t *testing.T) {
 		file string
 		want string
 	}{
-		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: "inject_stream_usgae": unknown key; accepted: buffer_json_below_bytes, default_max_tokens, inject_stream_usage, max_message_bytes, max_response_buffer_bytes`},
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: "inject_stream_usgae": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline`},
 		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day, month, week, year, total`},
 		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests, concurrent`},
 		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},

@@ -102,8 +102,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	}
 
 	g := grpc.NewServer(
-		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes)),
-		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes)),
+		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
+		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
 	)
 	srv.Register(g)
 	hs := health.NewServer()

@@ -44,10 +44,14 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	// whole.
 	cut := !complete && (res.Err != nil || !u.Reported())
 	switch {
-	case !ok2xx || reason == dialect.ReasonProviderError:
-		// A failed call, even one that failed mid-stream under a 200, is
-		// charged only for what the provider says it billed.
+	case !ok2xx && !u.Reported():
+		// A failed call that reports no usage is not charged.
 		x.rec.Outcome = ledger.UpstreamError
+	case !ok2xx, reason == dialect.ReasonProviderError:
+		// The provider failed after it began to serve (an error event
+		// mid-stream under a 200, or an error status with usage): charged
+		// for what it reported, else for what streamed before the error.
+		x.rec.Outcome = ledger.ProviderError
 	case cut:
 		x.rec.Outcome = ledger.Partial
 	case u.Reported():
@@ -108,10 +112,11 @@ func (x *exchange) price() {
 	}
 	x.rec.Priced = x.entry != nil
 	if x.entry == nil {
-		if x.rec.Model != "" && x.rec.Reason == "" {
-			// Never a silent zero: the ledger says why there is no cost.
-			x.rec.Reason = reasonUnpriced
-		}
+		// Never a silent zero: the ledger says why there is no cost, also
+		// when the request named no model the gate could read and the
+		// response names one the catalog does not know. That the cost is
+		// unknown outranks how the body was read.
+		x.rec.Reason = reasonUnpriced
 		return
 	}
 	if x.rec.Fallback {

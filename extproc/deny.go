@@ -40,6 +40,9 @@ func (x *exchange) deny(d *ratelimit.Denial) *extprocv3.ProcessingResponse {
 func (x *exchange) denyUnpriced(b *ratelimit.Budget) *extprocv3.ProcessingResponse {
 	msg := fmt.Sprintf("tokenmeter: model %q has no price in the catalog, and money budget %q applies (unpriced policy: deny)",
 		x.rec.Model, b.Name)
+	if x.rec.Model == "" {
+		msg = fmt.Sprintf("tokenmeter: the request names no model tokenmeter can read, so its cost cannot be held against money budget %q (unpriced policy: deny)", b.Name)
+	}
 	x.rec.Outcome, x.rec.Budget = ledger.Denied, b.Name
 	x.finish(nil)
 	return x.immediate(403, "model_unpriced", msg, setHeader("x-tokenmeter-budget", b.Name))
@@ -65,6 +68,18 @@ func (x *exchange) tooLarge() *extprocv3.ProcessingResponse {
 	x.chunks = nil
 	x.finish(nil)
 	return x.immediate(413, "request_too_large", msg)
+}
+
+// overloaded refuses a request whose decision comes too late for Envoy to
+// use (config extproc.gate_deadline): a refusal the client sees, and can
+// retry, rather than an admission after Envoy has answered 504.
+func (x *exchange) overloaded(waited time.Duration) *extprocv3.ProcessingResponse {
+	msg := fmt.Sprintf("tokenmeter: overloaded; the budget decision took %s, past the gate deadline of %s; retry in 1s",
+		waited.Round(time.Millisecond), x.snap.Config.GateDeadline)
+	x.rec.Outcome, x.rec.Reason = ledger.Denied, reasonOverloaded
+	x.chunks = nil
+	x.finish(nil)
+	return x.immediate(503, "tokenmeter_overloaded", msg, setHeader("retry-after", "1"))
 }
 
 func unitNoun(b *ratelimit.Budget) string {

@@ -83,6 +83,8 @@ func bufferedResponseBody() *filterv3.ProcessingMode {
 	}
 }
 
+func passThroughBody() *extprocv3.ProcessingResponse { return bodyContinue(true, nil, false) }
+
 // passThrough answers a message tokenmeter has no interest in.
 func passThrough(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	switch req.Request.(type) {

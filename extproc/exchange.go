@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -39,7 +40,21 @@ const (
 	reasonFallback         = "fallback_price" // an unknown model priced at the configured fallback
 	reasonStore            = "store_unavailable"
 	reasonTooLarge         = "request_too_large"
+	// The gate's stream was cancelled before its decision (Envoy's
+	// message_timeout, or the client left): nothing reserved, nothing sent.
+	reasonStreamCancelled = "stream_cancelled"
+	// The decision would have come after the gate deadline: refused.
+	reasonOverloaded = "overloaded"
+	// The gate's answer went out as Envoy cancelled the stream, and no
+	// observer came: Envoy had stopped waiting, the provider was not called.
+	reasonAnswerLate = "answer_late"
+	// Admitted, and no observer claimed the handoff by the deadline.
+	reasonNoObserver = "no_observer"
 )
+
+// estimateReservation is the record's estimate method when it was charged
+// at its admission's estimate (no observer read the response).
+const estimateReservation = "reservation"
 
 // exchange is the state of one HTTP request.
 type exchange struct {
@@ -72,9 +87,13 @@ type exchange struct {
 	chunks     [][]byte
 	chunkBytes int64
 
-	admitted         bool // the budget decision was made
-	respParseCounted bool // a response reading problem was counted
-	hasLength        bool // the request carried content-length
+	admitted         bool        // the budget decision was made
+	arrived          time.Time   // when the request headers arrived (the gate deadline runs from here)
+	bodyBytes        int64       // the request body's size
+	parseFailed      bool        // the body could not be fully parsed: admitted on a worst case
+	reservedUsage    usage.Usage // what admission reserved, to charge if no observer comes
+	respParseCounted bool        // a response reading problem was counted
+	hasLength        bool        // the request carried content-length
 	responseStarted  bool
 	closed           bool           // the record is final
 	pending          *ledger.Record // to settle and append after the answer is sent
@@ -86,6 +105,13 @@ type exchange struct {
 
 func newExchange(s *Server, snap *Snapshot) *exchange {
 	return &exchange{srv: s, snap: snap, route: -1, rec: ledger.Record{Start: s.now(), Currency: snap.Config.Catalog.Currency()}}
+}
+
+// newRecordID names a record and its handoff: the server's random prefix,
+// then a counter, so ids are unique across replicas and restarts without a
+// coordinator, and a handoff's prefix says which server made it (claim).
+func (s *Server) newRecordID() string {
+	return s.idPrefix + "-" + strconv.FormatUint(s.ids.Add(1), 36)
 }
 
 // configure reads the filter's settings from the stream's first message.
@@ -146,18 +172,29 @@ func (x *exchange) one(r *extprocv3.ProcessingResponse) []*extprocv3.ProcessingR
 }
 
 // sent is called once every answer to a message is on its way: a handoff
-// in it is now the observer's to finish.
-func (x *exchange) sent() {
-	if x.handingOff {
-		x.handingOff, x.closed = false, true
+// in it is now the observer's to finish, and the gate waits for the
+// observer's claim (awaiting.go). cancelled: Envoy had cancelled the
+// stream by then, so it most likely never used the answer; a refusal the
+// client never saw is recorded as the gate timeout it was.
+func (x *exchange) sent(cancelled bool) {
+	if cancelled && x.rec.Outcome == ledger.Denied && x.pending != nil {
+		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
+	}
+	if !x.handingOff {
+		return
+	}
+	x.handingOff, x.closed = false, true
+	if d := x.snap.Config.ObserverDeadline; d > 0 {
+		x.srv.await(x.rec.RequestID, x, x.srv.now().Add(d), cancelled)
 	}
 }
 
 func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hdrs := h.GetHeaders().GetHeaders()
 	get := func(name string) string { return headerValue(hdrs, name) }
-	x.rec.RequestID = get("x-request-id")
-	_, x.hasLength = lookupHeader(hdrs, "content-length")
+	x.rec.RequestID, x.rec.ClientRequestID = x.srv.newRecordID(), get("x-request-id")
+	length, hasLength := lookupHeader(hdrs, "content-length")
+	x.hasLength = hasLength
 	dims, invalid := x.snap.Extractor.Extract(get)
 	x.rec.Dimensions = dims
 	for _, d := range invalid {
@@ -178,6 +215,11 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		x.rec.Provider = x.snap.Config.Routes[route].Provider
 	}
 
+	if n, err := strconv.ParseInt(length, 10, 64); err == nil && n > x.snap.Config.MaxMessageBytes {
+		// Refused before a byte of the body is read: Envoy would otherwise
+		// hold the body up to its buffer limit first.
+		return x.tooLarge()
+	}
 	if den, err := x.snap.Limiter.Precheck(ctx, dims); err != nil {
 		x.storeError("precheck", err)
 	} else if den != nil {
@@ -214,8 +256,18 @@ func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) []*ex
 // readRequest parses the whole request body and admits it. It returns the
 // body to send instead (nil: unchanged), or the answer that refuses it.
 func (x *exchange) readRequest(ctx context.Context, body []byte) ([]byte, *extprocv3.ProcessingResponse) {
+	x.bodyBytes = int64(len(body))
+	if x.bodyBytes > x.snap.Config.MaxMessageBytes {
+		// A buffered body (inline mode) arrives whole, up to Envoy's limit.
+		return nil, x.tooLarge()
+	}
+	if r := x.late(ctx); r != nil {
+		return nil, r
+	}
 	req, newBody, err := x.dialect.ParseRequest(body, dialect.RequestOptions{InjectStreamUsage: x.snap.Config.InjectStreamUsage, Path: x.path})
 	if err != nil {
+		// Admitted on a worst case (estimate), and passed on unchanged.
+		x.parseFailed = true
 		x.parseError(err)
 		newBody = nil
 	}
@@ -284,7 +336,7 @@ func (x *exchange) lastRequestAnswer(r *extprocv3.ProcessingResponse) *extprocv3
 	if !x.gate || x.dialect == nil || x.closed {
 		return r
 	}
-	id := handoffIDs.prefix + "-" + strconv.FormatUint(handoffIDs.n.Add(1), 36)
+	id := x.rec.RequestID
 	if x.req.Prompt != "" {
 		// A copy: the prompt may alias the whole request body, which the
 		// table's size bound would not count.
@@ -325,7 +377,9 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	x.admitted = true
 	cfg := x.snap.Config
 	x.lookup()
-	if x.entry == nil && x.req.Model != "" {
+	if x.entry == nil {
+		// An unknown model, or none the body said (it could not be parsed):
+		// either way its cost cannot be held against a money budget.
 		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
 			if b.Unit == ratelimit.Money && cfg.UnpricedFor(b.Name, x.route) == config.UnpricedDeny {
 				x.rec.Reason = reasonUnpriced
@@ -385,22 +439,64 @@ func (x *exchange) lookup() {
 }
 
 // estimate is what a request may cost before it runs: its prompt, estimated
-// from its size, plus max_tokens (or the configured default) of output.
+// from its size, plus max_tokens (or the configured default) of output. In
+// strict admission, and for a body that could not be parsed, the prompt is
+// one token per byte of the whole body, an upper bound for byte-level BPE
+// tokenizers, priced at the dearest input rate the entry has (a prompt may
+// be written to a cache). docs/budgets.md says what this bounds and what
+// not (image and audio input, requests without max_tokens).
 func (x *exchange) estimate() ratelimit.Amounts {
-	var u usage.Usage
-	u.Set(usage.Input, reserveTokens(x.req.PromptBytes))
-	out := x.req.MaxTokens
-	if out <= 0 {
-		out = x.snap.Config.DefaultMaxTokens
+	worst := x.parseFailed || x.snap.Config.Admission == config.AdmissionStrict
+	in := reserveTokens(x.req.PromptBytes)
+	if worst {
+		in = max(x.bodyBytes, x.req.PromptBytes)
 	}
+	out := x.req.MaxTokens
+	if out <= 0 || x.parseFailed {
+		// A max_tokens read from a broken body is not trusted to bound it.
+		out = max(out, x.snap.Config.DefaultMaxTokens)
+	}
+	var u usage.Usage
+	u.Set(usage.Input, in)
 	u.Set(usage.Output, out)
+	x.reservedUsage = u
 	a := ratelimit.Amounts{Tokens: u.Total(), Requests: 1}
-	if x.entry != nil {
-		if c, err := x.entry.Cost(&u, pricing.CostOptions{ServiceTier: x.req.ServiceTier}); err == nil {
+	if x.entry == nil {
+		return a
+	}
+	opts := pricing.CostOptions{ServiceTier: x.req.ServiceTier}
+	if c, err := x.entry.Cost(&u, opts); err == nil {
+		a.Money = c
+	}
+	if !worst {
+		return a
+	}
+	for _, class := range []usage.Class{usage.CacheWrite, usage.CacheWrite1h} {
+		var w usage.Usage
+		w.Set(class, in)
+		w.Set(usage.Output, out)
+		if c, err := x.entry.Cost(&w, opts); err == nil && c > a.Money {
 			a.Money = c
 		}
 	}
 	return a
+}
+
+// late refuses to decide a request Envoy no longer waits for: its gate
+// stream was cancelled (message_timeout, or the client left), or the
+// decision would come past the gate deadline. Reserving then would hold
+// budget for a request that never runs.
+func (x *exchange) late(ctx context.Context) *extprocv3.ProcessingResponse {
+	if ctx.Err() != nil {
+		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
+		x.finish(nil)
+		return passThroughBody()
+	}
+	if d := x.snap.Config.GateDeadline; d > 0 && !x.arrived.IsZero() && time.Since(x.arrived) > d {
+		x.srv.observer.Overloaded()
+		return x.overloaded(time.Since(x.arrived))
+	}
+	return nil
 }
 
 // reserveTokens approximates a prompt's tokens from its bytes for a budget

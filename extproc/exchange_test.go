@@ -62,6 +62,12 @@ func (f *fakeObserver) StoreUnavailable(b string, denied bool) {
 	f.phases[fmt.Sprintf("unavailable/%s/%v", b, denied)]++
 }
 
+func (f *fakeObserver) Overloaded() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.phases["overloaded"]++
+}
+
 type fakeSink struct {
 	mu   sync.Mutex
 	recs []ledger.Record
@@ -191,7 +197,7 @@ func TestExchangeJSONRecord(t *testing.T) {
 			t.Errorf("%s = %d, want %d", usage.Class(c), r.Usage.Tokens[c].N, n)
 		}
 	}
-	if r.Outcome != ledger.OK || r.Cost != money.MustParse("0.000024") || !r.Priced || r.RequestID != "r1" ||
+	if r.Outcome != ledger.OK || r.Cost != money.MustParse("0.000024") || !r.Priced || r.ClientRequestID != "r1" ||
 		r.ResponseModel != "gpt-4o-mini-2024-07-18" || r.Dimensions.Get("project") != "p" || r.Status != 200 {
 		t.Fatalf("record %+v", r)
 	}

@@ -1,8 +1,6 @@
 package extproc
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -51,30 +48,20 @@ const handoffVersion = "1"
 // envoy.yaml forwards only these (forward_rules), a test checks that it does.
 var ObserverHeaders = []string{":status", "content-type", "content-encoding", "content-length", "x-amzn-errortype"}
 
-// handoffID names a handoff within this process, for the prompt table.
-var handoffIDs = struct {
-	prefix string
-	n      atomic.Uint64
-}{prefix: func() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:]) // never fails on Linux
-	return hex.EncodeToString(b[:])
-}()}
-
 // handoff is the gate's metadata: everything the observer needs to price,
 // settle and record the request, in one query-string value. Envoy repeats
 // it on every observer message and gRPC decodes it each time, so it is one
 // string, not a Struct of fields (a map entry and a message per field).
 func (x *exchange) handoff(id string) *structpb.Struct {
 	v := url.Values{
-		"v":          {handoffVersion},
-		"id":         {id},
-		"request_id": {x.rec.RequestID},
-		"start":      {strconv.FormatInt(x.rec.Start.UnixNano(), 10)},
-		"provider":   {x.rec.Provider},
-		"dialect":    {x.rec.Dialect},
-		"route":      {strconv.Itoa(x.route)},
-		"hold":       {x.hold.Text()},
+		"v":                 {handoffVersion},
+		"id":                {id},
+		"client_request_id": {x.rec.ClientRequestID},
+		"start":             {strconv.FormatInt(x.rec.Start.UnixNano(), 10)},
+		"provider":          {x.rec.Provider},
+		"dialect":           {x.rec.Dialect},
+		"route":             {strconv.Itoa(x.route)},
+		"hold":              {x.hold.Text()},
 	}
 	if len(x.rec.Dimensions.Names) > 0 {
 		// Dimension names are label names: no commas.
@@ -149,7 +136,7 @@ func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
 		return nil, err
 	}
 	x.rec.Start = time.Unix(0, start)
-	x.rec.RequestID = get("request_id")
+	x.rec.RequestID, x.rec.ClientRequestID = get("id"), get("client_request_id")
 	var names []string
 	if d := get("dims"); d != "" {
 		names = strings.Split(d, ",")

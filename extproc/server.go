@@ -6,6 +6,8 @@ package extproc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -33,11 +35,17 @@ type Snapshot struct {
 	Limiter   *ratelimit.Limiter
 	Extractor *attribution.Extractor
 	Dialects  *dialect.Registry
+	// Claims decides which process finishes a handoff whose observer may
+	// run on another replica (awaiting.go); nil when the store keeps no
+	// records.
+	Claims claimer
 }
 
 // NewSnapshot compiles c over a budget store.
 func NewSnapshot(c *config.Config, store ratelimit.Store, now func() time.Time) *Snapshot {
+	claims, _ := store.(claimer)
 	return &Snapshot{
+		Claims:    claims,
 		Config:    c,
 		Limiter:   ratelimit.New(c.Budgets, store, ratelimit.Options{Now: now, Currency: c.Catalog.Currency(), FX: c.FX}),
 		Extractor: attribution.NewExtractor(c.Dimensions),
@@ -57,6 +65,9 @@ type Observer interface {
 	// StoreUnavailable counts a request a budget could not check because its
 	// store failed: let through (fail open) or denied (fail closed).
 	StoreUnavailable(budget string, denied bool)
+	// Overloaded counts a request refused because its decision came past
+	// the gate deadline.
+	Overloaded()
 }
 
 // DialectMetadataKey is the gRPC metadata key by which an Envoy route names
@@ -72,7 +83,10 @@ type Server struct {
 	observer Observer
 	log      *slog.Logger
 	now      func() time.Time
-	prompts  *prompts // handed-off prompts, until their observers take them
+	prompts  *prompts  // handed-off prompts, until their observers take them
+	awaiting *awaiting // handoffs, until their observers claim them
+	idPrefix string    // random per server: record and handoff ids (newRecordID)
+	ids      atomic.Uint64
 	warnOnce sync.Once
 }
 
@@ -85,7 +99,10 @@ const (
 
 // NewServer builds a server. now is the clock (time.Now in production).
 func NewServer(snap *Snapshot, sink ledger.Sink, observer Observer, log *slog.Logger, now func() time.Time) *Server {
-	s := &Server{sink: sink, observer: observer, log: log, now: now, prompts: newPrompts(promptTableBytes, promptTableTTL)}
+	s := &Server{sink: sink, observer: observer, log: log, now: now, prompts: newPrompts(promptTableBytes, promptTableTTL), awaiting: newAwaiting()}
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	s.idPrefix = hex.EncodeToString(b[:])
 	s.snap.Store(snap)
 	return s
 }
@@ -115,6 +132,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		return s.observe(ctx, stream, req)
 	}
 	x := newExchange(s, s.snap.Load())
+	x.arrived = time.Now()
 	x.configure(req.GetProtocolConfig())
 	// Settling must finish even when Envoy cancels the stream; one context
 	// for the stream rather than one per message.
@@ -141,7 +159,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 				return err
 			}
 		}
-		x.sent()
+		x.sent(ctx.Err() != nil)
 		s.observer.ObservePhase(phase, time.Since(start))
 		x.afterSend(settleCtx)
 		if x.closed && x.gate {
@@ -185,10 +203,15 @@ func (s *Server) observe(ctx context.Context, stream extprocv3.ExternalProcessor
 		if x == nil {
 			if h := handoffOf(req); h != nil {
 				var err error
-				if x, err = s.resume(s.snap.Load(), h); err != nil {
-					// The hold cannot be settled here; its lease expires.
+				snap := s.snap.Load()
+				if x, err = s.resume(snap, h); err != nil {
+					// The gate's sweeper settles it at its deadline.
 					s.observer.ParseError("handoff", "bad_handoff")
 					s.log.Error("observer cannot resume the gate's request", "err", err)
+					return nil
+				}
+				if !s.claim(settleCtx, snap, x.rec.RequestID) {
+					// Finished already: the gate's sweeper gave up waiting.
 					return nil
 				}
 			} else if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); !ok {

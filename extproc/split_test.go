@@ -123,7 +123,7 @@ func TestSplitRecordsAsInline(t *testing.T) {
 				got[i] = sink.recs[0]
 				r := got[i]
 				if r.Outcome != tt.outcome || r.Reason != tt.reason || r.Usage.Get(usage.Input) != tt.in || r.Usage.Get(usage.Output) != tt.out ||
-					r.Cost.String() != tt.cost || r.RequestID != "r9" || r.Dimensions.Get("project") != "capped" || r.Model != "gpt-4o-mini" {
+					r.Cost.String() != tt.cost || r.ClientRequestID != "r9" || r.Dimensions.Get("project") != "capped" || r.Model != "gpt-4o-mini" {
 					t.Fatalf("split=%v: %s %q in %d out %d cost %s, want %s %q %d %d %s (%+v)", split, r.Outcome, r.Reason,
 						r.Usage.Get(usage.Input), r.Usage.Get(usage.Output), r.Cost, tt.outcome, tt.reason, tt.in, tt.out, tt.cost, r)
 				}

@@ -42,6 +42,7 @@ type Metrics struct {
 	storeErrors *prometheus.CounterVec
 	shadow      *prometheus.CounterVec
 	unavailable *prometheus.CounterVec
+	overloaded  prometheus.Counter
 	reloads     prometheus.Counter
 	reloadErrs  prometheus.Counter
 
@@ -83,6 +84,10 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 	m.shadow = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_budget_shadow_denials_total", Help: "Requests a shadow budget would have denied; they went ahead.",
 	}, []string{"budget"})
+	m.overloaded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenmeter_gate_overloaded_total",
+		Help: "Requests refused with 503 because their budget decision came past extproc.gate_deadline (Envoy would have stopped waiting).",
+	})
 	m.unavailable = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_budget_store_unavailable_total",
 		Help: "Requests a budget could not check because its store failed, by what was done: allowed (fail open) or denied (fail closed).",
@@ -95,7 +100,7 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 	})
 	m.reg.MustRegister(m.reloads, m.reloadErrs)
 	m.reg.MustRegister(m.requests, m.tokens, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
-		m.duration, m.storeErrors, m.shadow, m.unavailable, &budgetCollector{status: budgets, log: log},
+		m.duration, m.storeErrors, m.shadow, m.unavailable, m.overloaded, &budgetCollector{status: budgets, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -250,6 +255,9 @@ func (m *Metrics) StoreUnavailable(budget string, denied bool) {
 	}
 	m.unavailable.WithLabelValues(budget, action).Inc()
 }
+
+// Overloaded counts a request refused past the gate deadline.
+func (m *Metrics) Overloaded() { m.overloaded.Inc() }
 
 // StoreError counts a failed budget store operation.
 func (m *Metrics) StoreError(op string) {
