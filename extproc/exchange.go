@@ -572,10 +572,17 @@ func (x *exchange) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 // send (eof).
 func (x *exchange) abort(ctx context.Context, eof bool) {
 	if x.closed {
+		// Decided, and its answer could not be sent: the record stands.
+		x.afterSend(ctx)
 		return
 	}
 	if x.dialect == nil {
 		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reasonNoResponse
+		x.finish(nil)
+	} else if !x.admitted && !eof {
+		// Cancelled before the decision: Envoy stopped waiting for it (or
+		// the client left), and the provider was never called.
+		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
 		x.finish(nil)
 	} else if !x.responseStarted {
 		x.rec.Outcome, x.rec.Reason = ledger.UpstreamError, reasonNoResponse

@@ -74,6 +74,14 @@ type Observer interface {
 // the dialect of its requests.
 const DialectMetadataKey = "x-tokenmeter-dialect"
 
+// FilterMetadataKey is the gRPC metadata key (the filter's
+// grpc_service.initial_metadata) by which Envoy says which tokenmeter filter
+// opened a stream: "gate", "observer" or "inline". It travels in the
+// stream's headers, so tokenmeter knows a gate's stream even when Envoy
+// cancels it before tokenmeter could read its first message (a gate frozen
+// past message_timeout), and still records the request.
+const FilterMetadataKey = "x-tokenmeter-filter"
+
 // Server implements the ext_proc ExternalProcessor service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
@@ -126,6 +134,9 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	ctx := stream.Context()
 	req, err := stream.Recv()
 	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			s.lostBeforeReading(ctx)
+		}
 		return streamEnd(ctx, err)
 	}
 	if req.GetObservabilityMode() {
@@ -176,6 +187,24 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return streamEnd(ctx, err)
 		}
 	}
+}
+
+// lostBeforeReading records a gate's request whose stream Envoy cancelled
+// before tokenmeter read its first message: Envoy answered the client
+// itself and never called the provider. Nothing is known of the request
+// but that it was one; an observer's stream needs no record (its gate
+// makes it).
+func (s *Server) lostBeforeReading(ctx context.Context) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(FilterMetadataKey); len(v) == 0 || (v[0] != "gate" && v[0] != "inline") {
+		return
+	}
+	snap := s.snap.Load()
+	x := newExchange(s, snap)
+	x.rec.RequestID = s.newRecordID()
+	x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
+	x.finish(nil)
+	x.afterSend(context.WithoutCancel(ctx))
 }
 
 // streamEnd is Process's result once Recv fails: a stream Envoy closed or

@@ -350,6 +350,13 @@ func (s *Stack) SharedProxy(replicas ...*Replica) *envoy.Proxy {
 	return startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
 }
 
+// StartProxy starts one more Envoy on config (for example EnvoyConfig's,
+// edited by a test); it stops when the test ends.
+func (s *Stack) StartProxy(config []byte) *envoy.Proxy {
+	s.t.Helper()
+	return startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
+}
+
 // EnvoyConfig is the shipped envoy.yaml pointed at the mock and at the
 // tokenmeter listening on grpcAddr, inline when the stack is.
 func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
