@@ -28,6 +28,10 @@ const (
 	phaseResponseHeaders = "response_headers"
 	phaseResponseBody    = "response_body"
 	phaseOther           = "other"
+	// phaseGateWait is the time from a request's headers reaching tokenmeter
+	// to its decision: the body's arrival plus any queueing in tokenmeter;
+	// what Envoy's message_timeout bounds.
+	phaseGateWait = "gate_wait"
 )
 
 // Reasons tokenmeter itself records (dialects add theirs).
@@ -273,7 +277,11 @@ func (x *exchange) readRequest(ctx context.Context, body []byte) ([]byte, *extpr
 	}
 	x.req = req
 	x.rec.Model, x.rec.Stream = cleanModel(req.Model), req.Stream
-	if den := x.admit(ctx); den != nil {
+	den := x.admit(ctx)
+	if !x.arrived.IsZero() {
+		x.srv.observer.ObservePhase(phaseGateWait, time.Since(x.arrived))
+	}
+	if den != nil {
 		return nil, den
 	}
 	return newBody, nil
