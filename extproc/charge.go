@@ -61,7 +61,7 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	}
 	// A cut stream is explained by the cut, not by the truncation it causes.
 	if ok2xx && cut && x.rec.Reason == "" {
-		x.rec.Reason = reasonClientDisconnect
+		x.rec.Reason = reasonStreamCut
 	}
 	if reason != "" && x.rec.Reason == "" && (ok2xx || u.Reported()) {
 		x.rec.Reason = string(reason)

@@ -37,7 +37,14 @@ const (
 // Reasons tokenmeter itself records (dialects add theirs).
 const (
 	reasonUnknownPath      = "unknown_path"
+	// reasonClientDisconnect: the stream ended before any response, so the
+	// client left (an upstream that fails before its headers makes Envoy
+	// answer for it, which the observer sees).
 	reasonClientDisconnect = "client_disconnect"
+	// reasonStreamCut: the response stopped before its end. The client left
+	// or the upstream reset the stream; Envoy closes the ext_proc stream
+	// the same way for both, so tokenmeter does not claim which.
+	reasonStreamCut = "stream_cut"
 	reasonNoResponse       = "no_response"
 	reasonUnpriced         = "unpriced_model"
 	reasonUnpricedUsage    = "unpriced_usage" // audio, image or unit usage the entry has no price for
@@ -601,7 +608,7 @@ func (x *exchange) abort(ctx context.Context, eof bool) {
 	} else {
 		x.complete(false)
 		if x.rec.Reason == "" && x.rec.Outcome != ledger.OK {
-			x.rec.Reason = reasonClientDisconnect
+			x.rec.Reason = reasonStreamCut
 		}
 	}
 	x.afterSend(ctx)

@@ -219,7 +219,7 @@ func TestExchangeOutcomes(t *testing.T) {
 		in, out int64
 	}{
 		{"non-LLM path is unmetered", io.EOF, []*extprocv3.ProcessingRequest{headers(true, ":path", "/healthz", ":method", "GET")}, ledger.Unmetered, reasonUnknownPath, 0, 0},
-		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "client_disconnect", 3, 1},
+		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "stream_cut", 3, 1},
 		{"client gone right after the final frame is ok", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse,
 			respBody(chunk+`data: {"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}`+"\n\ndata: [DONE]\n\n", false)},
 			ledger.OK, "", 11, 4},

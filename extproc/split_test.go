@@ -87,7 +87,7 @@ func TestSplitRecordsAsInline(t *testing.T) {
 		}, io.EOF, ledger.OK, "", 60, 15, "0.000024", 1},
 		{"stream cut: the prompt estimated from its text", stream, func() []*extprocv3.ProcessingRequest {
 			return []*extprocv3.ProcessingRequest{respHeaders(false, ":status", "200", "content-type", "text/event-stream"), respBody(sseChunk, false)}
-		}, context.Canceled, ledger.Partial, "client_disconnect", 3, 1, "0.00000105", 1},
+		}, context.Canceled, ledger.Partial, "stream_cut", 3, 1, "0.00000105", 1},
 		{"no response: the client left", json, func() []*extprocv3.ProcessingRequest { return nil },
 			context.Canceled, ledger.UpstreamError, "client_disconnect", 0, 0, "0", 0},
 		{"500 without usage", json, func() []*extprocv3.ProcessingRequest {
