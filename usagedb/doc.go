@@ -93,7 +93,7 @@
 //	image_output), images, audio_ms, characters, image_size, image_quality,
 //	estimated, list_cost, cost, currency, adjustment, reporting_cost,
 //	reporting_currency, fx_rate, fx_from, fx_to, fx_effective_from, fx_source,
-//	priced, fallback
+//	priced, fallback, service_tier, client_request_id
 //
 // Instants are RFC 3339 UTC with nanoseconds, durations milliseconds as an
 // exact decimal, money exact decimals (money.Amount.String). JSONL uses the

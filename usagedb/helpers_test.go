@@ -127,6 +127,14 @@ func randomRecord(rng *rand.Rand, start time.Time, i int) *ledger.Record {
 	case 1:
 		r.Fallback, r.Reason = true, "fallback_price"
 	}
+	// Clients repeat their ids, and Envoy's are UUIDs; derived from i,
+	// not drawn, so the random stream (and every figure from it) is as before.
+	switch i % 3 {
+	case 0:
+		r.ClientRequestID = fmt.Sprintf("client-%d", i%50)
+	case 1:
+		r.ClientRequestID = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+	}
 	setCurrency(rng, r)
 	return r
 }
