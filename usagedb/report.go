@@ -43,10 +43,10 @@ type Row struct {
 	// was priced at the fallback model's prices.
 	Unpriced int64
 	// Tokens, Units, Cost and ListCost sum the charged records only: a
-	// denied, upstream_error, gate_timeout or unmetered record counts in
-	// Requests and Outcomes, never in what was charged. The rule is the
-	// outcome's (Charged), applied when reading, so aggregates written by
-	// any version agree with their records.
+	// record whose outcome carries no charge counts in Requests and
+	// Outcomes, never in what was charged. The rule is the outcome's
+	// (Charged), applied when reading, so aggregates written by any version
+	// agree with their records.
 	Tokens [usage.NumClasses]int64
 	Units  [usage.NumUnits]int64
 	// Cost is the charged cost; ListCost the cost at catalog prices.
