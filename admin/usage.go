@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/usage"
 	"github.com/tokenmeter/tokenmeter/usagedb"
@@ -199,20 +200,21 @@ func usageError(w http.ResponseWriter, err error) {
 // The JSON shapes. Amounts are exact decimal strings, never numbers.
 type (
 	rowJSON struct {
-		Bucket    *time.Time        `json:"bucket,omitempty"`
-		Group     map[string]string `json:"group"`
-		Currency  string            `json:"currency"`
-		Requests  int64             `json:"requests"`
-		Denied    int64             `json:"denied"`
-		Estimated int64             `json:"estimated"`
-		Partial   int64             `json:"partial"`
-		Errors    int64             `json:"errors"`
-		Unmetered int64             `json:"unmetered"`
-		Unpriced  int64             `json:"unpriced"`
-		Tokens    map[string]int64  `json:"tokens"`
-		Units     map[string]int64  `json:"units,omitempty"`
-		Cost      string            `json:"cost"`
-		ListCost  string            `json:"list_cost"`
+		Bucket   *time.Time        `json:"bucket,omitempty"`
+		Group    map[string]string `json:"group"`
+		Currency string            `json:"currency"`
+		Requests int64             `json:"requests"`
+		// Charged: the records whose outcome carries a charge; tokens,
+		// units and costs sum those only.
+		Charged int64 `json:"charged"`
+		// Outcomes has every outcome (ledger.Outcomes), zeros included, so
+		// that a reader sees the whole vocabulary.
+		Outcomes map[string]int64 `json:"outcomes"`
+		Unpriced int64            `json:"unpriced"`
+		Tokens   map[string]int64 `json:"tokens"`
+		Units    map[string]int64 `json:"units,omitempty"`
+		Cost     string           `json:"cost"`
+		ListCost string           `json:"list_cost"`
 	}
 	totalJSON struct {
 		Currency string `json:"currency"`
@@ -250,6 +252,14 @@ func tokensJSON(t [usage.NumClasses]int64) map[string]int64 {
 	return m
 }
 
+func outcomesJSON(r *usagedb.Row) map[string]int64 {
+	m := make(map[string]int64, len(ledger.Outcomes))
+	for _, o := range ledger.Outcomes {
+		m[string(o)] = r.Outcome(o)
+	}
+	return m
+}
+
 func unitsJSON(t [usage.NumUnits]int64) map[string]int64 {
 	m := map[string]int64{}
 	for u := usage.Unit(0); u < usage.NumUnits; u++ {
@@ -268,8 +278,8 @@ func reportJSON(q usagedb.Query, rows []usagedb.Row) map[string]any {
 	}{}
 	var order []money.Currency
 	for _, r := range rows {
-		rj := rowJSON{Group: map[string]string{}, Currency: string(r.Currency), Requests: r.Requests, Denied: r.Denied,
-			Estimated: r.Estimated, Partial: r.Partial, Errors: r.Errors, Unmetered: r.Unmetered, Unpriced: r.Unpriced,
+		rj := rowJSON{Group: map[string]string{}, Currency: string(r.Currency), Requests: r.Requests, Charged: r.Charged,
+			Outcomes: outcomesJSON(&r), Unpriced: r.Unpriced,
 			Tokens: tokensJSON(r.Tokens), Units: unitsJSON(r.Units), Cost: r.Cost.String(), ListCost: r.ListCost.String()}
 		if q.Bucket != usagedb.None {
 			b := r.Bucket

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usagedb"
 )
@@ -62,7 +63,7 @@ func (h ledgerHistory) Daily(ctx context.Context, filter map[string]string, unit
 				out[i] += n
 			}
 		default:
-			out[i] += r.Requests - r.Denied
+			out[i] += r.Requests - r.Outcome(ledger.Denied)
 		}
 	}
 	return out, nil

@@ -1,5 +1,5 @@
 // Package ledger holds the usage record: one row per metered request, the
-// unit that metrics, budgets and (later) statements are all derived from.
+// unit that metrics, budgets, reports and statements are all derived from.
 package ledger
 
 import (
@@ -46,7 +46,9 @@ const (
 	Unmetered   Outcome = "unmetered" // could not be metered at all (see Reason)
 )
 
-// Outcomes lists every outcome, charged ones first.
+// Outcomes lists every outcome, charged ones first. The outcome tables of
+// docs/ledger-export.md and the README follow this order and Charged
+// (usagedb's TestDocsOutcomeTable holds them to it).
 var Outcomes = []Outcome{OK, Estimated, Partial, ProviderError, Unobserved, Denied, UpstreamError, GateTimeout, Unmetered}
 
 // Charged reports whether a record with this outcome carries a charge (its

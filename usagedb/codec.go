@@ -43,7 +43,16 @@ const (
 	// Records written before the field existed lack the flag and decode
 	// with an empty tier, so the format did not change.
 	flagServiceTier
+	// flagClientID, flagClientUUID: the client's x-request-id follows the
+	// service tier, as text or (a canonical lower-case UUID, the form
+	// Envoy generates) as 16 bytes; at most one is set. Records written
+	// before the field existed lack both and decode with no client id.
+	flagClientID
+	flagClientUUID
 )
+
+// flagsKnown is every flag this version reads.
+const flagsKnown = flagClientUUID<<1 - 1
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -95,6 +104,8 @@ func recordFlags(r *ledger.Record) uint64 {
 		{r.ListCost == r.Cost, flagListIsCost},
 		{r.ReportingCurrency == r.Currency && r.ReportingCost == r.Cost, flagReportingIsCost},
 		{r.ServiceTier != "", flagServiceTier},
+		{r.ClientRequestID != "" && !isUUID(r.ClientRequestID), flagClientID},
+		{isUUID(r.ClientRequestID), flagClientUUID},
 	} {
 		if c.on {
 			f |= c.bit
@@ -167,6 +178,12 @@ func encodeRecord(b []byte, r *ledger.Record, namesID uint64) []byte {
 	b = appendString(b, r.Budget)
 	if flags&flagServiceTier != 0 {
 		b = appendString(b, r.ServiceTier)
+	}
+	switch {
+	case flags&flagClientUUID != 0:
+		b = appendUUID(b, r.ClientRequestID)
+	case flags&flagClientID != 0:
+		b = appendString(b, r.ClientRequestID)
 	}
 	return b
 }
@@ -361,7 +378,7 @@ func decodeRecordValue(val []byte, r *ledger.Record, ns nameSets) error {
 		return fmt.Errorf("record format %d, want %d", f, recordFormat)
 	}
 	flags := d.uvarint()
-	if flags >= flagServiceTier<<1 {
+	if flags&^flagsKnown != 0 || flags&(flagClientID|flagClientUUID) == flagClientID|flagClientUUID {
 		d.fail(fmt.Errorf("unknown flags %#x", flags))
 	}
 	if flags&flagUUID != 0 {
@@ -414,6 +431,12 @@ func decodeRecordValue(val []byte, r *ledger.Record, ns nameSets) error {
 	r.Reason, r.Budget = d.str(), d.str()
 	if flags&flagServiceTier != 0 {
 		r.ServiceTier = d.str()
+	}
+	switch {
+	case flags&flagClientUUID != 0:
+		r.ClientRequestID = d.uuid()
+	case flags&flagClientID != 0:
+		r.ClientRequestID = d.str()
 	}
 	return d.done()
 }

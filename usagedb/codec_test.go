@@ -1,10 +1,16 @@
 package usagedb
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +42,7 @@ func fullRecord() *ledger.Record {
 		Currency: money.USD, ReportingCost: money.MustParse("0.010203"), ReportingCurrency: "EUR",
 		FX:     fx.Rate{From: money.USD, To: "EUR", Rate: fx.MustParseDecimal("0.918300000001"), EffectiveFrom: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC), Source: "ECB"},
 		Priced: true, Fallback: true, Outcome: ledger.Partial, Reason: "client_disconnect", Budget: "team-monthly",
+		ClientRequestID: "client,\"id\" ✓",
 	}
 	r.Usage.Set(usage.Input, 1200)
 	r.Usage.Set(usage.CacheRead, 0)
@@ -64,6 +71,10 @@ func TestRecordCodec(t *testing.T) {
 			RequestID: "0f8fad5b-d9cb-469f-a165-70867728950e", Start: time.Unix(1_772_000_000, 1).UTC(),
 			Model: "gpt-4o", ResponseModel: "gpt-4o", PricedModel: "gpt-4o", Cost: 7, ListCost: 7,
 			Currency: money.USD, ReportingCurrency: money.USD, ReportingCost: 7}, 0},
+		{"client id a uuid, stored as 16 bytes", &ledger.Record{
+			RequestID: "tm-1", ClientRequestID: "0f8fad5b-d9cb-469f-a165-70867728950e", Start: time.Unix(1_772_000_000, 1).UTC()}, 0},
+		{"client id an upper-case uuid, kept as text", &ledger.Record{
+			RequestID: "tm-2", ClientRequestID: "0F8FAD5B-D9CB-469F-A165-70867728950E", Start: time.Unix(1_772_000_000, 1).UTC()}, 0},
 		{"priced as the response names it", &ledger.Record{
 			RequestID: "0F8FAD5B-D9CB-469F-A165-70867728950E", Start: time.Unix(1_772_000_000, 1).UTC(),
 			Model: "gpt-4o-latest", ResponseModel: "gpt-4o", PricedModel: "gpt-4o", Cost: 7, ListCost: 8,
@@ -96,6 +107,53 @@ func TestRecordCodec(t *testing.T) {
 	}
 }
 
+// TestRecordWrittenBeforeClientRequestID decodes bytes written by the
+// encoder before the client's x-request-id was stored (the fixture is
+// fullRecord as that version encoded it): the field is a flag at the end,
+// so older records read as before, with no client id.
+func TestRecordWrittenBeforeClientRequestID(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "codec", "written_before_client_request_id.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fullRecord()
+	want.ClientRequestID = ""
+	got, err := decodeRecord(recordKey(want.Start.UnixNano(), 42), val, testNames{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded\n got %+v\nwant %+v", got, want)
+	}
+	// And the encoder still writes exactly those bytes for such a record.
+	if enc := encodeRecord(nil, want, 0); !bytes.Equal(enc, val) {
+		t.Fatalf("a record without a client id encodes as %x, want the old %x", enc, val)
+	}
+}
+
+func TestRecordFlagsRefused(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		flags uint64
+	}{
+		{"a flag past the known ones", flagsKnown + 1},
+		{"client id both text and uuid", flagClientID | flagClientUUID},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			val := binary.AppendUvarint([]byte{recordFormat}, tt.flags)
+			val = append(val, make([]byte, 64)...)
+			_, err := decodeRecord(recordKey(1, 1), val, testNames{})
+			if err == nil || !strings.Contains(err.Error(), "unknown flags") {
+				t.Fatalf("err %v, want unknown flags", err)
+			}
+		})
+	}
+}
+
 func TestAggCodec(t *testing.T) {
 	v := aggVal{requests: 3, unpriced: 1, cost: money.MustParse("-0.5"), list: money.Max}
 	v.tokens[usage.Input], v.tokens[usage.ImageOutput], v.units[usage.AudioMillis] = 10, math.MaxInt64, 7
@@ -118,6 +176,9 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(nil, fullRecord(), 1))
 	f.Add(encodeRecord(nil, fullRecord(), 0))
 	f.Add([]byte{recordFormat})
+	withUUID := fullRecord()
+	withUUID.ClientRequestID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+	f.Add(encodeRecord(nil, withUUID, 0))
 	key := recordKey(1, 1)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(key, b, testNames{})

@@ -131,6 +131,7 @@ func costColumns() []column {
 		// Added after the first release of the format: last, so that
 		// importers reading columns by position keep working.
 		str("service_tier", func(r *ledger.Record) *string { return &r.ServiceTier }),
+		str("client_request_id", func(r *ledger.Record) *string { return &r.ClientRequestID }),
 	}
 }
 

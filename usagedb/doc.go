@@ -44,6 +44,12 @@
 // Every record is counted once, in its own bucket, so reports are exact
 // whatever the edges: the sums are integers, so subtracting is exact too.
 //
+// A row counts every record, by outcome, and sums tokens, units and costs
+// over the records whose outcome carries a charge (ledger.Outcome.Charged)
+// only. The outcome is a field of every aggregate key, so the rule applies
+// when reading, alike to aggregates and records, whatever version wrote
+// them; a statement is the charged records alone.
+//
 // Buckets align in Query.Location: Day at local midnight (a DST day is 23
 // or 25 hours), Week at Monday 00:00 (ISO), Month at the first of the
 // month, Hour at the top of the local hour.
@@ -93,7 +99,7 @@
 //	image_output), images, audio_ms, characters, image_size, image_quality,
 //	estimated, list_cost, cost, currency, adjustment, reporting_cost,
 //	reporting_currency, fx_rate, fx_from, fx_to, fx_effective_from, fx_source,
-//	priced, fallback
+//	priced, fallback, service_tier, client_request_id
 //
 // Instants are RFC 3339 UTC with nanoseconds, durations milliseconds as an
 // exact decimal, money exact decimals (money.Amount.String). JSONL uses the

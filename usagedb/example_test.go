@@ -64,6 +64,6 @@ func Example() {
 	// 2026-03-03 [search] 1 1000 0.0125 USD
 	// 2026-03-04 [chat] 1 1000 0.0125 USD
 	// 2026-03 search 2 0.025 USD
-	// request_id,start,duration_ms,ttft_ms,dim_project,provider,dialect,model,response_model,priced_model,status,stream,outcome,reason,budget,input_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,output_tokens,reasoning_tokens,audio_input_tokens,audio_output_tokens,image_input_tokens,image_output_tokens,images,audio_ms,characters,image_size,image_quality,estimated,list_cost,cost,currency,adjustment,reporting_cost,reporting_currency,fx_rate,fx_from,fx_to,fx_effective_from,fx_source,priced,fallback,service_tier
-	// req-0,2026-03-02T09:30:00Z,0,0,search,openai,openai_chat,gpt-4o,,gpt-4o,0,false,ok,,,1000,0,0,0,1000,0,0,0,0,0,0,0,0,,,,0.0125,0.0125,USD,,0,,,,,,,true,false,
+	// request_id,start,duration_ms,ttft_ms,dim_project,provider,dialect,model,response_model,priced_model,status,stream,outcome,reason,budget,input_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,output_tokens,reasoning_tokens,audio_input_tokens,audio_output_tokens,image_input_tokens,image_output_tokens,images,audio_ms,characters,image_size,image_quality,estimated,list_cost,cost,currency,adjustment,reporting_cost,reporting_currency,fx_rate,fx_from,fx_to,fx_effective_from,fx_source,priced,fallback,service_tier,client_request_id
+	// req-0,2026-03-02T09:30:00Z,0,0,search,openai,openai_chat,gpt-4o,,gpt-4o,0,false,ok,,,1000,0,0,0,1000,0,0,0,0,0,0,0,0,,,,0.0125,0.0125,USD,,0,,,,,,,true,false,,
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -281,5 +282,37 @@ func TestDocsListEveryColumn(t *testing.T) {
 		if !bytes.Contains(doc, []byte("`"+c+"`")) {
 			t.Errorf("docs/ledger-export.md does not document column %s", c)
 		}
+	}
+}
+
+// outcomeRow is a row of an outcome table: | `name` | yes or no | meaning |.
+var outcomeRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (yes|no) \\| [^|]*\\S[^|]* \\|$")
+
+// TestDocsOutcomeTable holds the outcome tables of docs/ledger-export.md
+// and the README to the vocabulary: every outcome once, in ledger.Outcomes
+// order, charged exactly when Outcome.Charged says so.
+func TestDocsOutcomeTable(t *testing.T) {
+	for _, path := range []string{filepath.Join("..", "docs", "ledger-export.md"), filepath.Join("..", "README.md")} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			doc, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range outcomeRow.FindAllStringSubmatch(string(doc), -1) {
+				got = append(got, m[1]+" "+m[2])
+			}
+			var want []string
+			for _, o := range ledger.Outcomes {
+				charged := "no"
+				if o.Charged() {
+					charged = "yes"
+				}
+				want = append(want, string(o)+" "+charged)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s's outcome table:\n%s\nwant (outcome, charged):\n%s", path, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
 	}
 }

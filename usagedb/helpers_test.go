@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ var models = []struct{ provider, dialect, model string }{
 }
 
 var outcomes = []ledger.Outcome{ledger.OK, ledger.OK, ledger.OK, ledger.OK, ledger.Denied, ledger.UpstreamError,
-	ledger.Partial, ledger.Estimated, ledger.Unmetered}
+	ledger.Partial, ledger.Estimated, ledger.Unmetered, ledger.ProviderError, ledger.Unobserved, ledger.GateTimeout}
 
 // randomRecord makes a record starting at start with varied attribution,
 // models, outcomes, usage and currencies, including the awkward cases: a
@@ -126,6 +127,14 @@ func randomRecord(rng *rand.Rand, start time.Time, i int) *ledger.Record {
 		r.Priced, r.ListCost, r.Cost, r.Reason = false, 0, 0, "unpriced_model"
 	case 1:
 		r.Fallback, r.Reason = true, "fallback_price"
+	}
+	// Clients repeat their ids, and Envoy's are UUIDs; derived from i,
+	// not drawn, so the random stream (and every figure from it) is as before.
+	switch i % 3 {
+	case 0:
+		r.ClientRequestID = fmt.Sprintf("client-%d", i%50)
+	case 1:
+		r.ClientRequestID = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
 	}
 	setCurrency(rng, r)
 	return r
@@ -213,21 +222,14 @@ func want(t *testing.T, recs []*ledger.Record, q Query, dims []string) []Row {
 			rows[k] = row
 		}
 		row.Requests++
-		switch r.Outcome {
-		case ledger.Denied:
-			row.Denied++
-		case ledger.Estimated:
-			row.Estimated++
-		case ledger.Partial:
-			row.Partial++
-		case ledger.UpstreamError:
-			row.Errors++
-		case ledger.Unmetered:
-			row.Unmetered++
-		}
 		if !r.Priced || r.Fallback {
 			row.Unpriced++
 		}
+		row.Outcomes[slices.Index(ledger.Outcomes, r.Outcome)]++
+		if !r.Outcome.Charged() {
+			continue
+		}
+		row.Charged++
 		for c := range row.Tokens {
 			row.Tokens[c] += r.Usage.Tokens[c].N
 		}

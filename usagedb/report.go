@@ -32,38 +32,65 @@ type Row struct {
 	Currency money.Currency
 
 	Requests int64 // records
-	// Records by outcome; Requests minus them all is the "ok" ones.
-	Denied, Estimated, Partial, Errors, Unmetered int64
+	// Charged counts the records whose outcome carries a charge
+	// (ledger.Outcome.Charged); the other Requests - Charged carried none.
+	Charged int64
+	// Outcomes counts records by outcome, indexed as ledger.Outcomes (read
+	// one with Outcome). A record whose outcome that list lacks (written by
+	// a later version) counts in Requests only.
+	Outcomes [NumOutcomes]int64
 	// Unpriced counts records whose model had no price (Priced false) or
 	// was priced at the fallback model's prices.
 	Unpriced int64
-	Tokens   [usage.NumClasses]int64
-	Units    [usage.NumUnits]int64
+	// Tokens, Units, Cost and ListCost sum the charged records only: a
+	// record whose outcome carries no charge counts in Requests and
+	// Outcomes, never in what was charged. The rule is the outcome's
+	// (Charged), applied when reading, so aggregates written by any version
+	// agree with their records.
+	Tokens [usage.NumClasses]int64
+	Units  [usage.NumUnits]int64
 	// Cost is the charged cost; ListCost the cost at catalog prices.
 	Cost, ListCost money.Amount
+}
+
+// NumOutcomes is the length of ledger.Outcomes (a test holds them equal),
+// so that a row's counts by outcome are an array, not a map per row.
+const NumOutcomes = 9
+
+// Outcome returns the number of records in r with outcome o.
+func (r *Row) Outcome(o ledger.Outcome) int64 {
+	if i := outcomeIndex(o); i >= 0 {
+		return r.Outcomes[i]
+	}
+	return 0
+}
+
+// outcomeIndex is o's position in ledger.Outcomes, or -1. It takes []byte
+// or Outcome so that a report's millions of aggregate keys are looked up
+// without converting (and allocating) each one.
+func outcomeIndex[S ~[]byte | ~string](o S) int {
+	for i, known := range ledger.Outcomes {
+		if string(o) == string(known) {
+			return i
+		}
+	}
+	return -1
 }
 
 // add adds one aggregate (or one record's contribution) with outcome.
 func (r *Row) add(outcome []byte, v *aggVal) error {
 	var a adder
-	var c *int64
-	switch string(outcome) {
-	case string(ledger.Denied):
-		c = &r.Denied
-	case string(ledger.Estimated):
-		c = &r.Estimated
-	case string(ledger.Partial):
-		c = &r.Partial
-	case string(ledger.UpstreamError):
-		c = &r.Errors
-	case string(ledger.Unmetered):
-		c = &r.Unmetered
-	}
-	if c != nil {
-		a.add(c, v.requests)
-	}
 	a.add(&r.Requests, v.requests)
 	a.add(&r.Unpriced, v.unpriced)
+	i := outcomeIndex(outcome)
+	if i < 0 {
+		return a.err()
+	}
+	a.add(&r.Outcomes[i], v.requests)
+	if !ledger.Outcomes[i].Charged() {
+		return a.err()
+	}
+	a.add(&r.Charged, v.requests)
 	for i := range r.Tokens {
 		a.add(&r.Tokens[i], v.tokens[i])
 	}
@@ -78,11 +105,11 @@ func (r *Row) add(outcome []byte, v *aggVal) error {
 // merge adds o, a row of the same bucket, group and currency, into r.
 func (r *Row) merge(o *Row) error {
 	var a adder
-	for _, f := range [...]struct{ dst, v *int64 }{
-		{&r.Requests, &o.Requests}, {&r.Denied, &o.Denied}, {&r.Estimated, &o.Estimated}, {&r.Partial, &o.Partial},
-		{&r.Errors, &o.Errors}, {&r.Unmetered, &o.Unmetered}, {&r.Unpriced, &o.Unpriced},
-	} {
-		a.add(f.dst, *f.v)
+	a.add(&r.Requests, o.Requests)
+	a.add(&r.Charged, o.Charged)
+	a.add(&r.Unpriced, o.Unpriced)
+	for i := range r.Outcomes {
+		a.add(&r.Outcomes[i], o.Outcomes[i])
 	}
 	for i := range r.Tokens {
 		a.add(&r.Tokens[i], o.Tokens[i])
@@ -469,9 +496,11 @@ func appendOrdered(b []byte, s string) []byte {
 	return append(b, 0, 0)
 }
 
-// Statement is what one dimension value (a project, a team) used in one
-// calendar month, in one currency, with lines by provider and model. Its
-// Total is the exact sum of the charged cost of the month's records.
+// Statement is what one dimension value (a project, a team) was charged in
+// one calendar month, in one currency, with lines by provider and model.
+// Its Total is the exact sum of the charged cost of the month's records;
+// Requests count the records whose outcome carries a charge
+// (ledger.Outcome.Charged): a denied or failed request is on no statement.
 type Statement struct {
 	Month            time.Time // the first instant of the month, in the statement's location
 	Dimension, Value string
@@ -492,7 +521,8 @@ type StatementLine struct {
 
 // Statement returns the statements of the calendar month holding month (in
 // loc; nil is UTC) for the records whose dimension dim is value: one per
-// reporting currency, sorted by currency; none when there were no records.
+// reporting currency, sorted by currency; none when no record was charged.
+// A provider and model without a charged record has no line.
 func (db *DB) Statement(ctx context.Context, month time.Time, dim, value string, loc *time.Location) ([]Statement, error) {
 	if !slices.Contains(db.dims, dim) {
 		return nil, badQuery("statement dimension %q: not a configured dimension; want one of %s", dim, strings.Join(db.dims, ", "))
@@ -513,12 +543,15 @@ func (db *DB) Statement(ctx context.Context, month time.Time, dim, value string,
 	slices.SortStableFunc(rows, func(a, b Row) int { return cmp.Compare(a.Currency, b.Currency) })
 	var out []Statement
 	for _, r := range rows {
+		if r.Charged == 0 {
+			continue
+		}
 		if len(out) == 0 || out[len(out)-1].Currency != r.Currency {
 			out = append(out, Statement{Month: start, Dimension: dim, Value: value, Currency: r.Currency})
 		}
 		s := &out[len(out)-1]
 		s.Lines = append(s.Lines, StatementLine{
-			Provider: r.Group[0], Model: r.Group[1], Requests: r.Requests,
+			Provider: r.Group[0], Model: r.Group[1], Requests: r.Charged,
 			Tokens: r.Tokens, Units: r.Units, Cost: r.Cost, ListCost: r.ListCost,
 		})
 		var err error
@@ -528,7 +561,7 @@ func (db *DB) Statement(ctx context.Context, month time.Time, dim, value string,
 		if s.ListTotal, err = s.ListTotal.Add(r.ListCost); err != nil {
 			return nil, fmt.Errorf("usagedb: statement list total: %w", err)
 		}
-		s.Requests += r.Requests
+		s.Requests += r.Charged
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 func mustLoad(t testing.TB, name string) *time.Location {
@@ -102,7 +103,7 @@ func TestStatementTotals(t *testing.T) {
 				wantTotal := map[money.Currency]money.Amount{}
 				wantReq := map[money.Currency]int64{}
 				for _, r := range recs {
-					if !r.Start.Before(from) && r.Start.Before(to) && dimValue(r, key.dim) == key.value {
+					if !r.Start.Before(from) && r.Start.Before(to) && dimValue(r, key.dim) == key.value && r.Outcome.Charged() {
 						cur, cost, _ := expectedMoney(r)
 						wantTotal[cur] += cost
 						wantReq[cur]++
@@ -311,5 +312,68 @@ func TestTooManyGroups(t *testing.T) {
 	const msg = "usagedb: bad query: too many groups: more than 3 rows; group by fewer keys, filter, or use a coarser bucket"
 	if !errors.Is(err, ErrBadQuery) || err.Error() != msg {
 		t.Fatalf("err = %v, want %s", err, msg)
+	}
+}
+
+// TestChargedByOutcome writes one record of every outcome, each carrying a
+// cost and tokens (as an older writer's upstream_error with usage did), an
+// hour apart so that both the aggregates and the edge records are read: a
+// report counts every record by its outcome and sums only the charged ones,
+// and the statement is what was charged.
+func TestChargedByOutcome(t *testing.T) {
+	if NumOutcomes != len(ledger.Outcomes) {
+		t.Fatalf("NumOutcomes %d, ledger.Outcomes has %d", NumOutcomes, len(ledger.Outcomes))
+	}
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var recs []*ledger.Record
+	for i, o := range ledger.Outcomes {
+		r := &ledger.Record{
+			RequestID: fmt.Sprint(i), Start: day.Add(time.Duration(i)*time.Hour + 30*time.Minute),
+			Dimensions: dimsOf(testDims), Provider: "openai", Dialect: "openai_chat", Model: "gpt-4o", PricedModel: "gpt-4o",
+			Priced: true, Cost: money.MustParse("0.001"), ListCost: money.MustParse("0.002"), Currency: money.USD, Outcome: o,
+		}
+		r.Dimensions.Values[0] = "p"
+		r.Usage.Set(usage.Output, 10)
+		recs = append(recs, r)
+	}
+	db := openTest(t, Options{})
+	appendAll(t, db, recs)
+	for _, q := range []Query{
+		{From: day, To: day.AddDate(0, 0, 1)},                          // whole hours: aggregates
+		{From: day.Add(10 * time.Minute), To: day.Add(23 * time.Hour)}, // edges: records
+	} {
+		rows, err := db.Report(context.Background(), q)
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("%v..%v: %d rows, %v", q.From, q.To, len(rows), err)
+		}
+		r := rows[0]
+		const charged = 5 // ok, estimated, partial, provider_error, unobserved
+		if r.Requests != 9 || r.Charged != charged || r.Cost != money.MustParse("0.005") || r.ListCost != money.MustParse("0.01") ||
+			r.Tokens[usage.Output] != 10*charged {
+			t.Errorf("%v..%v: %d requests, %d charged, cost %s list %s, %d output tokens; want 9, 5, 0.005, 0.01, 50",
+				q.From, q.To, r.Requests, r.Charged, r.Cost, r.ListCost, r.Tokens[usage.Output])
+		}
+		for _, o := range ledger.Outcomes {
+			if r.Outcome(o) != 1 {
+				t.Errorf("%s: %d records, want 1", o, r.Outcome(o))
+			}
+		}
+		if r.Outcome("retired") != 0 {
+			t.Error("an outcome outside the vocabulary counts")
+		}
+	}
+	sts, err := db.Statement(context.Background(), day, "project", "p", nil)
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("%d statements, %v", len(sts), err)
+	}
+	if s := sts[0]; s.Requests != 5 || s.Total != money.MustParse("0.005") || len(s.Lines) != 1 || s.Lines[0].Requests != 5 {
+		t.Fatalf("statement %+v: want 5 charged requests, total 0.005", s)
+	}
+	// A project with nothing charged has no statement.
+	recs[5].Dimensions.Values[0] = "refused" // denied
+	recs[5].Start = day.AddDate(0, 1, 0)
+	appendAll(t, db, recs[5:6])
+	if sts, err := db.Statement(context.Background(), day.AddDate(0, 1, 0), "project", "refused", nil); err != nil || len(sts) != 0 {
+		t.Fatalf("only a denied record: %+v, %v; want no statement", sts, err)
 	}
 }
