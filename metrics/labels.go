@@ -126,9 +126,9 @@ func newLabeler(o Options, overflow *prometheus.CounterVec) *labeler {
 	return l
 }
 
-// model is the record's model label: a catalog entry's name when the
+// modelLabel is the record's model label: a catalog entry's name when the
 // catalog priced it, never a string only the client chose.
-func model(r *ledger.Record) string {
+func modelLabel(r *ledger.Record) string {
 	switch {
 	case r.Priced && !r.Fallback && r.PricedModel != "":
 		return r.PricedModel

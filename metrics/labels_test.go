@@ -314,3 +314,30 @@ func (m *Metrics) costSum() money.Amount {
 	}
 	return total
 }
+
+// A request refused at the gate has no attribution on any series, so its
+// values take no slot: 1,000 denied projects leave room for the one that
+// spends.
+func TestDeniedRequestsTakeNoSlot(t *testing.T) {
+	names := []string{"project"}
+	m := New(Options{Dimensions: []Dimension{{Name: "project", MaxValues: 1}}}, nil, quiet)
+	for i := range 1000 {
+		m.Append(&ledger.Record{Provider: "openai", Model: "m", PricedModel: "m", Priced: true, Outcome: ledger.Denied,
+			Budget: "b", Currency: money.USD, Dimensions: dims(names, fmt.Sprint("denied-", i))})
+	}
+	r := &ledger.Record{Provider: "openai", Model: "m", PricedModel: "m", Priced: true, Outcome: ledger.OK,
+		Currency: money.USD, Cost: 3, Dimensions: dims(names, "spender")}
+	r.Usage.Set(usage.Input, 2)
+	m.Append(r)
+	out := scrape(t, m)
+	for _, s := range []string{
+		`tokenmeter_cost_total{currency="USD",model="m",project="spender",provider="openai"} 3e-09`,
+		`tokenmeter_metric_label_overflow_total{label="project"} 0`,
+		`tokenmeter_requests_total{model="m",outcome="denied",provider="openai"} 1000`,
+		`tokenmeter_denied_total{budget="b"} 1000`,
+	} {
+		if !strings.Contains(out, s+"\n") {
+			t.Errorf("missing %s", s)
+		}
+	}
+}

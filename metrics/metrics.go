@@ -127,13 +127,23 @@ func (m *Metrics) Handler() http.Handler {
 // the model is a catalog name or Unpriced, attribution values are capped
 // (Options), so a client cannot grow the series count.
 func (m *Metrics) Append(r *ledger.Record) {
-	model := model(r)
+	model := modelLabel(r)
 	m.requests.WithLabelValues(r.Provider, model, string(r.Outcome)).Inc()
 	if r.Outcome == ledger.Denied {
 		m.denied.WithLabelValues(r.Budget).Inc()
 	}
 	if (!r.Priced || r.Fallback) && r.Model != "" {
 		m.unpriced.WithLabelValues(r.Provider, string(r.Outcome)).Inc()
+	}
+	// Every charged, priced record adds its cost, whatever it was billed
+	// in: a units-only request (Whisper seconds, tts-1 characters, DALL·E
+	// images) has no tokens and is still money spent.
+	charged := r.Priced && r.Outcome.Charged()
+	if !charged && !hasUsage(&r.Usage) {
+		// No series carries its attribution (a denied request, say), so its
+		// values take no slot under the caps: a client refused at the gate
+		// cannot crowd out the projects that are spending.
+		return
 	}
 	labels := make([]string, 3, 3+len(m.labels.names))
 	labels[0], labels[1] = r.Provider, model
@@ -150,10 +160,7 @@ func (m *Metrics) Append(r *ledger.Record) {
 			m.units.WithLabelValues(labels...).Add(float64(n))
 		}
 	}
-	// Every charged, priced record adds its cost, whatever it was billed
-	// in: a units-only request (Whisper seconds, tts-1 characters, DALL·E
-	// images) has no tokens and is still money spent.
-	if r.Priced && r.Outcome.Charged() {
+	if charged {
 		// Cost is exported in the reporting currency, so one PromQL sum
 		// adds like with like.
 		cur, cost := r.Currency, r.Cost
@@ -163,6 +170,20 @@ func (m *Metrics) Append(r *ledger.Record) {
 		labels[0], labels[1], labels[2] = string(cur), r.Provider, model
 		m.cost.add(labels, cost)
 	}
+}
+
+func hasUsage(u *usage.Usage) bool {
+	for _, c := range u.Tokens {
+		if c.N > 0 {
+			return true
+		}
+	}
+	for _, c := range u.Units {
+		if c.N > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ObservePhase records the time one ext_proc message took.
