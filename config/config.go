@@ -172,6 +172,7 @@ type Config struct {
 	Adjustments []Adjustment
 	Alerts      Alerts
 	Ledger      Ledger
+	Metrics     Metrics
 }
 
 // Ledger is the ledger section: where the usage ledger is kept.
@@ -294,6 +295,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		},
 		"currency": w.currency(c, cur),
 		"alerts":   w.alerts(c),
+		"metrics":  w.metrics(&c.Metrics),
 		"ledger": func(n *yaml.Node, k string) {
 			var days int64
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
@@ -367,6 +369,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		c.Dimensions = attribution.DefaultDimensions()
 	}
 	w.crossCheck(c, root.Content[0])
+	w.checkMetrics(c)
 	if tokenEnv != "" {
 		c.AdminToken = os.Getenv(tokenEnv)
 		if c.AdminToken == "" {

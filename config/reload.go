@@ -123,6 +123,9 @@ func restartOnly(cur, next *Config) error {
 	if !slices.Equal(cur.Dimensions, next.Dimensions) {
 		what = append(what, "attribution.dimensions")
 	}
+	if !reflect.DeepEqual(cur.Metrics, next.Metrics) {
+		what = append(what, "metrics")
+	}
 	if len(what) > 0 {
 		return fmt.Errorf("%s: %v changed: restart tokenmeter to apply them; keeping the running config", next.File, what)
 	}

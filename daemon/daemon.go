@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 
 	snap := extproc.NewSnapshot(runtime.Apply(cfg), store, time.Now)
 	var srv *extproc.Server
-	m := metrics.New(snap.Extractor.Names(), func(ctx context.Context) ([]ratelimit.Status, error) {
+	m := metrics.New(metricsOptions(cfg.Metrics), func(ctx context.Context) ([]ratelimit.Status, error) {
 		return srv.Snapshot().Limiter.Status(ctx)
 	}, log)
 	sinks := ledger.Sinks{m, logSink{log}}
@@ -302,4 +302,14 @@ func (l logSink) Append(r *ledger.Record) {
 	l.log.Debug("record", "request_id", r.RequestID, "provider", r.Provider, "model", r.Model,
 		"outcome", r.Outcome, "reason", r.Reason, "tokens", r.Usage.Total(), "cost", r.Cost.String(),
 		"priced", r.Priced, "status", r.Status)
+}
+
+// metricsOptions carries the metrics section into the metrics package,
+// which does not read config.
+func metricsOptions(c config.Metrics) metrics.Options {
+	o := metrics.Options{MaxLabelSets: int(c.MaxLabelSets), MaxBudgetKeys: int(c.MaxBudgetKeys)}
+	for _, d := range c.Dimensions {
+		o.Dimensions = append(o.Dimensions, metrics.Dimension{Name: d.Name, Disabled: !d.Enabled, MaxValues: int(d.MaxValues)})
+	}
+	return o
 }

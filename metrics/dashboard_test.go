@@ -38,13 +38,18 @@ func TestGrafanaDashboardMatchesMetrics(t *testing.T) {
 	}
 	// Every family exported, with one sample each, and its label names.
 	budget := &ratelimit.Budget{Name: "b", Unit: ratelimit.Money, Limit: 10, Window: ratelimit.Day}
-	m := New([]string{"project", "team", "user"}, func(context.Context) ([]ratelimit.Status, error) {
+	m := New(DimensionNames("project", "team", "user"), func(context.Context) ([]ratelimit.Status, error) {
 		return []ratelimit.Status{{Budget: budget, Key: "all", Limit: 10, Resets: time.Now()}}, nil
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r := &ledger.Record{Provider: "openai", Model: "m", Priced: true, Currency: money.USD, Outcome: ledger.Denied, Budget: "b", Cost: 1,
 		Dimensions: attribution.Dimensions{Names: []string{"project", "team", "user"}, Values: []string{"p", "t", "u"}}}
 	r.Usage.Set(usage.Input, 1)
 	m.Append(r)
+	// A denied record carries no charge: the cost sample comes from an
+	// answered one.
+	ok := *r
+	ok.Outcome = ledger.OK
+	m.Append(&ok)
 	m.Append(&ledger.Record{Provider: "openai", Model: "x", Outcome: ledger.OK, Dimensions: r.Dimensions, Usage: r.Usage})
 	m.ObservePhase("request_headers", time.Microsecond)
 	m.ParseError("openai_chat", "malformed_json")

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ type Metrics struct {
 
 	requests    *prometheus.CounterVec
 	tokens      *prometheus.CounterVec
+	units       *prometheus.CounterVec
 	cost        *exactCounter
 	denied      *prometheus.CounterVec
 	unpriced    *prometheus.CounterVec
@@ -43,22 +45,37 @@ type Metrics struct {
 	shadow      *prometheus.CounterVec
 	unavailable *prometheus.CounterVec
 	overloaded  prometheus.Counter
+	overflow    *prometheus.CounterVec
 	reloads     prometheus.Counter
 	reloadErrs  prometheus.Counter
 
-	dims []string
+	labels *labeler
+	keys   *budgetKeys
 }
 
-// New registers every metric. dims are the attribution dimension names,
-// which become labels; changing them needs a restart.
-func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), dims: dims}
+// New registers every metric. o names the attribution dimensions, which
+// become labels, and bounds their values (see Options); changing them needs
+// a restart.
+func New(o Options, budgets BudgetStatus, log *slog.Logger) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), keys: newBudgetKeys(o.MaxBudgetKeys)}
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_metric_label_overflow_total",
+		Help: `Label values exported as "other" because their label reached its cap of distinct values (label_set: the cap on combinations); one per record and label folded.`,
+	}, []string{"label"})
+	m.labels = newLabeler(o, m.overflow)
+	for _, n := range append(slices.Clone(m.labels.names), labelSetLabel) {
+		m.overflow.WithLabelValues(n) // exported at 0, so "never folded" is visible
+	}
+	dims := m.labels.names
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_requests_total", Help: "Requests seen, by how metering ended.",
 	}, []string{"provider", "model", "outcome"})
 	m.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_tokens_total", Help: "Billed tokens by disjoint class (input is uncached input; output excludes reasoning).",
 	}, append([]string{"provider", "model", "class"}, dims...))
+	m.units = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_units_total", Help: "Billed units that are not tokens: images, audio_ms (audio milliseconds), characters.",
+	}, append([]string{"provider", "model", "unit"}, dims...))
 	m.cost = newExactCounter(prometheus.NewDesc("tokenmeter_cost_total",
 		"Cost charged, in currency units. Summed exactly in nano-units; converted to float only for export.",
 		append([]string{"currency", "provider", "model"}, dims...), nil))
@@ -66,8 +83,9 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 		Name: "tokenmeter_denied_total", Help: "Requests refused before the upstream call, by the budget that refused them.",
 	}, []string{"budget"})
 	m.unpriced = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tokenmeter_unpriced_requests_total", Help: "Requests for a model the price catalog does not cover. Their cost is unknown, not zero.",
-	}, []string{"model"})
+		Name: "tokenmeter_unpriced_requests_total",
+		Help: "Requests for a model the price catalog does not cover, by how they ended. Their cost is unknown, not zero; the ledger names the model.",
+	}, []string{"provider", "outcome"})
 	m.parseErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_parse_errors_total", Help: "Bodies that could not be fully read; the traffic passed unchanged.",
 	}, []string{"dialect", "reason"})
@@ -99,8 +117,9 @@ func New(dims []string, budgets BudgetStatus, log *slog.Logger) *Metrics {
 		Name: "tokenmeter_config_reload_errors_total", Help: "Config or catalog changes refused; the running config was kept (see the log for file, key and reason).",
 	})
 	m.reg.MustRegister(m.reloads, m.reloadErrs)
-	m.reg.MustRegister(m.requests, m.tokens, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
-		m.duration, m.storeErrors, m.shadow, m.unavailable, m.overloaded, &budgetCollector{status: budgets, log: log},
+	m.reg.MustRegister(m.requests, m.tokens, m.units, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
+		m.duration, m.storeErrors, m.shadow, m.unavailable, m.overloaded, m.overflow,
+		&budgetCollector{status: budgets, keys: m.keys, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -110,35 +129,44 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Append implements ledger.Sink.
+// Append implements ledger.Sink. Every label value it exports is bounded:
+// the model is a catalog name or Unpriced, attribution values are capped
+// (Options), so a client cannot grow the series count.
 func (m *Metrics) Append(r *ledger.Record) {
-	model := r.PricedModel
-	if model == "" {
-		model = r.ResponseModel
-	}
-	if model == "" {
-		model = r.Model
-	}
-	if model == "" {
-		model = "unknown"
-	}
+	model := modelLabel(r)
 	m.requests.WithLabelValues(r.Provider, model, string(r.Outcome)).Inc()
 	if r.Outcome == ledger.Denied {
 		m.denied.WithLabelValues(r.Budget).Inc()
 	}
 	if (!r.Priced || r.Fallback) && r.Model != "" {
-		m.unpriced.WithLabelValues(model).Inc()
+		m.unpriced.WithLabelValues(r.Provider, string(r.Outcome)).Inc()
 	}
-	labels := make([]string, 0, 3+len(m.dims))
-	labels = append(labels, r.Provider, model, "")
-	labels = append(labels, r.Dimensions.Values...)
+	// Every charged, priced record adds its cost, whatever it was billed
+	// in: a units-only request (Whisper seconds, tts-1 characters, DALL·E
+	// images) has no tokens and is still money spent.
+	charged := r.Priced && r.Outcome.Charged()
+	if !charged && !hasUsage(&r.Usage) {
+		// No series carries its attribution (a denied request, say), so its
+		// values take no slot under the caps: a client refused at the gate
+		// cannot crowd out the projects that are spending.
+		return
+	}
+	labels := make([]string, 3, 3+len(m.labels.names))
+	labels[0], labels[1] = r.Provider, model
+	labels = m.labels.dims(labels, r, r.Provider, model)
 	for c := usage.Class(0); c < usage.NumClasses; c++ {
 		if n := r.Usage.Tokens[c].N; n > 0 {
 			labels[2] = c.String()
 			m.tokens.WithLabelValues(labels...).Add(float64(n))
 		}
 	}
-	if r.Priced && r.Usage.Total() > 0 {
+	for u := usage.Unit(0); u < usage.NumUnits; u++ {
+		if n := r.Usage.Units[u].N; n > 0 {
+			labels[2] = u.String()
+			m.units.WithLabelValues(labels...).Add(float64(n))
+		}
+	}
+	if charged {
 		// Cost is exported in the reporting currency, so one PromQL sum
 		// adds like with like.
 		cur, cost := r.Currency, r.Cost
@@ -148,6 +176,20 @@ func (m *Metrics) Append(r *ledger.Record) {
 		labels[0], labels[1], labels[2] = string(cur), r.Provider, model
 		m.cost.add(labels, cost)
 	}
+}
+
+func hasUsage(u *usage.Usage) bool {
+	for _, c := range u.Tokens {
+		if c.N > 0 {
+			return true
+		}
+	}
+	for _, c := range u.Units {
+		if c.N > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ObservePhase records the time one ext_proc message took.
@@ -202,24 +244,7 @@ func (l ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 // WatchForecasts exports each budget key's month-end (window-end)
 // projection.
 func (m *Metrics) WatchForecasts(f func() []alerting.Forecast) {
-	m.reg.MustRegister(forecastCollector(f))
-}
-
-var budgetProjected = prometheus.NewDesc("tokenmeter_budget_projected",
-	"A budget key's spend projected to the end of its window from the last 7 days' run rate (currency units for money budgets).",
-	[]string{"budget", "key"}, nil)
-
-type forecastCollector func() []alerting.Forecast
-
-func (f forecastCollector) Describe(ch chan<- *prometheus.Desc) { ch <- budgetProjected }
-func (f forecastCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, fc := range f() {
-		v := float64(fc.Projected)
-		if fc.Money {
-			v = money.Amount(fc.Projected).Units()
-		}
-		ch <- prometheus.MustNewConstMetric(budgetProjected, prometheus.GaugeValue, v, fc.Budget, fc.Key)
-	}
+	m.reg.MustRegister(forecastCollector{forecasts: f, keys: m.keys})
 }
 
 // WatchAlerts exports the alert sender's counters.
@@ -301,63 +326,5 @@ func (e *exactCounter) Collect(ch chan<- prometheus.Metric) {
 	defer e.mu.Unlock()
 	for _, s := range e.sums {
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, s.total.Units(), s.labels...)
-	}
-}
-
-var (
-	budgetSpent = prometheus.NewDesc("tokenmeter_budget_spent",
-		"Settled spend of a budget key in its current window (currency units for money budgets, else a count).",
-		[]string{"budget", "key", "window"}, nil)
-	budgetReserved = prometheus.NewDesc("tokenmeter_budget_reserved",
-		"Amount held by requests in flight on a budget key.", []string{"budget", "key", "window"}, nil)
-	budgetLimit = prometheus.NewDesc("tokenmeter_budget_limit",
-		"Limit of a budget key in its window.", []string{"budget", "key", "window"}, nil)
-	budgetRemaining = prometheus.NewDesc("tokenmeter_budget_remaining",
-		"What a budget key has left in its window: limit − spent − reserved, never below 0.", []string{"budget", "key", "window"}, nil)
-	budgetResets = prometheus.NewDesc("tokenmeter_budget_reset_timestamp_seconds",
-		"When a budget key's window resets (a rolling window: when its oldest bucket leaves), Unix seconds.", []string{"budget", "key", "window"}, nil)
-)
-
-type budgetCollector struct {
-	status BudgetStatus
-	log    *slog.Logger
-}
-
-func (b *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- budgetSpent
-	ch <- budgetReserved
-	ch <- budgetLimit
-	ch <- budgetRemaining
-	ch <- budgetResets
-}
-
-func (b *budgetCollector) Collect(ch chan<- prometheus.Metric) {
-	if b.status == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	st, err := b.status(ctx)
-	if err != nil {
-		b.log.Warn("budget status for metrics", "err", err)
-		return
-	}
-	for _, s := range st {
-		conv := func(v int64) float64 {
-			if s.Budget.Unit == ratelimit.Money {
-				return money.Amount(v).Units()
-			}
-			return float64(v)
-		}
-		labels := []string{s.Budget.Name, s.Key, s.Budget.Period()}
-		left := s.Limit - s.Counter.Spent - s.Counter.Reserved
-		if left < 0 {
-			left = 0
-		}
-		ch <- prometheus.MustNewConstMetric(budgetSpent, prometheus.GaugeValue, conv(s.Counter.Spent), labels...)
-		ch <- prometheus.MustNewConstMetric(budgetReserved, prometheus.GaugeValue, conv(s.Counter.Reserved), labels...)
-		ch <- prometheus.MustNewConstMetric(budgetLimit, prometheus.GaugeValue, conv(s.Limit), labels...)
-		ch <- prometheus.MustNewConstMetric(budgetRemaining, prometheus.GaugeValue, conv(left), labels...)
-		ch <- prometheus.MustNewConstMetric(budgetResets, prometheus.GaugeValue, float64(s.Resets.Unix()), labels...)
 	}
 }

@@ -23,7 +23,7 @@ func scrape(t *testing.T, m *Metrics) string {
 // A million one-token charges of 75 nano-dollars export as exactly 0.075:
 // the sum is kept in nano-units and converted once, at scrape.
 func TestCostIsSummedExactly(t *testing.T) {
-	m := New([]string{"project"}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := New(DimensionNames("project"), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r := &ledger.Record{Provider: "openai", Model: "m", PricedModel: "m", Priced: true, Currency: money.USD,
 		Outcome: ledger.OK, Cost: 75, Dimensions: attribution.Dimensions{Names: []string{"project"}, Values: []string{"p"}}}
 	r.Usage.Set(usage.CacheRead, 1)
@@ -43,7 +43,7 @@ func TestCostIsSummedExactly(t *testing.T) {
 }
 
 func TestUnpricedDeniedAndInvalid(t *testing.T) {
-	m := New([]string{"project"}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := New(DimensionNames("project"), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	dims := attribution.Dimensions{Names: []string{"project"}, Values: []string{"p"}}
 	u := &ledger.Record{Provider: "openai", Model: "mystery", Outcome: ledger.OK, Dimensions: dims}
 	u.Usage.Set(usage.Input, 7)
@@ -53,8 +53,8 @@ func TestUnpricedDeniedAndInvalid(t *testing.T) {
 	m.ParseError("openai_chat", "malformed_json")
 	out := scrape(t, m)
 	for _, want := range []string{
-		`tokenmeter_unpriced_requests_total{model="mystery"} 1`,
-		`tokenmeter_tokens_total{class="input",model="mystery",project="p",provider="openai"} 7`,
+		`tokenmeter_unpriced_requests_total{outcome="ok",provider="openai"} 1`,
+		`tokenmeter_tokens_total{class="input",model="unpriced",project="p",provider="openai"} 7`,
 		`tokenmeter_denied_total{budget="b"} 1`,
 		`tokenmeter_requests_total{model="gpt",outcome="denied",provider="openai"} 1`,
 		`tokenmeter_invalid_attribution_total{dimension="project"} 1`,
@@ -64,7 +64,7 @@ func TestUnpricedDeniedAndInvalid(t *testing.T) {
 			t.Errorf("missing %q", want)
 		}
 	}
-	if strings.Contains(out, `tokenmeter_cost_total{currency="",model="mystery"`) || strings.Contains(out, `model="mystery",project="p",provider="openai"} 0`) {
+	if strings.Contains(out, "mystery") || strings.Contains(out, `tokenmeter_cost_total{currency="",model="unpriced"`) {
 		t.Errorf("unpriced model has a cost sample:\n%s", out)
 	}
 }
