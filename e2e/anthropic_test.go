@@ -53,7 +53,7 @@ func TestAnthropicStreamIsMeteredExactly(t *testing.T) {
 	}
 }
 
-// An error event under HTTP 200 ends the stream: an upstream error, charged
+// An error event under HTTP 200 ends the stream: a provider error, charged
 // for the usage reported before it.
 func TestAnthropicErrorEventUnder200(t *testing.T) {
 	s := newStack(t, "")
@@ -73,7 +73,7 @@ func TestAnthropicErrorEventUnder200(t *testing.T) {
 	// message_start reported 100 input tokens and 1 output token before the error.
 	base := []string{"project", "anth-err", "model", "claude-sonnet-4"}
 	s.WaitMetric("tokenmeter_tokens_total", labels(append(base, "class", "input")...), 100)
-	s.WaitMetric("tokenmeter_requests_total", labels("model", "claude-sonnet-4", "outcome", "upstream_error"), 1)
+	s.WaitMetric("tokenmeter_requests_total", labels("model", "claude-sonnet-4", "outcome", "provider_error"), 1)
 	if v, ok := testbed.Value(s.Metrics(), "tokenmeter_parse_errors_total", labels("dialect", "anthropic_messages")); ok {
 		t.Errorf("a provider's error event is not a parse error: %v", v)
 	}

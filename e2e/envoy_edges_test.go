@@ -140,8 +140,8 @@ func TestGateTimeoutAnswersJSON(t *testing.T) {
 	start := time.Now()
 	resp := s.Post(chatBody, attributionHeaders)
 	wantUnavailable(t, s, resp, http.StatusGatewayTimeout, "gate_timeout")
-	if d := time.Since(start); d < 2*time.Second || d > 5*time.Second {
-		t.Fatalf("answered after %v, want Envoy's message_timeout of 2s", d)
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("answered after %v, before Envoy's message_timeout of 2s", d)
 	}
 }
 

@@ -208,11 +208,11 @@ func TestGateFrozenPastMessageTimeout(t *testing.T) {
 	if err := s.TM.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, func() bool { return procState(s.TM.PID()) == 'T' }, "tokenmeter stopped")
 	statuses, bodies := fire(t, s.Proxy.URL, requests, func(int) *http.Request { return chatRequest(s.Proxy.URL, body, h) })
 	if err := s.TM.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("statuses %v", statuses)
 	for i, st := range statuses {
 		if st != 504 {
 			t.Fatalf("request %d: %d %s, want Envoy's 504", i, st, bodies[i])
