@@ -320,3 +320,35 @@ func TestOutcomeCharged(t *testing.T) {
 		}
 	}
 }
+
+// observerDuringSend is a gate stream whose answer reaches Envoy, and the
+// observer's claim reaches tokenmeter, before Send returns.
+type observerDuringSend struct {
+	*fakeStream
+	t   *testing.T
+	srv *Server
+}
+
+func (o *observerDuringSend) Send(r *extprocv3.ProcessingResponse) error {
+	if h := r.GetDynamicMetadata().GetFields()[HandoffNamespace].GetStructValue(); h != nil {
+		play(o.t, o.srv, context.Canceled, asObserver(h, headers(false),
+			respHeaders(false, ":status", "200", "content-type", "application/json"), respBody(jsonResp, true))...)
+	}
+	return o.fakeStream.Send(r)
+}
+
+// The handoff is in the gate's table before its answer can reach the
+// observer: an observer that claims it at once records it, and the sweeper
+// finds nothing to settle (found as 7 unobserved records in 10,000 through
+// Envoy when the table was filled after Send).
+func TestObserverClaimsBeforeSendReturns(t *testing.T) {
+	s, sink, _ := serverOn(t, tightConfig, memStore(t))
+	fs := &fakeStream{ctx: context.Background(), err: context.Canceled, in: asGate(
+		headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "p"),
+		chunk(`{"model":"gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`, true))}
+	_ = s.Process(&observerDuringSend{fakeStream: fs, t: t, srv: s})
+	s.sweep(context.Background(), time.Now().Add(time.Minute))
+	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.OK {
+		t.Fatalf("records %+v", sink.recs)
+	}
+}

@@ -60,21 +60,33 @@ type awaiting struct {
 
 func newAwaiting() *awaiting { return &awaiting{m: map[string]*awaitEntry{}} }
 
-// put keeps x, whose answer carries the handoff id, until its observer
+// await keeps x, whose answer carries the handoff id, until its observer
 // claims it or deadline passes; it starts the sweeper when none runs (an
 // idle server runs no timer).
-func (s *Server) await(id string, x *exchange, deadline time.Time, late bool) {
-	// The table must not keep the request body alive.
-	x.req.Prompt, x.chunks, x.decoder = "", nil, nil
+func (s *Server) await(id string, x *exchange, deadline time.Time) {
+	// The table must not keep the request body alive (the gate is done with
+	// the prompt; the held chunks go when their answers are built).
+	x.req.Prompt = ""
 	a := s.awaiting
 	a.mu.Lock()
-	a.m[id] = &awaitEntry{x: x, deadline: deadline, late: late}
+	a.m[id] = &awaitEntry{x: x, deadline: deadline}
 	a.order = append(a.order, id)
 	start := !a.sweeping
 	a.sweeping = true
 	a.mu.Unlock()
 	if start {
 		go s.sweepLoop()
+	}
+}
+
+// markLate notes that Envoy cancelled the gate's stream as the answer went
+// out (sent).
+func (s *Server) markLate(id string) {
+	a := s.awaiting
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.m[id]; ok {
+		e.late = true
 	}
 }
 

@@ -36,7 +36,7 @@ const (
 
 // Reasons tokenmeter itself records (dialects add theirs).
 const (
-	reasonUnknownPath      = "unknown_path"
+	reasonUnknownPath = "unknown_path"
 	// reasonClientDisconnect: the stream ended before any response, so the
 	// client left (an upstream that fails before its headers makes Envoy
 	// answer for it, which the observer sees).
@@ -44,13 +44,13 @@ const (
 	// reasonStreamCut: the response stopped before its end. The client left
 	// or the upstream reset the stream; Envoy closes the ext_proc stream
 	// the same way for both, so tokenmeter does not claim which.
-	reasonStreamCut = "stream_cut"
-	reasonNoResponse       = "no_response"
-	reasonUnpriced         = "unpriced_model"
-	reasonUnpricedUsage    = "unpriced_usage" // audio, image or unit usage the entry has no price for
-	reasonFallback         = "fallback_price" // an unknown model priced at the configured fallback
-	reasonStore            = "store_unavailable"
-	reasonTooLarge         = "request_too_large"
+	reasonStreamCut     = "stream_cut"
+	reasonNoResponse    = "no_response"
+	reasonUnpriced      = "unpriced_model"
+	reasonUnpricedUsage = "unpriced_usage" // audio, image or unit usage the entry has no price for
+	reasonFallback      = "fallback_price" // an unknown model priced at the configured fallback
+	reasonStore         = "store_unavailable"
+	reasonTooLarge      = "request_too_large"
 	// The gate's stream was cancelled before its decision (Envoy's
 	// message_timeout, or the client left): nothing reserved, nothing sent.
 	reasonStreamCancelled = "stream_cancelled"
@@ -182,11 +182,20 @@ func (x *exchange) one(r *extprocv3.ProcessingResponse) []*extprocv3.ProcessingR
 	return x.out[:1]
 }
 
+// awaitObserver puts a handoff in the gate's table before its answer goes
+// out: Envoy may pass the request to the observer, and the observer claim
+// it, before Send even returns.
+func (x *exchange) awaitObserver() {
+	if x.handingOff && x.snap.Config.ObserverDeadline > 0 {
+		x.srv.await(x.rec.RequestID, x, x.srv.now().Add(x.snap.Config.ObserverDeadline))
+	}
+}
+
 // sent is called once every answer to a message is on its way: a handoff
-// in it is now the observer's to finish, and the gate waits for the
-// observer's claim (awaiting.go). cancelled: Envoy had cancelled the
-// stream by then, so it most likely never used the answer; a refusal the
-// client never saw is recorded as the gate timeout it was.
+// in it is now the observer's to finish (awaiting.go). cancelled: Envoy had
+// cancelled the stream by then, so it most likely never used the answer
+// (if no observer claims it either, it is released); a refusal the client
+// never saw is recorded as the gate timeout it was.
 func (x *exchange) sent(cancelled bool) {
 	if cancelled && x.rec.Outcome == ledger.Denied && x.pending != nil {
 		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
@@ -195,9 +204,24 @@ func (x *exchange) sent(cancelled bool) {
 		return
 	}
 	x.handingOff, x.closed = false, true
-	if d := x.snap.Config.ObserverDeadline; d > 0 {
-		x.srv.await(x.rec.RequestID, x, x.srv.now().Add(d), cancelled)
+	if cancelled {
+		x.srv.markLate(x.rec.RequestID)
 	}
+}
+
+// notSent ends a gate whose answer could not be sent: Envoy had given up
+// on the stream, so the provider is not called and the hold is released.
+func (x *exchange) notSent(ctx context.Context) {
+	if x.handingOff {
+		x.handingOff = false
+		if x.srv.takeLocal(x.rec.RequestID) || x.snap.Config.ObserverDeadline <= 0 {
+			x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
+			x.finish(nil)
+		} else {
+			x.closed = true // an observer claimed it after all: it records it
+		}
+	}
+	x.abort(ctx, false)
 }
 
 func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

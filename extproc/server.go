@@ -158,6 +158,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	for {
 		start := time.Now()
 		resps, phase := x.handle(ctx, req)
+		x.awaitObserver()
 		if x.snap.Config.SettleBeforeResponse {
 			// Durability over latency: the charge is on disk before Envoy
 			// can release the answer, so a crash cannot lose a charge whose
@@ -166,7 +167,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		}
 		for _, r := range resps {
 			if err := stream.Send(r); err != nil {
-				x.abort(settleCtx, false)
+				x.notSent(settleCtx)
 				return err
 			}
 		}
