@@ -32,6 +32,9 @@ const anthropicName = "anthropic_messages"
 func (anthropicMessages) Name() string     { return anthropicName }
 func (anthropicMessages) Provider() string { return "anthropic" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (anthropicMessages) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; it never rewrites it, because every
 // Messages stream carries usage without being asked. Where a key is
 // repeated the last one counts, as the provider's decoder does.

@@ -34,6 +34,9 @@ type bedrockConverse struct {
 func (d bedrockConverse) Name() string   { return d.name }
 func (bedrockConverse) Provider() string { return bedrockProvider }
 
+// ResponseHeaders: an error response names its exception only in a header.
+func (bedrockConverse) ResponseHeaders() []string { return []string{bedrockErrorTypeHeader} }
+
 // ParseRequest reads the model from the path and the prompt and
 // inferenceConfig.maxTokens from the body, which it never rewrites: both
 // operations always report usage. The body names no model and has no

@@ -44,6 +44,14 @@ type bedrockInvoke struct {
 func (d bedrockInvoke) Name() string   { return d.name }
 func (bedrockInvoke) Provider() string { return bedrockProvider }
 
+// ResponseHeaders are the usage headers, which are InvokeModel's only usage
+// for every vendor but Anthropic (issue 12: an observer not forwarded them
+// billed Llama, Nova and Titan from bytes/4), and the error type.
+func (bedrockInvoke) ResponseHeaders() []string {
+	return []string{bedrockErrorTypeHeader, headerRawNames[buInput], headerRawNames[buCacheRead],
+		headerRawNames[buCacheWrite], headerRawNames[buOutput]}
+}
+
 // ParseRequest reads the model from the path and, for the estimate, the
 // prompt and output cap from the native body, whatever vendor's shape it
 // has: messages and system (Anthropic, Nova, Mistral and AI21 chat),

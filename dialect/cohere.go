@@ -55,6 +55,9 @@ func (c cohere) Name() string {
 
 func (cohere) Provider() string { return "cohere" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (cohere) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; it never rewrites it, because every
 // Cohere stream ends with its usage. Where a key is repeated the last one
 // counts.

@@ -118,6 +118,13 @@ type Dialect interface {
 	// ParseRequest reads body. When it rewrites the body it returns the new
 	// bytes; otherwise newBody is nil and the original passes unchanged.
 	ParseRequest(body []byte, opts RequestOptions) (req Request, newBody []byte, err error)
+	// ResponseHeaders lists, lower-case, every response header the
+	// dialect's decoders read through Response.Header, beyond the status,
+	// Content-Type and Content-Encoding every exchange reads. In split mode
+	// Envoy forwards the observer only the union of these declarations
+	// (extproc.ObserverHeaders, Registry.ResponseHeaders): an undeclared
+	// header reads "" there, so a test fails a decoder that asks for one.
+	ResponseHeaders() []string
 	// NewDecoder returns a decoder for one response. maxBuffer caps the bytes
 	// it may hold at once; past it, Feed returns ReasonTooLarge and the
 	// decoder stops buffering.

@@ -60,6 +60,9 @@ type gemini struct{ name, provider string }
 func (g gemini) Name() string     { return g.name }
 func (g gemini) Provider() string { return g.provider }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (gemini) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; it never rewrites it, because every
 // streamed chunk carries usageMetadata without being asked.
 //

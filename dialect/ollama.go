@@ -52,6 +52,9 @@ func (o ollama) Name() string {
 
 func (ollama) Provider() string { return "ollama" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (ollama) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; it never rewrites it, because every
 // Ollama stream ends with its counts. Where a key is repeated the last one
 // counts, as in Go's decoder, which Ollama uses.

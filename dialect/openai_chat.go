@@ -30,6 +30,9 @@ const openAIChatName = "openai_chat"
 func (openAIChat) Name() string     { return openAIChatName }
 func (openAIChat) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIChat) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body. Where a key is repeated the last one
 // counts, as in Python's, JavaScript's and Go's JSON decoders: what the
 // server acts on is what metering must read.

@@ -20,6 +20,9 @@ const openAICompletionsName = "openai_completions"
 func (openAICompletions) Name() string     { return openAICompletionsName }
 func (openAICompletions) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAICompletions) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body and, when asked, injects
 // stream_options.include_usage, as for chat.
 func (openAICompletions) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {

@@ -27,6 +27,9 @@ const openAIEmbeddingsName = "openai_embeddings"
 func (openAIEmbeddings) Name() string     { return openAIEmbeddingsName }
 func (openAIEmbeddings) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIEmbeddings) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; it never rewrites it. Embeddings do
 // not stream and generate nothing, so only the model and the input text
 // matter.

@@ -49,6 +49,9 @@ const openAIImagesName = "openai_images"
 func (openAIImages) Name() string     { return openAIImagesName }
 func (openAIImages) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIImages) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads a JSON body (generations, and edits sent as JSON) or a
 // multipart one (edits, variations), telling them apart by the body
 // itself. Where a key or field repeats the last one counts.

@@ -36,6 +36,9 @@ const openAIResponsesName = "openai_responses"
 func (openAIResponses) Name() string     { return openAIResponsesName }
 func (openAIResponses) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIResponses) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; it never rewrites it. Where a key is
 // repeated the last one counts, as the provider's decoder does.
 func (openAIResponses) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {

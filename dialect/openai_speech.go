@@ -33,6 +33,9 @@ const openAISpeechName = "openai_speech"
 func (openAISpeech) Name() string     { return openAISpeechName }
 func (openAISpeech) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAISpeech) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the request body; where a key repeats the last one
 // counts. The prompt is the input text; its bytes also count the
 // instructions, which are input tokens too.
