@@ -13,8 +13,9 @@ import (
 // headers. In split mode the observer sees only the headers envoy.yaml
 // forwards (extproc.ObserverHeaders, derived from what the dialects
 // declare); before issue 12 those were missing, and such a request was
-// recorded `estimated` from bytes/4 ($0.0000173 for this one, not
-// $0.0007344). Both modes must now record it exactly.
+// recorded `estimated` from bytes/4: 12 input and 32 output tokens,
+// $0.00003168, for this one instead of 1,000 and 20, $0.0007344. Both
+// modes must now record it exactly.
 func TestBedrockInvokeUsageHeadersAreExact(t *testing.T) {
 	bothModes(t, bedrockInvokeUsageHeadersAreExact)
 }
