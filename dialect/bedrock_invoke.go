@@ -52,13 +52,18 @@ func (bedrockInvoke) ResponseHeaders() []string {
 		headerRawNames[buCacheWrite], headerRawNames[buOutput]}
 }
 
-// ParseRequest reads the model from the path and, for the estimate, the
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (d bedrockInvoke) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, d.parseRequest)
+}
+
+// parseRequest reads the model from the path and, for the estimate, the
 // prompt and output cap from the native body, whatever vendor's shape it
 // has: messages and system (Anthropic, Nova, Mistral and AI21 chat),
 // prompt (Llama, Mistral), inputText (Titan), message (Cohere); max_tokens,
 // max_gen_len, inferenceConfig.max_new_tokens (Nova) or
 // textGenerationConfig.maxTokenCount (Titan). The body is never rewritten.
-func (d bedrockInvoke) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (d bedrockInvoke) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	req, s, err := bedrockRequest(d.name, body, opts, d.stream)
 	if err != nil {
 		return req, nil, err

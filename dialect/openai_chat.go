@@ -33,10 +33,15 @@ func (openAIChat) Provider() string { return "openai" }
 // ResponseHeaders is empty: the body carries everything this dialect reads.
 func (openAIChat) ResponseHeaders() []string { return nil }
 
-// ParseRequest reads the request body. Where a key is repeated the last one
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body. Where a key is repeated the last one
 // counts, as in Python's, JavaScript's and Go's JSON decoders: what the
 // server acts on is what metering must read.
-func (openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (openAIChat) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	return parseOpenAIRequest(openAIChatName, "messages", messageTexts, body, opts)
 }
 

@@ -52,10 +52,15 @@ func (openAIImages) Provider() string { return "openai" }
 // ResponseHeaders is empty: the body carries everything this dialect reads.
 func (openAIImages) ResponseHeaders() []string { return nil }
 
-// ParseRequest reads a JSON body (generations, and edits sent as JSON) or a
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAIImages) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads a JSON body (generations, and edits sent as JSON) or a
 // multipart one (edits, variations), telling them apart by the body
 // itself. Where a key or field repeats the last one counts.
-func (openAIImages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (openAIImages) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	if bytes.HasPrefix(body, dashes) {
 		return parseImagesForm(body)
 	}
