@@ -65,6 +65,7 @@ func TestDecodersReadOnlyDeclaredHeaders(t *testing.T) {
 // responseFixture is the response half of any dialect's fixture, whatever
 // its expected.json holds.
 type responseFixture struct {
+	dir     string
 	resp    Response
 	headers map[string]string
 	body    []byte
@@ -86,6 +87,7 @@ func responseFixtures(t *testing.T, name string) []responseFixture {
 			t.Fatalf("%s: meta.json: %v", dir, err)
 		}
 		fs = append(fs, responseFixture{
+			dir:     dir,
 			resp:    Response{Status: meta.Status, ContentType: meta.ContentType, ContentEncoding: meta.ContentEncoding},
 			headers: meta.Headers, body: readFile(t, dir, "response"),
 		})
