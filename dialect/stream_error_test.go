@@ -8,37 +8,40 @@ import (
 	"testing"
 )
 
+// errorAfterOutputFixtures maps each dialect to the fixture under testdata
+// that proves it keeps output before an error; "" where a stream carries no
+// text: image and speech streams bill units the request names.
+var errorAfterOutputFixtures = map[string]string{
+	"openai_chat":              "openai_chat/sse_error_event",
+	"azure_openai_chat":        "openai_chat/sse_error_event",
+	"openai_completions":       "openai_completions/error_after_output",
+	"azure_openai_completions": "openai_completions/error_after_output",
+	"openai_responses":         "openai_responses/sse_error_event",
+	"azure_openai_responses":   "openai_responses/sse_error_event",
+	"openai_audio":             "openai_audio/sse_error",
+	"openai_images":            "",
+	"openai_speech":            "",
+	"anthropic_messages":       "anthropic_messages/sse_error_under_200",
+	"gemini":                   "gemini/error_after_output",
+	"vertex_gemini":            "gemini/error_after_output",
+	// Bedrock's decoders follow the content type, not the operation.
+	"bedrock_converse":        "bedrock_converse_stream/converse_stream_exception",
+	"bedrock_converse_stream": "bedrock_converse_stream/converse_stream_exception",
+	"bedrock_invoke":          "bedrock_invoke_stream/invoke_stream_exception",
+	"bedrock_invoke_stream":   "bedrock_invoke_stream/invoke_stream_exception",
+	"cohere_chat":             "cohere_chat/sse_finish_error",
+	"cohere_chat_v1":          "cohere_chat_v1/error_after_output",
+	"ollama_chat":             "ollama_chat/error_line",
+	"ollama_generate":         "ollama_generate/error_after_output",
+}
+
 // A stream that ends in a provider's error after some output was still
 // generated, and billed, up to the error: its decoder must keep the text
 // (for the estimate of the output) and any usage already reported, with
 // provider_error as the reason (issue 12, item 7). One fixture per
 // streaming dialect proves it, replayed whole and at every split.
 func TestStreamsKeepOutputBeforeAnError(t *testing.T) {
-	// dialect name → fixture under testdata; "" where a stream carries no
-	// text: image and speech streams bill units the request names.
-	fixtures := map[string]string{
-		"openai_chat":              "openai_chat/sse_error_event",
-		"azure_openai_chat":        "openai_chat/sse_error_event",
-		"openai_completions":       "openai_completions/error_after_output",
-		"azure_openai_completions": "openai_completions/error_after_output",
-		"openai_responses":         "openai_responses/sse_error_event",
-		"azure_openai_responses":   "openai_responses/sse_error_event",
-		"openai_audio":             "openai_audio/sse_error",
-		"openai_images":            "",
-		"openai_speech":            "",
-		"anthropic_messages":       "anthropic_messages/sse_error_under_200",
-		"gemini":                   "gemini/error_after_output",
-		"vertex_gemini":            "gemini/error_after_output",
-		// Bedrock's decoders follow the content type, not the operation.
-		"bedrock_converse":        "bedrock_converse_stream/converse_stream_exception",
-		"bedrock_converse_stream": "bedrock_converse_stream/converse_stream_exception",
-		"bedrock_invoke":          "bedrock_invoke_stream/invoke_stream_exception",
-		"bedrock_invoke_stream":   "bedrock_invoke_stream/invoke_stream_exception",
-		"cohere_chat":             "cohere_chat/sse_finish_error",
-		"cohere_chat_v1":          "cohere_chat_v1/error_after_output",
-		"ollama_chat":             "ollama_chat/error_line",
-		"ollama_generate":         "ollama_generate/error_after_output",
-	}
+	fixtures := errorAfterOutputFixtures
 	r := DefaultRegistry()
 	for name, fixture := range fixtures {
 		d, ok := r.ByName(name)
