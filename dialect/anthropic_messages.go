@@ -32,10 +32,18 @@ const anthropicName = "anthropic_messages"
 func (anthropicMessages) Name() string     { return anthropicName }
 func (anthropicMessages) Provider() string { return "anthropic" }
 
-// ParseRequest reads the request body; it never rewrites it, because every
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (anthropicMessages) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x anthropicMessages) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body; it never rewrites it, because every
 // Messages stream carries usage without being asked. Where a key is
 // repeated the last one counts, as the provider's decoder does.
-func (anthropicMessages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (anthropicMessages) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	s, err := requestObject(anthropicName, body)
 	if err != nil {
 		return Request{}, nil, err

@@ -68,7 +68,7 @@ func TestAnthropicMessagesParseRequest(t *testing.T) {
 		})
 	}
 	for body, want := range map[string]Reason{
-		``: ReasonMalformedJSON, `{"model":`: ReasonMalformedJSON, `{"a":1}x`: ReasonMalformedJSON,
+		``: ReasonMalformedJSON, `{"model":`: ReasonMalformedJSON, `{"a":1,}`: ReasonMalformedJSON,
 		`[]`: ReasonUnexpectedShape, `"x"`: ReasonUnexpectedShape,
 	} {
 		if _, _, err := AnthropicMessages().ParseRequest([]byte(body), RequestOptions{}); ReasonOf(err) != want {

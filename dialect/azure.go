@@ -45,6 +45,9 @@ type azureOpenAI struct {
 func (a azureOpenAI) Name() string   { return a.name }
 func (azureOpenAI) Provider() string { return "azure" }
 
+// ResponseHeaders are the wrapped OpenAI dialect's: Azure answers in its shapes.
+func (a azureOpenAI) ResponseHeaders() []string { return a.inner.ResponseHeaders() }
+
 // ParseRequest parses as OpenAI does, then names the deployment as the
 // model when the body names none; even when the body cannot be read, since
 // the path still says what is being paid for.

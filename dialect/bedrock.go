@@ -259,17 +259,21 @@ func (u bedrockUsage) String() string {
 // object without either is not the documented shape.
 func (u bedrockUsage) hasTokens() bool { return u.present(buInput) || u.present(buOutput) }
 
+// bedrockErrorTypeHeader names the exception of an error response.
+const bedrockErrorTypeHeader = "x-amzn-errortype"
+
 // bedrockStatusError describes an error response: a status that is not
 // 2xx, whose body is {"message": "..."} and whose x-amzn-errortype header
 // names the exception (e.g. "ThrottlingException:http://..."). Status 0
 // (unknown) is taken for success. nil when the status is a success.
+
 func bedrockStatusError(dialect string, resp Response) error {
 	if resp.Status == 0 || resp.Status/100 == 2 {
 		return nil
 	}
 	typ := ""
 	if resp.Header != nil {
-		typ, _, _ = strings.Cut(resp.Header("x-amzn-errortype"), ":")
+		typ, _, _ = strings.Cut(resp.Header(bedrockErrorTypeHeader), ":")
 	}
 	return fmt.Errorf("%s: HTTP %d %q: %w", dialect, resp.Status, typ, ReasonProviderError)
 }

@@ -34,11 +34,19 @@ type bedrockConverse struct {
 func (d bedrockConverse) Name() string   { return d.name }
 func (bedrockConverse) Provider() string { return bedrockProvider }
 
-// ParseRequest reads the model from the path and the prompt and
+// ResponseHeaders: an error response names its exception only in a header.
+func (bedrockConverse) ResponseHeaders() []string { return []string{bedrockErrorTypeHeader} }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (d bedrockConverse) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, d.parseRequest)
+}
+
+// parseRequest reads the model from the path and the prompt and
 // inferenceConfig.maxTokens from the body, which it never rewrites: both
 // operations always report usage. The body names no model and has no
 // stream flag: the operation decides.
-func (d bedrockConverse) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (d bedrockConverse) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	req, s, err := bedrockRequest(d.name, body, opts, d.stream)
 	if err != nil {
 		return req, nil, err

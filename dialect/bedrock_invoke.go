@@ -44,13 +44,26 @@ type bedrockInvoke struct {
 func (d bedrockInvoke) Name() string   { return d.name }
 func (bedrockInvoke) Provider() string { return bedrockProvider }
 
-// ParseRequest reads the model from the path and, for the estimate, the
+// ResponseHeaders are the usage headers, which are InvokeModel's only usage
+// for every vendor but Anthropic (issue 12: an observer not forwarded them
+// billed Llama, Nova and Titan from bytes/4), and the error type.
+func (bedrockInvoke) ResponseHeaders() []string {
+	return []string{bedrockErrorTypeHeader, headerRawNames[buInput], headerRawNames[buCacheRead],
+		headerRawNames[buCacheWrite], headerRawNames[buOutput]}
+}
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (d bedrockInvoke) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, d.parseRequest)
+}
+
+// parseRequest reads the model from the path and, for the estimate, the
 // prompt and output cap from the native body, whatever vendor's shape it
 // has: messages and system (Anthropic, Nova, Mistral and AI21 chat),
 // prompt (Llama, Mistral), inputText (Titan), message (Cohere); max_tokens,
 // max_gen_len, inferenceConfig.max_new_tokens (Nova) or
 // textGenerationConfig.maxTokenCount (Titan). The body is never rewritten.
-func (d bedrockInvoke) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (d bedrockInvoke) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	req, s, err := bedrockRequest(d.name, body, opts, d.stream)
 	if err != nil {
 		return req, nil, err

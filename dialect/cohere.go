@@ -55,10 +55,18 @@ func (c cohere) Name() string {
 
 func (cohere) Provider() string { return "cohere" }
 
-// ParseRequest reads the request body; it never rewrites it, because every
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (cohere) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (c cohere) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, c.parseRequest)
+}
+
+// parseRequest reads the request body; it never rewrites it, because every
 // Cohere stream ends with its usage. Where a key is repeated the last one
 // counts.
-func (c cohere) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (c cohere) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	s, err := requestObject(c.Name(), body)
 	if err != nil {
 		return Request{}, nil, err

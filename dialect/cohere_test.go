@@ -11,7 +11,8 @@ import (
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
-func TestCohereChatFixtures(t *testing.T) { runFixtures(t, CohereChat()) }
+func TestCohereChatFixtures(t *testing.T)   { runFixtures(t, CohereChat()) }
+func TestCohereChatV1Fixtures(t *testing.T) { runFixtures(t, CohereChatV1()) }
 
 func TestCohereIdentity(t *testing.T) {
 	for d, name := range map[Dialect]string{CohereChat(): "cohere_chat", CohereChatV1(): "cohere_chat_v1"} {

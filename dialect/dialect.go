@@ -62,6 +62,10 @@ type Request struct {
 	// batch), as the catalog names it; empty for the default tier or when
 	// the provider chooses ("auto").
 	ServiceTier string
+	// Lenient is what the body departed from strict JSON in ways the
+	// providers' servers accept (NaN, a BOM, trailing bytes); 0 for strict
+	// JSON. What was read is the same either way.
+	Lenient Leniency
 }
 
 // RequestOptions control request parsing.
@@ -117,7 +121,25 @@ type Dialect interface {
 	Provider() string
 	// ParseRequest reads body. When it rewrites the body it returns the new
 	// bytes; otherwise newBody is nil and the original passes unchanged.
+	//
+	// A JSON body is read as providers' servers read it (lenient.go): NaN,
+	// Infinity and -Infinity as numbers, a UTF-8 BOM, and bytes after the
+	// first value are accepted and noted in req.Lenient; such a body is
+	// never rewritten. A body that still cannot be read returns an error
+	// whose Reason says why (malformed_json, unexpected_shape) AND a req
+	// holding what could be read, for admission against a worst case:
+	// Model (from the path, or the body's top level before it broke; may
+	// be empty), Stream, and PromptBytes = len(body), an upper bound of the
+	// prompt; Prompt is empty and MaxTokens is 0 unless it was read. The
+	// caller must not take such a req for a parsed one.
 	ParseRequest(body []byte, opts RequestOptions) (req Request, newBody []byte, err error)
+	// ResponseHeaders lists, lower-case, every response header the
+	// dialect's decoders read through Response.Header, beyond the status,
+	// Content-Type and Content-Encoding every exchange reads. In split mode
+	// Envoy forwards the observer only the union of these declarations
+	// (extproc.ObserverHeaders, Registry.ResponseHeaders): an undeclared
+	// header reads "" there, so a test fails a decoder that asks for one.
+	ResponseHeaders() []string
 	// NewDecoder returns a decoder for one response. maxBuffer caps the bytes
 	// it may hold at once; past it, Feed returns ReasonTooLarge and the
 	// decoder stops buffering.

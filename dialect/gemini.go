@@ -60,17 +60,31 @@ type gemini struct{ name, provider string }
 func (g gemini) Name() string     { return g.name }
 func (g gemini) Provider() string { return g.provider }
 
-// ParseRequest reads the request body; it never rewrites it, because every
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (gemini) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (g gemini) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, g.parseRequest)
+}
+
+// parseRequest reads the request body; it never rewrites it, because every
 // streamed chunk carries usageMetadata without being asked.
 //
 // Google parses request bodies as protocol buffer JSON, which accepts each
 // field under its lowerCamelCase name and its original snake_case one (the
 // REST examples write "system_instruction"), so both are read. Where a key
 // is repeated the last one counts, as elsewhere.
-func (g gemini) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (g gemini) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	var req Request
+	var method string
+	req.Model, method = geminiTarget(opts.Path)
+	req.Stream = method == "streamGenerateContent"
+	req.IncludeUsage = req.Stream
 	s, err := requestObject(g.name, body)
 	if err != nil {
-		return Request{}, nil, err
+		// The path's model and method stand, for admission (see salvage).
+		return req, nil, err
 	}
 	var contents, system, config string
 	m := newMembers(s)
@@ -84,11 +98,6 @@ func (g gemini) ParseRequest(body []byte, opts RequestOptions) (Request, []byte,
 			config = v
 		}
 	}
-	var req Request
-	var method string
-	req.Model, method = geminiTarget(opts.Path)
-	req.Stream = method == "streamGenerateContent"
-	req.IncludeUsage = req.Stream
 	var maxTokens string
 	m = newMembers(config)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {

@@ -102,8 +102,10 @@ func TestGeminiParseRequest(t *testing.T) {
 			Request{Model: "gemini-2.0-flash", MaxTokens: 9}, ""},
 		{"negative max", flash, `{"generationConfig":{"maxOutputTokens":-3}}`, Request{Model: "gemini-2.0-flash"}, ""},
 		{"no method in the path", "/v1beta/models/gemini-2.0-flash", `{}`, Request{}, ""},
-		{"malformed", flash, `{"contents":[`, Request{}, ReasonMalformedJSON},
-		{"not an object", flash, `[{"contents":[]}]`, Request{}, ReasonUnexpectedShape},
+		// An unreadable body keeps the path's model, and its length bounds
+		// the prompt (Dialect.ParseRequest's contract).
+		{"malformed", flash, `{"contents":[`, Request{Model: "gemini-2.0-flash", PromptBytes: 13}, ReasonMalformedJSON},
+		{"not an object", flash, `[{"contents":[]}]`, Request{Model: "gemini-2.0-flash", PromptBytes: 17}, ReasonUnexpectedShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,6 +272,7 @@ func FuzzGeminiRequest(f *testing.F) {
 		"/v1beta/models/gemini%2D2.0:streamGenerateContent?alt=sse")
 	f.Add([]byte(`{"contents":{"parts":[{"text":"\ud83d\ude00"}]}}`), "/v1/projects/p/locations/l/publishers/google/models/m:generateContent")
 	f.Add([]byte(`[]`), ":")
+	f.Add([]byte("\xef\xbb\xbf{\"generationConfig\":{\"temperature\":NaN,\"maxOutputTokens\":5}}trailing"), "/v1beta/models/m:generateContent")
 	f.Fuzz(func(t *testing.T, body []byte, path string) {
 		req, newBody, err := Gemini().ParseRequest(body, RequestOptions{Path: path})
 		if newBody != nil {
@@ -278,6 +281,9 @@ func FuzzGeminiRequest(f *testing.F) {
 		if err != nil {
 			if r := ReasonOf(err); r != ReasonMalformedJSON && r != ReasonUnexpectedShape {
 				t.Fatalf("error without a reason: %v", err)
+			}
+			if req.PromptBytes != int64(len(body)) || req.Prompt != "" {
+				t.Fatalf("error %v with %+v: want the body's length as the prompt bound", err, req)
 			}
 			return
 		}

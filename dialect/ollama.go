@@ -52,10 +52,18 @@ func (o ollama) Name() string {
 
 func (ollama) Provider() string { return "ollama" }
 
-// ParseRequest reads the request body; it never rewrites it, because every
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (ollama) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (o ollama) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, o.parseRequest)
+}
+
+// parseRequest reads the request body; it never rewrites it, because every
 // Ollama stream ends with its counts. Where a key is repeated the last one
 // counts, as in Go's decoder, which Ollama uses.
-func (o ollama) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (o ollama) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	s, err := requestObject(o.Name(), body)
 	if err != nil {
 		return Request{}, nil, err

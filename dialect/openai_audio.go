@@ -44,6 +44,9 @@ const openAIAudioName = "openai_audio"
 func (openAIAudio) Name() string     { return openAIAudioName }
 func (openAIAudio) Provider() string { return "openai" }
 
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIAudio) ResponseHeaders() []string { return nil }
+
 // ParseRequest reads the form fields. response_format is not read: the
 // decoder follows the response's Content-Type, which is what arrives.
 // Where the form breaks off, the fields before the break still count, and

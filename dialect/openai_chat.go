@@ -30,10 +30,18 @@ const openAIChatName = "openai_chat"
 func (openAIChat) Name() string     { return openAIChatName }
 func (openAIChat) Provider() string { return "openai" }
 
-// ParseRequest reads the request body. Where a key is repeated the last one
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIChat) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body. Where a key is repeated the last one
 // counts, as in Python's, JavaScript's and Go's JSON decoders: what the
 // server acts on is what metering must read.
-func (openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (openAIChat) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	return parseOpenAIRequest(openAIChatName, "messages", messageTexts, body, opts)
 }
 

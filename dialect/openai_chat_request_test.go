@@ -60,20 +60,25 @@ func TestOpenAIChatParseRequest(t *testing.T) {
 }
 
 func TestOpenAIChatParseRequestErrors(t *testing.T) {
+	// What an unreadable body still says (Dialect.ParseRequest's contract):
+	// the top-level model and stream before it broke, and its length as the
+	// prompt's bound.
 	tests := []struct {
 		body string
 		want Reason
+		req  Request
 	}{
-		{``, ReasonMalformedJSON},
-		{`{"model":"m",}`, ReasonMalformedJSON},
-		{`{"model":"m"`, ReasonMalformedJSON},
-		{`[{"model":"m"}]`, ReasonUnexpectedShape},
-		{`"model"`, ReasonUnexpectedShape},
+		{``, ReasonMalformedJSON, Request{}},
+		{`{"model":"m",}`, ReasonMalformedJSON, Request{Model: "m", PromptBytes: 14}},
+		{`{"model":"m"`, ReasonMalformedJSON, Request{Model: "m", PromptBytes: 12}},
+		{`{"model":"m","stream":true,"messages":[{"content":"ab`, ReasonMalformedJSON, Request{Model: "m", Stream: true, PromptBytes: 53}},
+		{`[{"model":"m"}]`, ReasonUnexpectedShape, Request{PromptBytes: 15}},
+		{`"model"`, ReasonUnexpectedShape, Request{PromptBytes: 7}},
 	}
 	for _, tt := range tests {
 		req, newBody, err := OpenAIChat().ParseRequest([]byte(tt.body), RequestOptions{InjectStreamUsage: true})
-		if !errors.Is(err, tt.want) || newBody != nil || req != (Request{}) {
-			t.Errorf("%q: got %+v %q %v, want %v", tt.body, req, newBody, err, tt.want)
+		if !errors.Is(err, tt.want) || newBody != nil || req != tt.req {
+			t.Errorf("%q: got %+v %q %v, want %+v %v", tt.body, req, newBody, err, tt.req, tt.want)
 		}
 	}
 }
@@ -248,11 +253,13 @@ func FuzzOpenAIChatRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"m","stream":true,"stream_options":{"include_usage":false},"max_tokens":3}`), true)
 	f.Add([]byte(`{"messages":[{"content":[{"type":"text","text":"a\u00e9"}]}],"max_completion_tokens":1e2}`), false)
 	f.Add([]byte(`{"stream_options":null,"stream":true,"stream":true}`), true)
+	f.Add([]byte("\xef\xbb\xbf{\"model\":\"m\",\"temperature\":NaN,\"top_p\":-Infinity} x"), true)
+	f.Add([]byte(`{"model":"m","messages":[{"content":"a"}],"max_tokens":Infinity}{"model":"n"}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, inject bool) {
 		req, newBody, err := OpenAIChat().ParseRequest(body, RequestOptions{InjectStreamUsage: inject})
 		if err != nil {
-			if newBody != nil || req != (Request{}) {
-				t.Fatalf("error %v with a result", err)
+			if newBody != nil || req.Prompt != "" || req.PromptBytes != int64(len(body)) || req.MaxTokens != 0 {
+				t.Fatalf("error %v with %+v: want only what salvage reads", err, req)
 			}
 			return
 		}
@@ -264,6 +271,16 @@ func FuzzOpenAIChatRequest(f *testing.F) {
 			}
 		}
 		if newBody == nil {
+			// A BOM before a body read is the only difference it makes.
+			if req.Lenient&LenientBOM == 0 {
+				bommed, nb, err := OpenAIChat().ParseRequest(append([]byte("\xef\xbb\xbf"), body...), RequestOptions{})
+				want := req
+				want.Lenient |= LenientBOM
+				if err != nil || nb != nil || bommed.Model != want.Model || bommed.Stream != want.Stream ||
+					bommed.MaxTokens != want.MaxTokens || bommed.PromptBytes != want.PromptBytes || bommed.Lenient != want.Lenient {
+					t.Fatalf("with a BOM %q read as %+v %v, want %+v", body, bommed, err, want)
+				}
+			}
 			return
 		}
 		if !req.Stream || !req.IncludeUsage || !inject || !gjson.ValidBytes(newBody) {

@@ -20,9 +20,17 @@ const openAICompletionsName = "openai_completions"
 func (openAICompletions) Name() string     { return openAICompletionsName }
 func (openAICompletions) Provider() string { return "openai" }
 
-// ParseRequest reads the request body and, when asked, injects
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAICompletions) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAICompletions) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body and, when asked, injects
 // stream_options.include_usage, as for chat.
-func (openAICompletions) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+func (openAICompletions) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	return parseOpenAIRequest(openAICompletionsName, "prompt", promptTexts, body, opts)
 }
 

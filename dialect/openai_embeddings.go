@@ -27,10 +27,18 @@ const openAIEmbeddingsName = "openai_embeddings"
 func (openAIEmbeddings) Name() string     { return openAIEmbeddingsName }
 func (openAIEmbeddings) Provider() string { return "openai" }
 
-// ParseRequest reads the request body; it never rewrites it. Embeddings do
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIEmbeddings) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAIEmbeddings) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body; it never rewrites it. Embeddings do
 // not stream and generate nothing, so only the model and the input text
 // matter.
-func (openAIEmbeddings) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (openAIEmbeddings) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	s, err := requestObject(openAIEmbeddingsName, body)
 	if err != nil {
 		return Request{}, nil, err

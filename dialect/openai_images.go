@@ -49,10 +49,18 @@ const openAIImagesName = "openai_images"
 func (openAIImages) Name() string     { return openAIImagesName }
 func (openAIImages) Provider() string { return "openai" }
 
-// ParseRequest reads a JSON body (generations, and edits sent as JSON) or a
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIImages) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAIImages) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads a JSON body (generations, and edits sent as JSON) or a
 // multipart one (edits, variations), telling them apart by the body
 // itself. Where a key or field repeats the last one counts.
-func (openAIImages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (openAIImages) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	if bytes.HasPrefix(body, dashes) {
 		return parseImagesForm(body)
 	}
@@ -61,8 +69,10 @@ func (openAIImages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte
 		return Request{}, nil, err
 	}
 	var model, prompt, size, quality, stream string
+	gptOnly := false
 	m := newMembers(s)
 	for k, v, ok := m.next(); ok; k, v, ok = m.next() {
+		gptOnly = gptOnly || gptImageOnly(k)
 		switch k {
 		case "model":
 			model = v
@@ -83,12 +93,58 @@ func (openAIImages) ParseRequest(body []byte, _ RequestOptions) (Request, []byte
 	req.Stream = stream == "true"
 	req.IncludeUsage = req.Stream
 	req.Prompt, req.PromptBytes = jsonTextPrompt(prompt)
+	applyImageDefaults(&req, gptOnly)
 	return req, nil, nil
+}
+
+// applyImageDefaults fills in what OpenAI's Images API assumes when a
+// request leaves it out, so that the request is priced as the provider
+// bills it (issue 12, item 8: a dall-e-3 request without quality went
+// unpriced). From the API reference (create image, create image edit):
+//
+//   - model: dall-e-2, unless a parameter only GPT image models take is
+//     present (gptOnly), when it is gpt-image-1.
+//   - dall-e-2 and dall-e-3: size 1024x1024, quality standard (dall-e-2
+//     has no other quality).
+//   - GPT image models: size and quality "auto", the provider's choice;
+//     their response names the size and quality used, which win
+//     (setImageSpec), and they bill tokens, not images.
+func applyImageDefaults(req *Request, gptOnly bool) {
+	if req.Model == "" {
+		req.Model = "dall-e-2"
+		if gptOnly {
+			req.Model = "gpt-image-1"
+		}
+	}
+	size, quality := "1024x1024", "standard"
+	if strings.HasPrefix(req.Model, "gpt-image") {
+		size, quality = "auto", "auto"
+	} else if !strings.HasPrefix(req.Model, "dall-e-") {
+		return // another model's defaults are not known here
+	}
+	if req.ImageSize == "" {
+		req.ImageSize = size
+	}
+	if req.ImageQuality == "" {
+		req.ImageQuality = quality
+	}
+}
+
+// gptImageOnly reports whether a request parameter is one only GPT image
+// models take, which makes the API default the model to gpt-image-1.
+func gptImageOnly(key string) bool {
+	switch key {
+	case "background", "moderation", "output_compression", "output_format", "partial_images", "input_fidelity":
+		return true
+	}
+	return false
 }
 
 func parseImagesForm(body []byte) (Request, []byte, error) {
 	var req Request
+	gptOnly := false
 	err := formFields(body, func(name string, v []byte) {
+		gptOnly = gptOnly || gptImageOnly(name)
 		switch name {
 		case "model":
 			req.Model = string(v)
@@ -106,6 +162,7 @@ func parseImagesForm(body []byte) (Request, []byte, error) {
 	if err != nil {
 		return req, nil, fmt.Errorf("%s: request body: %w", openAIImagesName, err)
 	}
+	applyImageDefaults(&req, gptOnly)
 	return req, nil, nil
 }
 
@@ -299,15 +356,13 @@ func (d *imagesSSE) Finish(complete bool) Result {
 	return res
 }
 
-// setImageCount records how many images came back. Models billed per image
-// (DALL·E) report no tokens, and the count is their billable unit. Models
-// billed by tokens (gpt-image-1) report both; there the count is only
-// information, kept in Raw, so that pricing does not look for a per-image
-// price the provider never charges.
+// setImageCount records how many images came back, in Units[Images]
+// whatever else the response reports: the ledger's images column is the
+// images generated (docs/ledger-export.md). Models billed per image
+// (DALL·E) report no tokens, and the count is their bill; models billed by
+// tokens (gpt-image-1) report both, and pricing then prices the tokens and
+// takes the count for information (pricing.Entry.Cost), so nothing is
+// priced twice.
 func setImageCount(u *usage.Usage, n int64) {
-	if u.Reported() {
-		u.Raw = append(u.Raw, usage.Field{Name: "images", Value: n})
-		return
-	}
 	u.SetUnit(usage.Images, n)
 }

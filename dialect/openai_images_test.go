@@ -38,16 +38,28 @@ func TestOpenAIImagesParseRequest(t *testing.T) {
 	}{
 		{"dall-e-3", []byte(`{"model":"dall-e-3","prompt":"a white siamese cat","n":1,"size":"1024x1792","quality":"hd"}`),
 			Request{Model: "dall-e-3", Prompt: "a white siamese cat", PromptBytes: 19, ImageSize: "1024x1792", ImageQuality: "hd"}},
-		{"defaults left empty", []byte(`{"prompt":"caf\u00e9"}`), Request{Prompt: "café", PromptBytes: 5}},
+		// What the API assumes is filled in, so the request is priced as
+		// it is billed (applyImageDefaults).
+		{"no model: dall-e-2's defaults", []byte(`{"prompt":"caf\u00e9"}`),
+			Request{Model: "dall-e-2", Prompt: "café", PromptBytes: 5, ImageSize: "1024x1024", ImageQuality: "standard"}},
+		{"no model, a GPT image parameter: gpt-image-1", []byte(`{"prompt":"x","output_format":"webp"}`),
+			Request{Model: "gpt-image-1", Prompt: "x", PromptBytes: 1, ImageSize: "auto", ImageQuality: "auto"}},
+		{"dall-e-3 without quality: standard", []byte(`{"model":"dall-e-3","prompt":"x","size":"1792x1024"}`),
+			Request{Model: "dall-e-3", Prompt: "x", PromptBytes: 1, ImageSize: "1792x1024", ImageQuality: "standard"}},
+		{"dall-e-3 without size: 1024x1024", []byte(`{"model":"dall-e-3","prompt":"x","quality":"hd"}`),
+			Request{Model: "dall-e-3", Prompt: "x", PromptBytes: 1, ImageSize: "1024x1024", ImageQuality: "hd"}},
+		{"another model: no defaults", []byte(`{"model":"flux-pro","prompt":"x"}`),
+			Request{Model: "flux-pro", Prompt: "x", PromptBytes: 1}},
 		{"gpt-image-1 stream", []byte(`{"model":"gpt-image-1","prompt":"x","stream":true,"partial_images":2,"size":"auto"}`),
-			Request{Model: "gpt-image-1", Stream: true, IncludeUsage: true, Prompt: "x", PromptBytes: 1, ImageSize: "auto"}},
+			Request{Model: "gpt-image-1", Stream: true, IncludeUsage: true, Prompt: "x", PromptBytes: 1, ImageSize: "auto", ImageQuality: "auto"}},
 		{"edit form", edit("model", "gpt-image-1", "prompt", "add a hat", "n", "2", "size", "1024x1536", "quality", "low"),
 			Request{Model: "gpt-image-1", Prompt: "add a hat", PromptBytes: 9, ImageSize: "1024x1536", ImageQuality: "low"}},
 		{"edit form stream", edit("model", "gpt-image-1", "prompt", "p", "stream", "true"),
-			Request{Model: "gpt-image-1", Prompt: "p", PromptBytes: 1, Stream: true, IncludeUsage: true}},
-		{"variation form", edit("model", "dall-e-2", "n", "3", "size", "256x256"), Request{Model: "dall-e-2", ImageSize: "256x256"}},
+			Request{Model: "gpt-image-1", Prompt: "p", PromptBytes: 1, Stream: true, IncludeUsage: true, ImageSize: "auto", ImageQuality: "auto"}},
+		{"variation form", edit("model", "dall-e-2", "n", "3", "size", "256x256"), Request{Model: "dall-e-2", ImageSize: "256x256", ImageQuality: "standard"}},
+		{"variation form without a model", edit("n", "1"), Request{Model: "dall-e-2", ImageSize: "1024x1024", ImageQuality: "standard"}},
 		{"edit as JSON", []byte(` {"model":"gpt-image-1","images":[{"image_url":"https://x/y.png"}],"prompt":"p"}`),
-			Request{Model: "gpt-image-1", Prompt: "p", PromptBytes: 1}},
+			Request{Model: "gpt-image-1", Prompt: "p", PromptBytes: 1, ImageSize: "auto", ImageQuality: "auto"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +109,7 @@ func TestOpenAIImagesLargeBody(t *testing.T) {
 			b = b[n:]
 		}
 		r := d.Finish(true)
-		if n, _ := r.Usage.RawValue("images"); r.Err != nil || n != 10 || r.Usage.Units[usage.Images].N != 0 || r.Usage.Get(usage.ImageOutput) != 18720 || r.Usage.ImageSize != "1536x1024" {
+		if r.Err != nil || r.Usage.Units[usage.Images].N != 10 || r.Usage.Get(usage.ImageOutput) != 18720 || r.Usage.ImageSize != "1536x1024" {
 			t.Fatalf("chunks of %d: %+v", chunk, mediaOutcomeOf(r))
 		}
 		if held := len(d.(*imagesJSON).buf); held > 4<<10 {
@@ -155,8 +167,8 @@ func TestOpenAIImagesStreamSums(t *testing.T) {
 	_ = d.Feed([]byte(ev + ev))
 	got := mediaOutcomeOf(d.Finish(true))
 	want := mediaOutcome{Tokens: map[string]int64{"input": 20, "image_input": 0, "image_output": 544},
-		Units: map[string]int64{}, ImageSize: "1024x1024", ImageQuality: "low",
-		Raw: map[string]int64{"images": 2, "input_tokens": 20, "output_tokens": 544, "input_tokens_details.text_tokens": 20, "input_tokens_details.image_tokens": 0}}
+		Units: map[string]int64{"images": 2}, ImageSize: "1024x1024", ImageQuality: "low",
+		Raw: map[string]int64{"input_tokens": 20, "output_tokens": 544, "input_tokens_details.text_tokens": 20, "input_tokens_details.image_tokens": 0}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
@@ -186,8 +198,8 @@ func FuzzOpenAIImagesJSON(f *testing.F) {
 		if !gjson.ValidBytes(body) || !r.IsObject() || whole.Reason == ReasonTooLarge {
 			return
 		}
-		// The count is a unit when no tokens were reported, else raw information.
-		n := whole.Units["images"] + whole.Raw["images"]
+		// The count is the unit, whatever else was reported.
+		n := whole.Units["images"]
 		if data := r.Get("data"); data.IsArray() && n != int64(len(data.Array())) {
 			t.Fatalf("%d images, gjson counts %d", n, len(data.Array()))
 		}

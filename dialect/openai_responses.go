@@ -36,9 +36,17 @@ const openAIResponsesName = "openai_responses"
 func (openAIResponses) Name() string     { return openAIResponsesName }
 func (openAIResponses) Provider() string { return "openai" }
 
-// ParseRequest reads the request body; it never rewrites it. Where a key is
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAIResponses) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAIResponses) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body; it never rewrites it. Where a key is
 // repeated the last one counts, as the provider's decoder does.
-func (openAIResponses) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (openAIResponses) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	s, err := requestObject(openAIResponsesName, body)
 	if err != nil {
 		return Request{}, nil, err

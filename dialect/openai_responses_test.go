@@ -73,7 +73,7 @@ func TestOpenAIResponsesParseRequestErrors(t *testing.T) {
 		{`["input"]`, ReasonUnexpectedShape},
 	} {
 		req, newBody, err := OpenAIResponses().ParseRequest([]byte(tt.body), RequestOptions{})
-		if !errors.Is(err, tt.want) || newBody != nil || req != (Request{}) {
+		if !errors.Is(err, tt.want) || newBody != nil || req != (Request{PromptBytes: int64(len(tt.body))}) {
 			t.Errorf("%q: got %+v %q %v, want %v", tt.body, req, newBody, err, tt.want)
 		}
 	}

@@ -33,10 +33,18 @@ const openAISpeechName = "openai_speech"
 func (openAISpeech) Name() string     { return openAISpeechName }
 func (openAISpeech) Provider() string { return "openai" }
 
-// ParseRequest reads the request body; where a key repeats the last one
+// ResponseHeaders is empty: the body carries everything this dialect reads.
+func (openAISpeech) ResponseHeaders() []string { return nil }
+
+// ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
+func (x openAISpeech) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
+	return parseLeniently(body, opts, x.parseRequest)
+}
+
+// parseRequest reads the request body; where a key repeats the last one
 // counts. The prompt is the input text; its bytes also count the
 // instructions, which are input tokens too.
-func (openAISpeech) ParseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
+func (openAISpeech) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {
 	s, err := requestObject(openAISpeechName, body)
 	if err != nil {
 		return Request{}, nil, err

@@ -1,6 +1,9 @@
 package dialect
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Registry maps a request path to the dialect that speaks it. It is built
 // once and only read afterwards, so one Registry may serve every request.
@@ -88,6 +91,21 @@ func (r *Registry) ForPath(path string) (Dialect, bool) {
 		}
 	}
 	return nil, false
+}
+
+// ResponseHeaders is the sorted union of every registered dialect's
+// ResponseHeaders: what an observer must be forwarded to decode any of them.
+func (r *Registry) ResponseHeaders() []string {
+	var names []string
+	for _, rt := range r.routes {
+		for _, h := range rt.dialect.ResponseHeaders() {
+			if !slices.Contains(names, h) {
+				names = append(names, h)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // matchSuffix reports whether path ends in suffix, or, for "head*tail",

@@ -43,10 +43,15 @@ const (
 
 const handoffVersion = "1"
 
-// ObserverHeaders are the response headers an observer reads: the exchange's
-// and the dialects' (Bedrock's error type). The observer filter in
-// envoy.yaml forwards only these (forward_rules), a test checks that it does.
-var ObserverHeaders = []string{":status", "content-type", "content-encoding", "content-length", "x-amzn-errortype"}
+// ObserverHeaders are the response headers an observer reads: the
+// exchange's own, then every registered dialect's declaration
+// (dialect.Dialect.ResponseHeaders), derived rather than listed so that a
+// dialect cannot read a header the observer is never sent (issue 12: Bedrock
+// InvokeModel's usage headers were missing, and split mode billed it from
+// bytes/4). The observer filter in envoy.yaml forwards exactly these
+// (forward_rules); a test holds the two to each other.
+var ObserverHeaders = append([]string{":status", "content-type", "content-encoding", "content-length"},
+	dialect.DefaultRegistry().ResponseHeaders()...)
 
 // handoff is the gate's metadata: everything the observer needs to price,
 // settle and record the request, in one query-string value. Envoy repeats

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usage"
@@ -256,6 +257,23 @@ func TestShippedObserverForwardsItsHeaders(t *testing.T) {
 	for _, h := range ObserverHeaders {
 		if !slices.Contains(allowed, h) {
 			t.Errorf("the observer in envoy.yaml does not forward %q (forwards %q)", h, allowed)
+		}
+	}
+	// Nor more: a header no one reads costs every observer message its bytes.
+	for _, h := range allowed {
+		if !slices.Contains(ObserverHeaders, h) {
+			t.Errorf("the observer in envoy.yaml forwards %q, which no dialect declares (ObserverHeaders %q)", h, ObserverHeaders)
+		}
+	}
+}
+
+// ObserverHeaders is derived from the dialects: every header a registered
+// dialect declares is in it, Bedrock InvokeModel's usage counts among them.
+func TestObserverHeadersCoverTheDialects(t *testing.T) {
+	for _, h := range append(dialect.DefaultRegistry().ResponseHeaders(), ":status", "content-type",
+		"content-encoding", "content-length", "x-amzn-bedrock-input-token-count", "x-amzn-bedrock-output-token-count") {
+		if !slices.Contains(ObserverHeaders, h) {
+			t.Errorf("ObserverHeaders %q lacks %q", ObserverHeaders, h)
 		}
 	}
 }

@@ -20,7 +20,9 @@ import (
 //     of messageStart, one contentBlockDelta per word, contentBlockStop,
 //     messageStop, and metadata with the usage.
 //   - invoke: the Anthropic Messages body Claude answers with on Bedrock, the
-//     usage also in the X-Amzn-Bedrock-*-Token-Count response headers.
+//     usage also in the X-Amzn-Bedrock-*-Token-Count response headers; for a
+//     Meta Llama model id, Llama's native shapes, the usage headers being
+//     the only usage metering reads (bedrock_llama.go).
 //   - invoke-with-response-stream: an event-stream of "chunk" events whose
 //     {"bytes"} are base64 Anthropic stream events; the last, message_stop,
 //     carries amazon-bedrock-invocationMetrics.
@@ -117,6 +119,7 @@ func BedrockConversePromptTokens(body []byte) (int64, error) {
 // bedrockPlan is everything the Bedrock writers need, decided up front.
 type bedrockPlan struct {
 	op, model, id string
+	llama         bool // an invoke in Meta Llama's native shape (bedrock_llama.go)
 	status        int
 	words         int
 	stopReason    string // "end_turn" or "max_tokens", as Converse and Claude spell it
@@ -153,7 +156,11 @@ func (s *Server) bedrock(w http.ResponseWriter, r *http.Request, body []byte) {
 
 // newBedrockPlan parses the body of either shape and applies the headers.
 func newBedrockPlan(model, op string, body []byte, h http.Header, o overrides, defaultDelay time.Duration) (*bedrockPlan, error) {
+	llama := op == opInvoke && isLlama(model)
 	prompt, limit, err := bedrockPrompt(op, body)
+	if llama {
+		prompt, limit, err = llamaPrompt(body)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -161,9 +168,12 @@ func newBedrockPlan(model, op string, body []byte, h http.Header, o overrides, d
 	if err != nil {
 		return nil, err
 	}
+	if llama {
+		o.cached, a.write5m, a.write1h = -1, -1, -1 // no prompt cache
+	}
 	sum := sha256.Sum256(body)
 	p := &bedrockPlan{
-		op: op, model: model, id: "msg_bdrk_" + hex.EncodeToString(sum[:6]), status: o.status,
+		op: op, model: model, llama: llama, id: "msg_bdrk_" + hex.EncodeToString(sum[:6]), status: o.status,
 		words: DefaultCompletionWords, stopReason: "end_turn", delay: defaultDelay,
 		stopAfter: int(o.stopAfter), errorAfter: int(a.errorAfter),
 		cacheFields: o.cached >= 0 || a.write5m >= 0 || a.write1h >= 0,
@@ -339,6 +349,10 @@ func writeInvoke(w http.ResponseWriter, p *bedrockPlan) {
 		"X-Amzn-Bedrock-Invocation-Latency":            bedrockLatencyMs,
 	} {
 		h.Set(name, strconv.FormatInt(n, 10))
+	}
+	if p.llama {
+		writeLlama(w, p)
+		return
 	}
 	// Converse and Claude spell the stop reasons alike.
 	writeMessage(w, &messagesPlan{id: p.id, model: p.model, status: p.status, words: p.words, stopReason: p.stopReason, usage: u})

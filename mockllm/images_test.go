@@ -117,25 +117,14 @@ func TestImagesErrors(t *testing.T) {
 	}
 }
 
-// imageCount is the number of images a usage reports: a billable unit for
-// models billed per image, raw information for models billed by tokens.
-func imageCount(u tmusage.Usage) int64 {
-	if n, ok := u.RawValue("images"); ok {
-		return n
-	}
-	return u.Units[tmusage.Images].N
-}
+// imageCount is the number of images a usage reports: the unit, whether
+// or not tokens were reported too (pricing prices it only when they were
+// not).
+func imageCount(u tmusage.Usage) int64 { return u.Units[tmusage.Images].N }
 
-// wantImages checks the token counts and that n images are reported in the
-// right place: as the unit when no tokens were reported, else in raw.
+// wantImages checks the token counts and that n images are reported as the
+// unit, token-billed or not.
 func wantImages(t *testing.T, u tmusage.Usage, tokens map[tmusage.Class]int64, n int64) {
 	t.Helper()
-	units := map[tmusage.Unit]int64{tmusage.Images: n}
-	if len(tokens) > 0 {
-		units = nil
-		if got, _ := u.RawValue("images"); got != n {
-			t.Errorf("raw images %d, want %d", got, n)
-		}
-	}
-	wantCounts(t, u, tokens, units)
+	wantCounts(t, u, tokens, map[tmusage.Unit]int64{tmusage.Images: n})
 }

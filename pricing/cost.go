@@ -147,7 +147,10 @@ func (e *Entry) addUnits(s *money.Sum, u *usage.Usage) error {
 		}
 		s.AddPerThousand(n, p.Characters1k)
 	}
-	if n := u.Units[usage.Images].N; n > 0 {
+	// A response that reports tokens is billed by them (gpt-image-1); its
+	// image count is information, not a second bill. One that reports none
+	// is billed per image (DALL·E).
+	if n := u.Units[usage.Images].N; n > 0 && !tokensReported(u) {
 		price, ok := p.imagePrice(u.ImageSize, u.ImageQuality)
 		if !ok {
 			return fmt.Errorf("pricing %s: %d images of size %q, quality %q: %w",
@@ -156,6 +159,16 @@ func (e *Entry) addUnits(s *money.Sum, u *usage.Usage) error {
 		s.AddEach(n, price)
 	}
 	return nil
+}
+
+// tokensReported reports whether the provider reported any token count.
+func tokensReported(u *usage.Usage) bool {
+	for _, c := range u.Tokens {
+		if c.Reported {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Entry) noUnitPrice(n int64, k usage.Unit) error {

@@ -58,7 +58,12 @@ func exactCost(e *Entry, u *usage.Usage, tier string) (r *big.Rat, ok bool) {
 		}
 		add(n, int64(e.Units.Characters1k), 1000)
 	}
-	if n := u.Units[usage.Images].N; n > 0 {
+	// Images are billed per image only when no token count was reported.
+	anyTokens := false
+	for _, c := range u.Tokens {
+		anyTokens = anyTokens || c.Reported
+	}
+	if n := u.Units[usage.Images].N; n > 0 && !anyTokens {
 		price, ok := e.Units.imagePrice(u.ImageSize, u.ImageQuality)
 		if !ok {
 			return nil, false
