@@ -59,6 +59,8 @@ func requestFor(d, name string, sse bool) (fixtureRequest, bool) {
 		return jsonRequest("/model/meta.llama3-8b-instruct-v1:0/invoke-with-response-stream", `{"prompt":"hi","max_gen_len":50}`), true
 	case "cohere_chat":
 		return jsonRequest("/v2/chat", `{"model":"command-r",`+msgs+`}`), true
+	case "cohere_chat_v1":
+		return jsonRequest("/v1/chat", `{"model":"command-r","message":"hi","stream":true}`), true
 	case "gemini":
 		path := "/v1beta/models/gemini-2.0-flash:generateContent"
 		if sse || strings.HasPrefix(name, "array_stream") {
