@@ -358,7 +358,8 @@ func closedPort(t *testing.T) int {
 	return p
 }
 
-// A burst of 1,000 concurrent requests: the gate answers each within
+// A burst of 1,000 concurrent requests to a provider that takes a second:
+// the gate answers each within
 // Envoy's message_timeout, or refuses it as overloaded (503 in the caller's
 // dialect) past extproc.gate_deadline, and never leaves Envoy to answer
 // 504. Every request ends in one record and no hold is left. It runs a
@@ -368,7 +369,15 @@ func closedPort(t *testing.T) int {
 func TestBurstOfAThousand(t *testing.T) {
 	const requests = 1000
 	s := testbed.New(t, testbed.Options{Bin: plainBin(t), Budgets: `
-  - {name: burst, match: {project: burst}, limit: {money: "100"}, window: day}`})
+  - {name: burst, match: {project: burst}, limit: {money: "100"}, window: day}`,
+		// A provider that takes a second: every gate and observer stream is
+		// open at once (2,000 ext_proc streams).
+		Upstream: func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(time.Second)
+				h.ServeHTTP(w, r)
+			})
+		}})
 	body := `{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}`
 	h := map[string]string{"x-tokenmeter-project": "burst", "x-mock-prompt-tokens": "5", "x-mock-completion-tokens": "5"}
 	statuses, bodies := fire(t, s.Proxy.URL, requests, func(int) *http.Request { return chatRequest(s.Proxy.URL, body, h) })
