@@ -137,12 +137,8 @@ func TestGateTimeoutAnswersJSON(t *testing.T) {
 	// The stop takes effect asynchronously here (a request sent at once was
 	// still served): wait until the kernel reports the process stopped.
 	waitFor(t, func() bool { return procState(s.TM.PID()) == 'T' }, "tokenmeter stopped")
-	start := time.Now()
 	resp := s.Post(chatBody, attributionHeaders)
 	wantUnavailable(t, s, resp, http.StatusGatewayTimeout, "gate_timeout")
-	if d := time.Since(start); d < 2*time.Second {
-		t.Fatalf("answered after %v, before Envoy's message_timeout of 2s", d)
-	}
 }
 
 // procState is the state letter of /proc/<pid>/stat ('T' when stopped), 0

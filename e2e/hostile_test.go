@@ -406,8 +406,8 @@ func TestBurstOfAThousand(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("statuses %v; gate_wait: %d decisions, mean %.1f ms", count, wait.GetSampleCount(),
-		1000*wait.GetSampleSum()/float64(max(wait.GetSampleCount(), 1)))
+	t.Logf("statuses %v; gate_wait: %d decisions, mean %.0f µs", count, wait.GetSampleCount(),
+		1e6*wait.GetSampleSum()/float64(max(wait.GetSampleCount(), 1)))
 }
 
 var plain struct {

@@ -3,6 +3,13 @@
 // costs microseconds, and every settled total is written through to Badger
 // before Settle returns, so counters survive a restart.
 //
+// The writes happen outside that mutex, in one writer goroutine that takes
+// them in the order the totals were computed (they are queued under the
+// mutex), so a reservation never waits for the disk: with the write under
+// the mutex, a gate's reserve waited behind every observer's settle, 1 ms
+// at p99 and up to 34 ms (BenchmarkReserveWhileSettling). Writes queued
+// together go to Badger in one batch.
+//
 // Reservations are not persisted: a restart drops in-flight holds, which is
 // the right outcome, since the requests that made them died with the process.
 package badgerstore
@@ -52,7 +59,26 @@ type Store struct {
 	// nextSweep is when expired leases are next looked for: a sweep is O(leases
 	// in flight), so it runs at most once a second, not on every Reserve.
 	nextSweep time.Time
+	// writes feeds the writer, in the order the totals were computed; it is
+	// sent to under mu and closed by Close (closed: no more sends).
+	writes  chan write
+	closed  bool
+	written chan struct{} // closed when the writer has drained writes
 }
+
+// write is one settle's (or reset's) change to Badger, applied in order.
+type write struct {
+	entries []*badger.Entry
+	drop    []byte     // a prefix to drop instead (Reset)
+	done    chan error // receives the result
+}
+
+// writeQueue bounds the writes waiting for the disk; a full queue makes
+// settles wait, which is the back-pressure a slow disk should give.
+const writeQueue = 4096
+
+// maxBatch bounds the writes that share one Badger batch.
+const maxBatch = 256
 
 type family struct{ budget, key string }
 
@@ -89,11 +115,13 @@ func Open(opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{db: db, now: now, families: map[family]map[int64]*entry{}, leases: map[string]*lease{}}
+	s := &Store{db: db, now: now, families: map[family]map[int64]*entry{}, leases: map[string]*lease{},
+		writes: make(chan write, writeQueue), written: make(chan struct{})}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	go s.writer()
 	return s, nil
 }
 
@@ -278,17 +306,16 @@ func (s *Store) sweep() {
 	}
 }
 
-// Settle implements ratelimit.Store. The write to Badger happens under the
-// lock so that concurrent settles of one counter persist in order.
+// Settle implements ratelimit.Store. The new totals are computed and
+// queued under the lock, so they reach Badger in order, and written after
+// it is released; Settle returns once they are written.
 func (s *Store) Settle(_ context.Context, l ratelimit.Lease, holds []ratelimit.Hold, actual []int64) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if held, ok := s.leases[l.ID]; ok {
 		s.release(held.holds)
 		delete(s.leases, l.ID)
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	var entries []*badger.Entry
 	for i, h := range holds {
 		if actual == nil || actual[i] == 0 {
 			continue
@@ -299,14 +326,89 @@ func (s *Store) Settle(_ context.Context, l ratelimit.Lease, holds []ratelimit.H
 		if ttl <= 0 {
 			ttl = time.Hour
 		}
-		if err := wb.SetEntry(badger.NewEntry(key(h.ID), value(e.Spent, h.End)).WithTTL(ttl)); err != nil {
-			return fmt.Errorf("persist counter %s/%s: %w", h.ID.Budget, h.ID.Key, err)
-		}
+		entries = append(entries, badger.NewEntry(key(h.ID), value(e.Spent, h.End)).WithTTL(ttl))
 	}
-	if err := wb.Flush(); err != nil {
+	if len(entries) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	done, err := s.queue(write{entries: entries})
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := <-done; err != nil {
 		return fmt.Errorf("persist counters: %w", err)
 	}
 	return nil
+}
+
+// queue hands w to the writer; mu must be held, which orders the queue.
+func (s *Store) queue(w write) (chan error, error) {
+	if s.closed {
+		return nil, errors.New("badger store is closed")
+	}
+	w.done = make(chan error, 1)
+	s.writes <- w
+	return w.done, nil
+}
+
+// writer applies the queued writes in order until Close, batching the
+// entries that are waiting together.
+func (s *Store) writer() {
+	defer close(s.written)
+	var batch []write
+	for w := range s.writes {
+		batch = append(batch[:0], w)
+	more:
+		for len(batch) < maxBatch && w.drop == nil {
+			select {
+			case next, ok := <-s.writes:
+				if !ok {
+					break more
+				}
+				batch = append(batch, next)
+				if next.drop != nil {
+					break more
+				}
+			default:
+				break more
+			}
+		}
+		s.apply(batch)
+	}
+}
+
+// apply writes a run of entry writes in one batch, then a drop if the run
+// ends with one, and tells each writer the result.
+func (s *Store) apply(batch []write) {
+	n := len(batch)
+	var drop *write
+	if last := &batch[n-1]; last.drop != nil {
+		drop, n = last, n-1
+	}
+	if n > 0 {
+		wb := s.db.NewWriteBatch()
+		var err error
+		for _, w := range batch[:n] {
+			for _, e := range w.entries {
+				if err == nil {
+					err = wb.SetEntry(e)
+				}
+			}
+		}
+		if err == nil {
+			err = wb.Flush()
+		} else {
+			wb.Cancel()
+		}
+		for _, w := range batch[:n] {
+			w.done <- err
+		}
+	}
+	if drop != nil {
+		drop.done <- s.db.DropPrefix(drop.drop)
+	}
 }
 
 // Get implements ratelimit.Store. It sweeps like Reserve, so that a
@@ -346,7 +448,6 @@ func (s *Store) List(_ context.Context, now time.Time) ([]ratelimit.CounterState
 // Reset implements ratelimit.Store.
 func (s *Store) Reset(_ context.Context, budget, key string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for f := range s.families {
 		if f.budget == budget && (key == "" || f.key == key) {
 			delete(s.families, f)
@@ -358,7 +459,14 @@ func (s *Store) Reset(_ context.Context, budget, key string) error {
 	for _, l := range s.leases {
 		l.holds = slices.DeleteFunc(slices.Clone(l.holds), reset)
 	}
-	if err := s.db.DropPrefix(familyPrefix(budget, key)); err != nil {
+	// Through the writer, so that a settle queued before the reset cannot
+	// write its counter back after it.
+	done, err := s.queue(write{drop: familyPrefix(budget, key)})
+	s.mu.Unlock()
+	if err == nil {
+		err = <-done
+	}
+	if err != nil {
 		return fmt.Errorf("reset budget %q: %w", budget, err)
 	}
 	return nil
@@ -366,6 +474,13 @@ func (s *Store) Reset(_ context.Context, budget, key string) error {
 
 // Close implements ratelimit.Store.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.writes)
+	}
+	s.mu.Unlock()
+	<-s.written // every settle that returned, and every queued one, is written
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close badger: %w", err)
 	}

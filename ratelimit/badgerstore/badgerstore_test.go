@@ -3,6 +3,8 @@ package badgerstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +149,66 @@ func BenchmarkReserveSettle(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkReserveWhileSettling is what a gate's reservation waits for in
+// the store while observers settle other requests: b.N reserves (each
+// released at once, which writes nothing) from one caller, with settlers
+// writing charges to disk all along. It reports the reserve's p99 and its worst.
+func BenchmarkReserveWhileSettling(b *testing.B) {
+	store, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	end := time.Now().Add(24 * time.Hour)
+	hold := func(key string) []ratelimit.Hold {
+		return []ratelimit.Hold{{ID: ratelimit.CounterID{Budget: "b", Key: key, Start: time.Unix(0, 0).UTC()}, Limit: 1 << 62, Amount: 1, End: end}}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := hold(fmt.Sprintf("settler-%d-%d", w, i%64))
+				l := ratelimit.Lease{ID: fmt.Sprintf("s%d-%d", w, i), Expires: end}
+				if _, err := store.Reserve(ctx, l, h); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := store.Settle(ctx, l, h, []int64{1}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	h := hold("gate")
+	took := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		l := ratelimit.Lease{ID: fmt.Sprintf("g%d", i), Expires: end}
+		start := time.Now()
+		if _, err := store.Reserve(ctx, l, h); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(start))
+		if err := store.Settle(ctx, l, h, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-reserve-µs")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-reserve-µs")
 }
