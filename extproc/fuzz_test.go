@@ -3,8 +3,13 @@ package extproc
 import (
 	"context"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -262,5 +267,59 @@ func TestFuzzBedSeesAHeldReservation(t *testing.T) {
 	}
 	if leases, reserved := b.store.held(); leases != 0 || reserved != 0 || b.store.reserves != 1 || len(b.sink.recs) != 1 || b.sink.recs[0].Outcome != ledger.OK {
 		t.Fatalf("gate and observer: %d leases, %d reserved, %d reserves, records %+v", leases, reserved, b.store.reserves, b.sink.recs)
+	}
+}
+
+// Every Fuzz function in the tree is run by make fuzz-smoke and fuzz-long:
+// a target missing from the Makefile's FUZZ_TARGETS would never run.
+func TestEveryFuzzTargetIsRun(t *testing.T) {
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^FUZZ_TARGETS \?=((?:.*\\\n)*.*)$`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("no FUZZ_TARGETS in the Makefile")
+	}
+	listed := map[string]bool{}
+	for _, f := range strings.Fields(strings.ReplaceAll(string(m[1]), "\\\n", " ")) {
+		listed[f] = true
+	}
+	fuzzFunc := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
+	found := map[string]bool{}
+	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != ".." && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir // .tools, .fuzz, .git
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range fuzzFunc.FindAllSubmatch(src, -1) {
+			found["./"+filepath.ToSlash(filepath.Dir(strings.TrimPrefix(path, "../")))+"/:"+string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range found {
+		if !listed[f] {
+			t.Errorf("%s is not in the Makefile's FUZZ_TARGETS", f)
+		}
+	}
+	for f := range listed {
+		if !found[f] {
+			t.Errorf("FUZZ_TARGETS lists %s, which does not exist", f)
+		}
+	}
+	if len(found) < 30 {
+		t.Fatalf("found only %d fuzz targets: %v", len(found), found)
 	}
 }
