@@ -75,14 +75,15 @@ FUZZ_TARGETS ?= \
 	./fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
 	./usagedb/:FuzzDecodeRecord ./usagedb/:FuzzDecodeAgg
 FUZZLONG      ?= 10000000x
+FUZZLONGMINTIME ?= 60s
 FUZZLONGDIR   ?= .fuzz/long
 
 # fuzz-run runs every target of FUZZ_TARGETS in turn for $(1) (a -fuzztime),
 # minimizing a new input for $(2) (a -fuzzminimizetime), logging each to
 # $(3)/<package>_<Target>.log, a directory removed at the end when $(4) is
-# not empty. The console gets one line per target (execs
-# and the rate over the fuzzing time, which excludes the build); a failing
-# target's whole log follows its line, and the make fails once all have run.
+# not empty. The console gets one line per target (execs and the rate over
+# the fuzzing time, which excludes the build); a failing target's whole log
+# follows its line, and the make fails once all have run.
 define fuzz-run
 	@d=$(3); mkdir -p $$d; fail=0; \
 	for t in $(FUZZ_TARGETS); do \
@@ -110,7 +111,7 @@ fuzz-smoke:
 # the package's testdata/fuzz/<Target>/ to commit as a regression seed
 # (docs/fuzzing.md). FUZZ_TARGETS="./framing/:FuzzSSE ..." runs a subset.
 fuzz-long:
-	$(call fuzz-run,$(FUZZLONG),60s,$(FUZZLONGDIR))
+	$(call fuzz-run,$(FUZZLONG),$(FUZZLONGMINTIME),$(FUZZLONGDIR))
 
 clean:
 	rm -rf bin data
