@@ -265,7 +265,7 @@ func TestFuzzBedSeesAHeldReservation(t *testing.T) {
 	if _, n := b.split(msgs(), io.EOF); n != 1 {
 		t.Fatalf("split saw %d requests", n)
 	}
-	if leases, reserved := b.store.held(); leases != 0 || reserved != 0 || b.store.reserves != 1 || len(b.sink.recs) != 1 || b.sink.recs[0].Outcome != ledger.OK {
+	if leases, reserved := b.store.held(); leases != 0 || reserved != 0 || b.store.reserves != 1 || b.store.badSettle != 0 || len(b.sink.recs) != 1 || b.sink.recs[0].Outcome != ledger.OK {
 		t.Fatalf("gate and observer: %d leases, %d reserved, %d reserves, records %+v", leases, reserved, b.store.reserves, b.sink.recs)
 	}
 }
