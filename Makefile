@@ -15,7 +15,7 @@ FUZZMINTIME   ?= 20x
 
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build tools run test unit e2e fuzz-smoke bench bench-smoke check-config clean
+.PHONY: all build tools run test unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
 
 all: build
 
@@ -60,42 +60,58 @@ bench: tools build
 bench-smoke: tools
 	@d=$$(mktemp -d) && $(GO) run ./bench/cmd/tmbench -smoke -out $$d; s=$$?; rm -rf $$d; exit $$s
 
-# Each fuzz target runs briefly; none may panic.
+# Every fuzz target, as package:Target. Each decoder of bytes that arrive
+# from the network has one (docs/fuzzing.md); add a new one here.
+FUZZ_TARGETS ?= \
+	./framing/:FuzzSSE ./framing/:FuzzJSONArray ./framing/:FuzzNDJSON ./framing/:FuzzEventStream \
+	./dialect/:FuzzEveryDialect ./dialect/:FuzzOpenAIChatSSE ./dialect/:FuzzOpenAIChatRequest \
+	./dialect/:FuzzJSONScan ./dialect/:FuzzAnthropicSSE ./dialect/:FuzzGzipDecoder \
+	./dialect/:FuzzDeflateBrotliDecoder ./dialect/:FuzzOpenAIResponsesSSE ./dialect/:FuzzOpenAIEmbeddingsJSON \
+	./dialect/:FuzzGeminiStream ./dialect/:FuzzGeminiRequest ./dialect/:FuzzBedrockConverseStream \
+	./dialect/:FuzzBedrockInvokeStream ./dialect/:FuzzOllamaStream ./dialect/:FuzzCohereSSE \
+	./dialect/:FuzzMultipart ./dialect/:FuzzOpenAIAudioSSE ./dialect/:FuzzOpenAIImagesJSON \
+	./dialect/:FuzzStringElider ./dialect/:FuzzSecondsToMillis ./dialect/:FuzzTextBuffer \
+	./pricing/:FuzzParse ./money/:FuzzParse ./pricing/litellm/:FuzzConvert ./fx/:FuzzParseRate \
+	./fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
+	./usagedb/:FuzzDecodeRecord ./usagedb/:FuzzDecodeAgg
+FUZZLONG      ?= 10000000x
+FUZZLONGMINTIME ?= 60s
+FUZZLONGDIR   ?= .fuzz/long
+
+# fuzz-run runs every target of FUZZ_TARGETS in turn for $(1) (a -fuzztime),
+# minimizing a new input for $(2) (a -fuzzminimizetime), logging each to
+# $(3)/<package>_<Target>.log, a directory removed at the end when $(4) is
+# not empty. The console gets one line per target (execs and the rate over
+# the fuzzing time, which excludes the build); a failing target's whole log
+# follows its line, and the make fails once all have run.
+define fuzz-run
+	@d=$(3); mkdir -p $$d; fail=0; \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		log=$$d/$$(printf %s "$$pkg" | tr -c 'a-zA-Z0-9\n' _ | sed 's/^_*//')$$name.log; \
+		start=$$(date +%s); \
+		if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) -fuzzminimizetime $(2) $$pkg >$$log 2>&1; \
+		then st=ok; else st=FAIL; fail=1; fi; \
+		awk -v st=$$st -v t="$$pkg $$name" -v wall=$$(( $$(date +%s) - start )) \
+			'/^fuzz: elapsed: .*execs: / { e=$$3; sub(/s,$$/, "", e); split(e, p, /[hm]/); \
+				s=(e ~ /h/) ? p[1]*3600+p[2]*60+p[3] : (e ~ /m/) ? p[1]*60+p[2] : e; n=$$5; sub(/,$$/, "", n) } \
+			END { printf "%-4s %-42s %10d execs in %5ds fuzzing (%ds with the build): %s execs/s\n", \
+				st, t, n, s, wall, (s > 0) ? sprintf("%d", n/s) : "n/a (under 1 s)" }' $$log; \
+		if [ $$st = FAIL ]; then cat $$log; fi; \
+	done; if [ -n "$(4)" ]; then rm -rf $$d; fi; exit $$fail
+endef
+
+# Each fuzz target runs briefly; none may panic. Quiet: one line a target,
+# the log only of one that fails.
 fuzz-smoke:
-	$(GO) test -run '^$$' -fuzz '^FuzzSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./framing/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIChatSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIChatRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONScan$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzAnthropicSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzGzipDecoder$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzDeflateBrotliDecoder$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONArray$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./framing/
-	$(GO) test -run '^$$' -fuzz '^FuzzNDJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./framing/
-	$(GO) test -run '^$$' -fuzz '^FuzzEventStream$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./framing/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIResponsesSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIEmbeddingsJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzGeminiStream$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzGeminiRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzBedrockConverseStream$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzBedrockInvokeStream$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzOllamaStream$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzCohereSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzMultipart$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIAudioSSE$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenAIImagesJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzStringElider$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzSecondsToMillis$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzTextBuffer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./dialect/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./pricing/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./money/
-	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./pricing/litellm/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./fx/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRates$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./fx/
-	$(GO) test -run '^$$' -fuzz '^FuzzProcess$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./extproc/
-	$(GO) test -run '^$$' -fuzz '^FuzzResume$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./extproc/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalReservation$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./ratelimit/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./usagedb/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAgg$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./usagedb/
+	$(call fuzz-run,$(FUZZTIME),$(FUZZMINTIME),$$(mktemp -d),rm)
+
+# Each fuzz target for FUZZLONG execs (10^7), one at a time: hours in all, not
+# part of `make test`. Logs go to FUZZLONGDIR; a crash leaves its input under
+# the package's testdata/fuzz/<Target>/ to commit as a regression seed
+# (docs/fuzzing.md). FUZZ_TARGETS="./framing/:FuzzSSE ..." runs a subset.
+fuzz-long:
+	$(call fuzz-run,$(FUZZLONG),$(FUZZLONGMINTIME),$(FUZZLONGDIR))
 
 clean:
 	rm -rf bin data

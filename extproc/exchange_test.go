@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -268,54 +267,6 @@ func TestExchangeDeniesAtHeadersOnceExhausted(t *testing.T) {
 	if last := sink.recs[len(sink.recs)-1]; last.Outcome != ledger.Denied || last.Budget != "two" {
 		t.Fatalf("record %+v", last)
 	}
-}
-
-// FuzzProcess feeds arbitrary message sequences and bodies through the
-// exchange: nothing that arrives from Envoy may panic the server, and every
-// stream that carried a message yields exactly one record (Envoy opens a
-// stream with its first message; one without is no request).
-func FuzzProcess(f *testing.F) {
-	f.Add([]byte{0, 1, 2, 3, 3}, `{"model":"gpt-4o-mini","stream":true}`, "data: {\"usage\":{\"prompt_tokens\":1}}\n\n", "text/event-stream", "200")
-	f.Add([]byte{2, 0, 3, 1}, `{`, `{"usage":`, "application/json", "abc")
-	f.Add([]byte{0, 0, 1, 1, 2, 2}, `null`, "\x00\xff", "", "-1")
-	f.Add([]byte{0, 1, 2, 3}, "{\"model\":\"a\xffb\"}", "{\"model\":\"\xc3\",\"usage\":{\"prompt_tokens\":1}}", "application/json", "200")
-	f.Fuzz(func(t *testing.T, order []byte, reqB, respB, ctype, status string) {
-		s, sink, _ := newTestServer(t)
-		var msgs []*extprocv3.ProcessingRequest
-		for i, o := range order {
-			eos := i == len(order)-1
-			switch o % 4 {
-			case 0:
-				msgs = append(msgs, headers(eos, ":path", "/v1/chat/completions", ":method", "POST", "content-length", status))
-			case 1:
-				msgs = append(msgs, reqBody(reqB))
-			case 2:
-				msgs = append(msgs, respHeaders(eos, ":status", status, "content-type", ctype, "content-length", status))
-			case 3:
-				msgs = append(msgs, respBody(respB, eos))
-			}
-		}
-		fs := &fakeStream{ctx: context.Background(), in: msgs, err: io.EOF}
-		s.Process(fs)
-		if want := min(len(msgs), 1); len(sink.recs) != want {
-			t.Fatalf("%d records for one stream of %d messages", len(sink.recs), len(msgs))
-		}
-		if len(msgs) == 0 {
-			return
-		}
-		// Every answer must reach Envoy: a response that cannot be
-		// marshalled (say, invalid UTF-8 in metadata) would fail the stream.
-		for _, r := range fs.sent {
-			if _, err := proto.Marshal(r); err != nil {
-				t.Fatalf("response does not marshal: %v", err)
-			}
-		}
-		for _, v := range []string{sink.recs[0].Model, sink.recs[0].ResponseModel} {
-			if !utf8.ValidString(v) {
-				t.Fatalf("record holds invalid UTF-8 %q", v)
-			}
-		}
-	})
 }
 
 func TestInvalidUTF8ModelIsCleaned(t *testing.T) {

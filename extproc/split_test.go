@@ -215,7 +215,9 @@ func FuzzResume(f *testing.F) {
 	f.Add("v=1&dialect=anthropic_messages&start=-5&route=99&fallback=1&dims=a,b&val=x")
 	f.Add("v=1&dialect=openai_chat&hold=v1&prompt_bytes=%zz")
 	f.Fuzz(func(t *testing.T, h string) {
-		s, _, _ := newTestServer(t)
+		// One server per fuzz process: building one per exec (the catalog,
+		// a Badger store) held this target to tens of execs a second.
+		s := newFuzzBed(t).srv
 		x, err := s.resume(s.Snapshot(), &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue(h)}})
 		if err == nil && (x.dialect == nil || x.hold == nil || len(x.rec.Dimensions.Names) != len(x.rec.Dimensions.Values)) {
 			t.Fatalf("resumed inconsistently: %+v", x)
