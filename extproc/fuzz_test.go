@@ -150,6 +150,10 @@ func FuzzProcess(f *testing.F) {
 			b.srv.Process(fs)
 			sent, streams = fs.sent, min(len(msgs), 1)
 		}
+		// A handoff no observer claimed is settled by the gate's sweeper
+		// (awaiting.go); it runs here, on the bed's clock, rather than in
+		// its goroutine in the middle of a later exec.
+		b.srv.sweep(context.Background(), b.now().Add(time.Hour))
 		b.check(t, streams, sent)
 	})
 }
@@ -247,8 +251,9 @@ func (b *fuzzBed) check(t *testing.T, n int, sent []*extprocv3.ProcessingRespons
 }
 
 // FuzzProcess's lease check can fail: a gate whose observer never comes
-// leaves its reservation held (until the lease expires), and the bed sees
-// it; with the observer, the same request holds nothing.
+// leaves its reservation held until the sweeper settles it at the observer
+// deadline, and the bed sees it; with the observer, the same request holds
+// nothing.
 func TestFuzzBedSeesAHeldReservation(t *testing.T) {
 	body := `{"model":"gpt-4o-mini","max_tokens":10,"messages":[]}`
 	msgs := func() []*extprocv3.ProcessingRequest {
@@ -260,6 +265,10 @@ func TestFuzzBedSeesAHeldReservation(t *testing.T) {
 	// spend, tokens and inflight: one hold each.
 	if leases, reserved := b.store.held(); leases != 1 || reserved == 0 || b.store.reserves != 1 {
 		t.Fatalf("gate alone: %d leases, %d reserved, %d reserves; want 1 lease held", leases, reserved, b.store.reserves)
+	}
+	b.srv.sweep(context.Background(), b.now().Add(time.Hour))
+	if leases, reserved := b.store.held(); leases != 0 || reserved != 0 || len(b.sink.recs) != 1 || b.sink.recs[0].Outcome != ledger.Unobserved {
+		t.Fatalf("gate alone, swept: %d leases, %d reserved, records %+v", leases, reserved, b.sink.recs)
 	}
 	b = newFuzzBed(t)
 	if _, n := b.split(msgs(), io.EOF); n != 1 {
