@@ -380,7 +380,8 @@ func TestUnpricedModel(t *testing.T) {
 	}
 }
 
-// A failed upstream call is not charged unless the provider reports usage.
+// A failed upstream call is not charged (upstream_error) unless the provider
+// reports usage (provider_error, charged).
 func TestUpstreamErrors(t *testing.T) {
 	s := newStack(t, `  - {name: toks, match: {project: "*"}, limit: {tokens: 1000000}, window: day}
 `)
@@ -397,7 +398,8 @@ func TestUpstreamErrors(t *testing.T) {
 		"x-mock-status-usage": "true", "x-mock-prompt-tokens": "11", "x-mock-completion-tokens": "2"})
 	testbed.ReadAll(t, resp)
 	s.WaitMetric("tokenmeter_budget_spent", labels("key", "project=e2"), 13)
-	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 2)
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "provider_error"), 1)
+	s.WaitMetric("tokenmeter_requests_total", labels("outcome", "upstream_error"), 1)
 }
 
 // A body that cannot be parsed passes through unchanged and is counted.

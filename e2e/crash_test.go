@@ -97,13 +97,18 @@ func killUnderLoad(t *testing.T, settleFirst bool) {
 	if n%perRequest != 0 {
 		t.Fatalf("spent %d tokens: not a whole number of requests of %d", n, perRequest)
 	}
-	lo, hi := (answered-workers)*perRequest, (answered+workers)*perRequest
+	// Split mode settles in the observer, which Envoy does not wait for: on
+	// a loaded machine a caller can have its next answer before the
+	// previous request's settle lands, so up to two requests a caller may
+	// be answered and not yet charged (measured down to -9 of 8 callers
+	// with the CPU shared by other test binaries).
+	lo, hi := (answered-2*workers)*perRequest, (answered+workers)*perRequest
 	if settleFirst {
 		lo = answered * perRequest
 	}
 	t.Logf("answered %d requests (%d tokens); counter after kill -9 and restart: %d tokens (%+d requests)",
 		answered, answered*perRequest, n, n/perRequest-answered)
 	if n < lo || n > hi {
-		t.Fatalf("spent %d after the restart, want within [%d, %d]: %d answered, %d in flight at most", n, lo, hi, answered, workers)
+		t.Fatalf("spent %d after the restart, want within [%d, %d]: %d answered by %d callers", n, lo, hi, answered, workers)
 	}
 }

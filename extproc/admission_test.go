@@ -12,6 +12,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/usage"
 )
 
@@ -211,7 +212,7 @@ func TestHandoffClaimedOnceAcrossReplicas(t *testing.T) {
 }
 
 // cancelOnSend is a stream Envoy cancels as tokenmeter's answer goes out:
-// its message_timeout fired while the gate decided.
+// its message_timeout fired as the answer was in flight.
 type cancelOnSend struct {
 	*fakeStream
 	cancel context.CancelFunc
@@ -222,54 +223,73 @@ func (c *cancelOnSend) Send(r *extprocv3.ProcessingResponse) error {
 	return c.fakeStream.Send(r)
 }
 
-// When Envoy stops waiting for the gate, the request is never admitted: a
-// stream already cancelled reserves nothing, and an answer that went out as
-// Envoy cancelled is released (gate_timeout) once no observer comes. A
-// refusal the client never saw is recorded as the timeout it was.
+// cancelOnReserve is a store during whose reservation Envoy cancels the
+// gate's stream: its message_timeout fired while tokenmeter decided.
+type cancelOnReserve struct {
+	ratelimit.Store
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnReserve) Reserve(ctx context.Context, l ratelimit.Lease, h []ratelimit.Hold) (ratelimit.ReserveResult, error) {
+	c.cancel()
+	return c.Store.Reserve(ctx, l, h)
+}
+
+// When Envoy stops waiting for the gate, the request holds nothing and is
+// recorded once: a stream already cancelled reserves nothing; one cancelled
+// while tokenmeter decided sends nothing, releases its hold and records a
+// gate timeout, also for a refusal the client never saw. An answer that
+// went out as Envoy cancelled cannot be told from one Envoy used (Envoy
+// also closes a stream it is done with), so if no observer comes it is
+// charged at its estimate, never guessed free.
 func TestGateTimeout(t *testing.T) {
 	body := `{"model":"gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"12345678"}]}`
 	cfg := "catalog: {builtin: true}\nbudgets:\n  - {name: b, match: {project: p}, limit: {money: \"10\"}, window: day}\n" +
 		"  - {name: none, match: {project: none}, limit: {money: \"0.000001\"}, window: day}\n"
-	run := func(t *testing.T, s *Server, project string, cancelFirst bool) {
-		ctx, cancel := context.WithCancel(context.Background())
-		fs := &fakeStream{ctx: ctx, err: context.Canceled, in: asGate(
+	gate := func(ctx context.Context, project string) *fakeStream {
+		return &fakeStream{ctx: ctx, err: context.Canceled, in: asGate(
 			headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", project),
 			chunk(body, true))}
-		if cancelFirst {
-			cancel()
-			_ = s.Process(fs)
-			return
-		}
-		_ = s.Process(&cancelOnSend{fakeStream: fs, cancel: cancel})
 	}
-	t.Run("cancelled_before_the_decision", func(t *testing.T) {
-		s, sink, _ := serverOn(t, cfg, memStore(t))
-		run(t, s, "p", true)
-		if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.GateTimeout || sink.recs[0].Reason != reasonStreamCancelled {
-			t.Fatalf("records %+v", sink.recs)
-		}
-		if spent, reserved := spentReserved(t, s, "b"); spent != 0 || reserved != 0 {
-			t.Fatalf("spent %d reserved %d", spent, reserved)
-		}
-	})
-	t.Run("answer_late", func(t *testing.T) {
-		s, sink, _ := serverOn(t, cfg, memStore(t))
-		run(t, s, "p", false)
-		s.sweep(context.Background(), time.Now().Add(time.Minute))
-		if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.GateTimeout || sink.recs[0].Reason != reasonAnswerLate {
-			t.Fatalf("records %+v", sink.recs)
-		}
-		if spent, reserved := spentReserved(t, s, "b"); spent != 0 || reserved != 0 {
-			t.Fatalf("spent %d reserved %d", spent, reserved)
-		}
-	})
-	t.Run("denial_late", func(t *testing.T) {
-		s, sink, _ := serverOn(t, cfg, memStore(t))
-		run(t, s, "none", false)
-		if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.GateTimeout || sink.recs[0].Budget != "none" {
-			t.Fatalf("records %+v", sink.recs)
-		}
-	})
+	for _, tt := range []struct {
+		name, project string
+		when          string // cancelled: before, reserve, send
+		outcome       ledger.Outcome
+		reason        string
+		spent         int64
+	}{
+		{"cancelled_before_the_decision", "p", "before", ledger.GateTimeout, reasonStreamCancelled, 0},
+		{"cancelled_while_deciding", "p", "reserve", ledger.GateTimeout, reasonAnswerLate, 0},
+		{"refusal_nobody_saw", "none", "reserve", ledger.GateTimeout, reasonAnswerLate, 0},
+		// 2 input tokens × $2.5/M + 100 × $10/M.
+		{"cancelled_as_the_answer_went_out", "p", "send", ledger.Unobserved, reasonNoObserver, int64(money.MustParse("0.001005"))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var store ratelimit.Store = memStore(t)
+			if tt.when == "reserve" {
+				store = &cancelOnReserve{Store: store, cancel: cancel}
+			}
+			s, sink, _ := serverOn(t, cfg, store)
+			switch tt.when {
+			case "before":
+				cancel()
+				_ = s.Process(gate(ctx, tt.project))
+			case "reserve":
+				_ = s.Process(gate(ctx, tt.project))
+			case "send":
+				_ = s.Process(&cancelOnSend{fakeStream: gate(ctx, tt.project), cancel: cancel})
+			}
+			s.sweep(context.Background(), time.Now().Add(time.Minute))
+			if len(sink.recs) != 1 || sink.recs[0].Outcome != tt.outcome || sink.recs[0].Reason != tt.reason {
+				t.Fatalf("records %+v", sink.recs)
+			}
+			if spent, reserved := spentReserved(t, s, "b"); spent != tt.spent || reserved != 0 {
+				t.Fatalf("spent %d reserved %d", spent, reserved)
+			}
+		})
+	}
 }
 
 // A decision that comes past the gate deadline is refused as overloaded,

@@ -23,9 +23,12 @@ import (
 // (Records.Claim). Past the deadline the gate's sweeper claims it in the
 // store too: whoever claims first finishes the request, so it is settled
 // and recorded once across replicas. The sweeper settles an unclaimed
-// handoff at its admission estimate (outcome unobserved), or releases it
-// (outcome gate_timeout) when Envoy had cancelled the gate's stream right
-// after the answer, the sign that the answer came too late to be used.
+// handoff at its admission estimate (outcome unobserved). That includes the
+// rare answer that reached Envoy just after its message_timeout fired: a
+// cancelled stream after the answer cannot tell that apart from Envoy
+// closing a stream it is done with, so it is charged rather than guessed
+// free (a cancellation seen before the answer is sent is unambiguous, and
+// released: exchange.notSent).
 
 // claimer is the part of a store that says which process finishes a
 // handoff (ratelimit.Records).
@@ -45,10 +48,6 @@ const awaitingMax = 1 << 16
 type awaitEntry struct {
 	x        *exchange
 	deadline time.Time
-	// late: Envoy cancelled the gate's stream as the answer went out, so it
-	// most likely never used the answer; if no observer comes either, the
-	// request never reached the provider.
-	late bool
 }
 
 type awaiting struct {
@@ -76,17 +75,6 @@ func (s *Server) await(id string, x *exchange, deadline time.Time) {
 	a.mu.Unlock()
 	if start {
 		go s.sweepLoop()
-	}
-}
-
-// markLate notes that Envoy cancelled the gate's stream as the answer went
-// out (sent).
-func (s *Server) markLate(id string) {
-	a := s.awaiting
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.m[id]; ok {
-		e.late = true
 	}
 }
 
@@ -171,7 +159,7 @@ func (s *Server) sweep(ctx context.Context, now time.Time) (time.Duration, bool)
 	more := a.sweeping
 	a.mu.Unlock()
 
-	var unobserved, late int
+	var unobserved int
 	for i, e := range due {
 		if c := e.x.snap.Claims; c != nil {
 			ok, err := c.Claim(ctx, handoffClaimKey(ids[i]), now.Add(handoffClaimTTL))
@@ -181,32 +169,20 @@ func (s *Server) sweep(ctx context.Context, now time.Time) (time.Duration, bool)
 				continue // an observer on another replica has it
 			}
 		}
-		if e.late {
-			late++
-		} else {
-			unobserved++
-		}
-		e.x.unobserved(ctx, e.late)
+		unobserved++
+		e.x.unobserved(ctx)
 	}
-	if unobserved+late > 0 {
-		s.log.Warn("admitted requests had no observer by the deadline",
-			"unobserved_settled_at_estimate", unobserved, "gate_timeout_released", late,
-			"deadline", due[0].x.snap.Config.ObserverDeadline)
+	if unobserved > 0 {
+		s.log.Warn("admitted requests had no observer by the deadline; settled at their estimates",
+			"count", unobserved, "deadline", due[0].x.snap.Config.ObserverDeadline)
 	}
 	return wait, more
 }
 
-// unobserved finishes a handoff no observer claimed. Charged at the
-// admission's estimate (priced as a response would be: markups, currency),
-// so that budgets hold; or released when the answer came too late for
-// Envoy, which then never called the provider.
-func (x *exchange) unobserved(ctx context.Context, late bool) {
-	if late {
-		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
-		x.finish(nil)
-		x.afterSend(ctx)
-		return
-	}
+// unobserved finishes a handoff no observer claimed, charged at the
+// admission's estimate (priced as a response would be: markups, currency)
+// so that budgets hold.
+func (x *exchange) unobserved(ctx context.Context) {
 	x.rec.Outcome = ledger.Unobserved
 	x.rec.Usage = x.reservedUsage
 	x.rec.Usage.Estimated = true

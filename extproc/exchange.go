@@ -56,8 +56,8 @@ const (
 	reasonStreamCancelled = "stream_cancelled"
 	// The decision would have come after the gate deadline: refused.
 	reasonOverloaded = "overloaded"
-	// The gate's answer went out as Envoy cancelled the stream, and no
-	// observer came: Envoy had stopped waiting, the provider was not called.
+	// The decision was made but Envoy had cancelled the stream before the
+	// answer went out: the provider was not called.
 	reasonAnswerLate = "answer_late"
 	// Admitted, and no observer claimed the handoff by the deadline.
 	reasonNoObserver = "no_observer"
@@ -192,26 +192,22 @@ func (x *exchange) awaitObserver() {
 }
 
 // sent is called once every answer to a message is on its way: a handoff
-// in it is now the observer's to finish (awaiting.go). cancelled: Envoy had
-// cancelled the stream by then, so it most likely never used the answer
-// (if no observer claims it either, it is released); a refusal the client
-// never saw is recorded as the gate timeout it was.
-func (x *exchange) sent(cancelled bool) {
-	if cancelled && x.rec.Outcome == ledger.Denied && x.pending != nil {
-		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
-	}
-	if !x.handingOff {
-		return
-	}
-	x.handingOff, x.closed = false, true
-	if cancelled {
-		x.srv.markLate(x.rec.RequestID)
+// in it is now the observer's to finish (awaiting.go).
+func (x *exchange) sent() {
+	if x.handingOff {
+		x.handingOff, x.closed = false, true
 	}
 }
 
-// notSent ends a gate whose answer could not be sent: Envoy had given up
-// on the stream, so the provider is not called and the hold is released.
+// notSent ends an exchange whose answer Envoy will never use: its stream
+// was cancelled before the answer went out (message_timeout; the client
+// left), or the answer could not be sent. The provider is not called, a
+// hold is released, and a refusal the client never saw is recorded as the
+// gate timeout it was.
 func (x *exchange) notSent(ctx context.Context) {
+	if x.rec.Outcome == ledger.Denied && x.pending != nil {
+		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
+	}
 	if x.handingOff {
 		x.handingOff = false
 		if x.srv.takeLocal(x.rec.RequestID) || x.snap.Config.ObserverDeadline <= 0 {

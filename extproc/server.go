@@ -165,13 +165,19 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			// answer the client got.
 			x.afterSend(settleCtx)
 		}
+		if ctx.Err() != nil && len(resps) > 0 {
+			// Envoy gave up while tokenmeter decided: nothing it sends now
+			// is used.
+			x.notSent(settleCtx)
+			return streamEnd(ctx, ctx.Err())
+		}
 		for _, r := range resps {
 			if err := stream.Send(r); err != nil {
 				x.notSent(settleCtx)
 				return err
 			}
 		}
-		x.sent(ctx.Err() != nil)
+		x.sent()
 		s.observer.ObservePhase(phase, time.Since(start))
 		x.afterSend(settleCtx)
 		if x.closed && x.gate {
