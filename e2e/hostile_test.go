@@ -22,26 +22,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/testbed"
 )
 
-// sumMetric sums every sample of family name whose labels include want.
-func sumMetric(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	var sum float64
-next:
-	for _, m := range fams[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if have[k] != v {
-				continue next
-			}
-		}
-		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-	}
-	return sum
-}
-
-// waitSum polls until sumMetric equals want. It waits for an event (records
+// waitSum polls until testbed.Sum equals want. It waits for an event (records
 // are appended after Envoy has its answer; a sweeper settles after its
 // deadline); it measures nothing.
 func waitSum(t *testing.T, admin, name string, labels map[string]string, want float64) {
@@ -49,7 +30,7 @@ func waitSum(t *testing.T, admin, name string, labels map[string]string, want fl
 	var got float64
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if got = sumMetric(testbed.MetricsAt(t, admin), name, labels); got == want {
+		if got = testbed.Sum(testbed.MetricsAt(t, admin), name, labels); got == want {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -118,7 +99,7 @@ func TestMalformedBodiesHoldTheBudget(t *testing.T) {
 	}
 	waitSum(t, s.TM.Admin, "tokenmeter_requests_total", labels("outcome", "denied"), 7)
 	fams := s.Metrics()
-	if spent := sumMetric(fams, "tokenmeter_budget_spent", labels("budget", "cent")); spent != 0 {
+	if spent := testbed.Sum(fams, "tokenmeter_budget_spent", labels("budget", "cent")); spent != 0 {
 		t.Fatalf("spent %v", spent)
 	}
 }
@@ -177,7 +158,7 @@ func strictAdmission(t *testing.T, store, mode string, bytesPerToken int) {
 	want := money.Amount(int64(admitted) * int64(each))
 	waitSum(t, s.TM.Admin, "tokenmeter_requests_total", labels("outcome", "ok"), float64(admitted))
 	waitSum(t, s.TM.Admin, "tokenmeter_budget_reserved", labels("budget", "dollar"), 0)
-	spent := sumMetric(s.Metrics(), "tokenmeter_budget_spent", labels("budget", "dollar"))
+	spent := testbed.Sum(s.Metrics(), "tokenmeter_budget_spent", labels("budget", "dollar"))
 	t.Logf("%s on %s, %d bytes a token: %d of %d admitted, spent $%v of $1 (each $%s)", mode, store, bytesPerToken, admitted, requests, spent, each)
 	if bytesPerToken > 1 {
 		return

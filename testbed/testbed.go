@@ -482,20 +482,9 @@ func MetricsAt(t T, addr string) map[string]*dto.MetricFamily {
 // Value returns the sample of family name whose labels include want, and
 // whether one exists.
 func Value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if have[k] != v {
-				continue next
-			}
+	for _, m := range fams[name].GetMetric() {
+		if !hasLabels(m, want) {
+			continue
 		}
 		switch {
 		case m.GetCounter() != nil:
@@ -505,6 +494,31 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// Sum adds every counter or gauge sample of family name whose labels
+// include want.
+func Sum(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	var sum float64
+	for _, m := range fams[name].GetMetric() {
+		if hasLabels(m, want) {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	have := map[string]string{}
+	for _, l := range m.GetLabel() {
+		have[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // WaitMetric polls until the sample equals want: records are appended just
