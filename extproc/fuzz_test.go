@@ -90,6 +90,9 @@ const (
 	fuzzSplit    = 1 << 0 // a gate and an observer (handoff.go), else one inline filter
 	fuzzExhaust  = 1 << 1 // spend budget "capped" before the request
 	fuzzCanceled = 1 << 2 // the streams end cancelled (the client left), else at EOF
+	// fuzzNoObserver: the observer never comes (its cluster is down); the
+	// gate's sweeper must settle and record the request.
+	fuzzNoObserver = 1 << 3
 )
 
 // fuzzMessages builds the messages order names, by its value mod 4: 0
@@ -129,6 +132,7 @@ func FuzzProcess(f *testing.F) {
 	f.Add(byte(fuzzSplit|fuzzCanceled), []byte{0, 5, 1, 2, 3}, "p", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
 		`data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}`+"\n\n", "text/event-stream", "200")
 	f.Add(byte(fuzzExhaust), []byte{0, 1, 2, 3}, "capped", `{"model":"gpt-4o-mini","messages":[]}`, jsonResp, "application/json", "200")
+	f.Add(byte(fuzzSplit|fuzzNoObserver), []byte{0, 1, 2, 3}, "p", `{"model":"gpt-4o-mini","max_tokens":10,"messages":[]}`, jsonResp, "application/json", "200")
 	f.Add(byte(fuzzSplit|fuzzExhaust), []byte{0, 1, 2, 3}, "capped", `{"model":"gpt-4o-mini","messages":[]}`, jsonResp, "application/json", "200")
 	f.Add(byte(0), []byte{0, 1, 2, 3}, "p", `{"model":"gpt-4o-mini","max_tokens":100000000,"messages":[]}`, jsonResp, "application/json", "200")
 	f.Fuzz(func(t *testing.T, mode byte, order []byte, project, reqB, respB, ctype, status string) {
@@ -144,7 +148,7 @@ func FuzzProcess(f *testing.F) {
 		var sent []*extprocv3.ProcessingResponse
 		var streams int // requests that reached tokenmeter: 0 or 1
 		if mode&fuzzSplit != 0 {
-			sent, streams = b.split(msgs, end)
+			sent, streams = b.split(msgs, end, mode&fuzzNoObserver == 0)
 		} else {
 			fs := &fakeStream{ctx: context.Background(), in: msgs, err: end}
 			b.srv.Process(fs)
@@ -178,7 +182,7 @@ func (b *fuzzBed) exhaust(t *testing.T) {
 // split plays msgs as Envoy's two filters see them: the request's messages
 // to the gate, then, when the gate handed the request off, the response's
 // to the observer, after the request headers that open its stream.
-func (b *fuzzBed) split(msgs []*extprocv3.ProcessingRequest, end error) ([]*extprocv3.ProcessingResponse, int) {
+func (b *fuzzBed) split(msgs []*extprocv3.ProcessingRequest, end error, observer bool) ([]*extprocv3.ProcessingResponse, int) {
 	var gateMsgs, obsMsgs []*extprocv3.ProcessingRequest
 	for _, m := range msgs {
 		switch m.Request.(type) {
@@ -202,7 +206,7 @@ func (b *fuzzBed) split(msgs []*extprocv3.ProcessingRequest, end error) ([]*extp
 			h = v
 		}
 	}
-	if h == nil {
+	if h == nil || !observer {
 		return gate.sent, 1
 	}
 	obs := &fakeStream{ctx: context.Background(), err: end,
@@ -271,7 +275,7 @@ func TestFuzzBedSeesAHeldReservation(t *testing.T) {
 		t.Fatalf("gate alone, swept: %d leases, %d reserved, records %+v", leases, reserved, b.sink.recs)
 	}
 	b = newFuzzBed(t)
-	if _, n := b.split(msgs(), io.EOF); n != 1 {
+	if _, n := b.split(msgs(), io.EOF, true); n != 1 {
 		t.Fatalf("split saw %d requests", n)
 	}
 	if leases, reserved := b.store.held(); leases != 0 || reserved != 0 || b.store.reserves != 1 || b.store.badSettle != 0 || len(b.sink.recs) != 1 || b.sink.recs[0].Outcome != ledger.OK {
