@@ -195,15 +195,6 @@ func messageTexts(messages string) iter.Seq[string] {
 	}
 }
 
-// promptBytes sums the text of every message, as messageTexts reads it.
-func promptBytes(messages string) int64 {
-	var n int64
-	for raw := range messageTexts(messages) {
-		n += stringBytes(raw)
-	}
-	return n
-}
-
 // lastMember returns the raw value of obj's last member named key, or "".
 func lastMember(obj, key string) string {
 	var v string

@@ -245,6 +245,15 @@ func (t *topMembers) feed(p []byte) {
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
+// startsNonObject reports whether c opens a JSON value other than an object.
+func startsNonObject(c byte) bool {
+	switch c {
+	case '[', '"', '-', 't', 'f', 'n':
+		return true
+	}
+	return c >= '0' && c <= '9'
+}
+
 // punctuation reads the byte that moves the object between members: a
 // brace, a quote, a colon, a comma, or a value's first byte.
 func (t *topMembers) punctuation(p []byte) []byte {
@@ -259,7 +268,7 @@ func (t *topMembers) punctuation(p []byte) []byte {
 	switch {
 	case t.state == tmStart && c == '{':
 		t.state = tmKey
-	case t.state == tmStart && (c == '[' || c == '"' || c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n'):
+	case t.state == tmStart && startsNonObject(c):
 		t.state = tmNotObject
 	case t.state == tmKey && c == '"':
 		t.state, t.key, t.esc = tmInKey, t.key[:0], false

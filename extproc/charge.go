@@ -24,41 +24,14 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	}
 	x.rec.ResponseModel = cleanModel(res.Model)
 	x.servedTier = res.ServiceTier
-	u := res.Usage
 	ok2xx := x.rec.Status/100 == 2
+	u := x.requestUnits(res.Usage, ok2xx)
 	reason := dialect.ReasonOf(res.Err)
-	// What the request alone says is billed (speech characters, image size
-	// and quality) joins what a successful response reported.
-	// Characters are the billable unit only of models that report no tokens
-	// (tts-1); a token-billed speech model (gpt-4o-mini-tts) is priced by
-	// its tokens.
-	if ok2xx && x.req.InputCharacters > 0 && !u.Reported() {
-		u.SetUnit(usage.Characters, x.req.InputCharacters)
-	}
-	if u.Units[usage.Images].N > 0 && u.ImageSize == "" {
-		u.ImageSize, u.ImageQuality = x.req.ImageSize, x.req.ImageQuality
-	}
-
 	// A stream cut after its final usage (a client that hangs up right after
 	// the last frame) is not partial: the decoder saw the end, the usage is
 	// whole.
 	cut := !complete && (res.Err != nil || !u.Reported())
-	switch {
-	case !ok2xx && !u.Reported():
-		// A failed call that reports no usage is not charged.
-		x.rec.Outcome = ledger.UpstreamError
-	case !ok2xx, reason == dialect.ReasonProviderError:
-		// The provider failed after it began to serve (an error event
-		// mid-stream under a 200, or an error status with usage): charged
-		// for what it reported, else for what streamed before the error.
-		x.rec.Outcome = ledger.ProviderError
-	case cut:
-		x.rec.Outcome = ledger.Partial
-	case u.Reported():
-		x.rec.Outcome = ledger.OK
-	default:
-		x.rec.Outcome = ledger.Estimated
-	}
+	x.rec.Outcome = outcomeOf(ok2xx, u.Reported(), cut, reason)
 	// A cut stream is explained by the cut, not by the truncation it causes.
 	if ok2xx && cut && x.rec.Reason == "" {
 		x.rec.Reason = reasonStreamCut
@@ -72,23 +45,7 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 		x.parseError(res.Err)
 	}
 	if ok2xx && !u.Reported() {
-		// Never record zero silently: what was sent and seen is estimated.
-		model := x.rec.ResponseModel
-		if model == "" {
-			model = x.req.Model
-		}
-		in, m1 := estimate.Tokens(model, []byte(x.req.Prompt), x.req.PromptBytes)
-		out, m2 := estimate.Tokens(model, res.Text, res.StreamedTextBytes)
-		u = usage.Usage{Estimated: true}
-		u.Tokens[usage.Input] = usage.Count{N: in}
-		u.Tokens[usage.Output] = usage.Count{N: out}
-		x.rec.EstimateMethod = string(m1)
-		if m1 == "" { // no prompt text: the output side says how
-			x.rec.EstimateMethod = string(m2)
-		}
-		if x.rec.Reason == "" {
-			x.rec.Reason = string(dialect.ReasonNoUsage)
-		}
+		u = x.estimated(&res)
 	}
 	x.rec.Usage = u
 
@@ -99,6 +56,62 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	x.price()
 	x.finish(&ratelimit.Amounts{Money: x.rec.Cost, Tokens: u.Total(), Requests: 1})
 	return x.metadata()
+}
+
+// requestUnits adds to a response's usage what the request alone says is
+// billed: speech characters, image size and quality. Characters are the
+// billable unit only of models that report no tokens (tts-1); a
+// token-billed speech model (gpt-4o-mini-tts) is priced by its tokens.
+func (x *exchange) requestUnits(u usage.Usage, ok2xx bool) usage.Usage {
+	if ok2xx && x.req.InputCharacters > 0 && !u.Reported() {
+		u.SetUnit(usage.Characters, x.req.InputCharacters)
+	}
+	if u.Units[usage.Images].N > 0 && u.ImageSize == "" {
+		u.ImageSize, u.ImageQuality = x.req.ImageSize, x.req.ImageQuality
+	}
+	return u
+}
+
+// outcomeOf says how a response ended and so whether it is charged
+// (ledger.Outcome.Charged).
+func outcomeOf(ok2xx, reported, cut bool, reason dialect.Reason) ledger.Outcome {
+	switch {
+	case !ok2xx && !reported:
+		// A failed call that reports no usage is not charged.
+		return ledger.UpstreamError
+	case !ok2xx, reason == dialect.ReasonProviderError:
+		// The provider failed after it began to serve (an error event
+		// mid-stream under a 200, or an error status with usage): charged
+		// for what it reported, else for what streamed before the error.
+		return ledger.ProviderError
+	case cut:
+		return ledger.Partial
+	case reported:
+		return ledger.OK
+	}
+	return ledger.Estimated
+}
+
+// estimated is the usage of a 2xx response that reported none: never zero
+// silently, what was sent and seen is counted.
+func (x *exchange) estimated(res *dialect.Result) usage.Usage {
+	model := x.rec.ResponseModel
+	if model == "" {
+		model = x.req.Model
+	}
+	in, m1 := estimate.Tokens(model, []byte(x.req.Prompt), x.req.PromptBytes)
+	out, m2 := estimate.Tokens(model, res.Text, res.StreamedTextBytes)
+	u := usage.Usage{Estimated: true}
+	u.Tokens[usage.Input] = usage.Count{N: in}
+	u.Tokens[usage.Output] = usage.Count{N: out}
+	x.rec.EstimateMethod = string(m1)
+	if m1 == "" { // no prompt text: the output side says how
+		x.rec.EstimateMethod = string(m2)
+	}
+	if x.rec.Reason == "" {
+		x.rec.Reason = string(dialect.ReasonNoUsage)
+	}
+	return u
 }
 
 // price sets the record's cost. The response's model, when it names one the

@@ -230,7 +230,7 @@ func (p *plan) tasks() []task {
 		}
 	}
 	for _, a := range p.aggs {
-		split(task{a.prefix, a.span, a.bucket, a.neg})
+		split(task(a))
 	}
 	for _, sp := range p.raw {
 		split(task{prefix: prefixRecord, span: sp})

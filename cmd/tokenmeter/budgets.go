@@ -55,7 +55,7 @@ func budgetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case sub == "list" && len(pos) == 0:
 		return c.list(ctx, stdout, *asJSON)
 	case sub == "set" && (len(pos) == 1 && *file != "" || len(pos) == 2 && *file == ""):
-		def := []byte("")
+		var def []byte
 		var err error
 		switch {
 		case *file == "-":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/pricing/litellm"
@@ -83,7 +84,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, errors.New(pricesUsage)
+				return nil, errors.New(strings.TrimSpace(pricesUsage))
 			}
 			return nil, err
 		}
