@@ -15,7 +15,7 @@ FUZZMINTIME   ?= 20x
 
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build tools run test unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
+.PHONY: all build tools run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
 
 all: build
 
@@ -45,9 +45,24 @@ check-config: build
 
 test: tools
 	$(GO) vet ./...
+	$(MAKE) lint
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz-smoke
 	$(MAKE) bench-smoke
+
+# Guard rails: staticcheck clean; no Go file over 30 KB; no function over
+# cyclomatic complexity 25 but those in .ci/complexity-debt.txt, a list that
+# may only shrink (one that dropped under 25 must leave it). The tools are
+# pinned in go.mod's tool block.
+lint:
+	$(GO) tool staticcheck ./...
+	@big=$$(find . -name '*.go' -not -path './.tools/*' -size +30k); \
+	if [ -n "$$big" ]; then echo "Go files over 30 KB (split them): $$big"; exit 1; fi
+	@now=$$(mktemp); $(GO) tool gocyclo -over 25 . | awk '{print $$2, $$3}' | LC_ALL=C sort > $$now; \
+	new=$$(LC_ALL=C comm -23 $$now .ci/complexity-debt.txt); gone=$$(LC_ALL=C comm -13 $$now .ci/complexity-debt.txt); rm -f $$now; \
+	if [ -n "$$new" ]; then echo "functions over cyclomatic complexity 25 (split them):"; echo "$$new"; exit 1; fi; \
+	if [ -n "$$gone" ]; then echo "no longer over 25, remove from .ci/complexity-debt.txt:"; echo "$$gone"; exit 1; fi
+	@echo "lint: staticcheck clean, no Go file over 30 KB, complexity debt $$(wc -l < .ci/complexity-debt.txt) functions"
 
 # The benchmark harness (issue 7): each scenario through Envoy with and without
 # tokenmeter, about 10 minutes on 2 cores. Writes bench/results/<date>-*.md and
