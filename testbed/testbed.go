@@ -38,7 +38,6 @@ type T interface {
 	Fatal(args ...any)
 	Fatalf(format string, args ...any)
 	Logf(format string, args ...any)
-	Skip(args ...any)
 	Cleanup(func())
 	TempDir() string
 	Failed() bool

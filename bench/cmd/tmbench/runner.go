@@ -45,9 +45,6 @@ func (r *runner) Fatal(args ...any) { r.fail(fmt.Sprint(args...)) }
 
 func (r *runner) Fatalf(format string, args ...any) { r.fail(fmt.Sprintf(format, args...)) }
 
-// Skip is a failure here: testbed skips when Envoy is missing, and a
-// benchmark that cannot run must not look like one that passed.
-func (r *runner) Skip(args ...any) { r.fail("cannot run: " + fmt.Sprint(args...)) }
 
 func (r *runner) fail(msg string) {
 	r.failed.Store(true)
