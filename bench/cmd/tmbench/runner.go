@@ -45,7 +45,6 @@ func (r *runner) Fatal(args ...any) { r.fail(fmt.Sprint(args...)) }
 
 func (r *runner) Fatalf(format string, args ...any) { r.fail(fmt.Sprintf(format, args...)) }
 
-
 func (r *runner) fail(msg string) {
 	r.failed.Store(true)
 	panic(fatal{msg})
