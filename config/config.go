@@ -227,9 +227,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	w := &walker{file: file}
 	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
 	w.currencyNodes = cur
-	var tokenEnv, fallbackModel string
+	var tokenEnv string
 	var routePolicies []routePolicy
-	var fallbackNode *yaml.Node
+	var fallback fallbackRef
 	w.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
 		"listen": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
@@ -240,94 +240,17 @@ func Parse(file string, data []byte) (*Config, error) {
 		"admin": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){"token_env": w.str(&tokenEnv)})
 		},
-		"extproc": func(n *yaml.Node, k string) {
-			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"max_message_bytes":         w.integer(&c.MaxMessageBytes, 1<<20, 1<<30),
-				"max_response_buffer_bytes": w.integer(&c.MaxResponseBuffer, 4<<10, 1<<30),
-				"buffer_json_below_bytes":   w.integer(&c.BufferJSONBelow, 0, 1<<30),
-				"inject_stream_usage":       w.boolean(&c.InjectStreamUsage),
-				"default_max_tokens":        w.integer(&c.DefaultMaxTokens, 1, 10_000_000),
-				"observer_deadline":         w.duration(&c.ObserverDeadline),
-				"gate_deadline":             w.duration(&c.GateDeadline),
-				"admission": func(n *yaml.Node, k string) {
-					switch v, _ := w.scalar(n, k); Admission(v) {
-					case AdmissionEstimate, AdmissionStrict:
-						c.Admission = Admission(v)
-					default:
-						w.fail(n, k, "want estimate (the default: prompt bytes / 4 plus max_tokens) or strict (an upper bound: one token per prompt byte)")
-					}
-				},
-			})
-		},
+		"extproc": w.extprocSection(c),
 		"reload": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){"interval": w.duration(&c.ReloadInterval)})
 		},
-		"store": func(n *yaml.Node, k string) {
-			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"dir":                    w.str(&c.StoreDir),
-				"sync_writes":            w.boolean(&c.StoreSyncWrites),
-				"settle_before_response": w.boolean(&c.SettleBeforeResponse),
-				"type": func(n *yaml.Node, k string) {
-					switch v, _ := w.scalar(n, k); v {
-					case "badger", "redis":
-						c.StoreType = v
-					default:
-						w.fail(n, k, "want badger (embedded, the default) or redis (shared by replicas)")
-					}
-				},
-				"redis": w.redis(&c.Redis),
-			})
-			if c.StoreType == "redis" && len(c.Redis.Addrs) == 0 {
-				w.fail(n, join(k, "redis.addrs"), "required with store type redis")
-			}
-		},
-		"catalog": func(n *yaml.Node, k string) {
-			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"builtin": w.boolean(&c.BuiltinCatalog),
-				"files": func(n *yaml.Node, k string) {
-					w.sequence(n, k, func(item *yaml.Node, k string) {
-						if v, ok := w.scalar(item, k); ok {
-							c.CatalogFiles = append(c.CatalogFiles, resolve(file, v))
-						}
-					})
-				},
-			})
-		},
+		"store":    w.storeSection(c),
+		"catalog":  w.catalogSection(c),
 		"currency": w.currency(c, cur),
 		"alerts":   w.alerts(c),
 		"metrics":  w.metrics(&c.Metrics),
-		"ledger": func(n *yaml.Node, k string) {
-			var days int64
-			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"dir":            w.str(&c.Ledger.Dir),
-				"retention_days": w.integer(&days, 0, 36500),
-				"queue_size":     w.integer(&c.Ledger.QueueSize, 16, 1<<24),
-				"time_zone": func(n *yaml.Node, k string) {
-					v, _ := w.scalar(n, k)
-					loc, err := time.LoadLocation(v)
-					if err != nil || v == "" || v == "Local" {
-						w.fail(n, k, "want an IANA time zone name such as Europe/Paris or UTC")
-						return
-					}
-					c.Ledger.TimeZone = loc
-				},
-			})
-			c.Ledger.Retention = time.Duration(days) * 24 * time.Hour
-		},
-		"unpriced": func(n *yaml.Node, k string) {
-			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"policy": func(n *yaml.Node, k string) {
-					v, _ := w.scalar(n, k)
-					switch p := UnpricedPolicy(v); p {
-					case UnpricedDeny, UnpricedAllow, UnpricedFallback:
-						c.Unpriced = p
-					default:
-						w.fail(n, k, "want deny, allow or fallback")
-					}
-				},
-				"fallback_model": func(n *yaml.Node, k string) { fallbackNode = n; fallbackModel, _ = w.scalar(n, k) },
-			})
-		},
+		"ledger":   w.ledgerSection(c),
+		"unpriced": w.unpricedSection(c, &fallback),
 		"attribution": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"dimensions": func(n *yaml.Node, k string) { c.Dimensions = w.dimensions(n, k) },
@@ -341,29 +264,8 @@ func Parse(file string, data []byte) (*Config, error) {
 				}
 			})
 		},
-		"adjustments": func(n *yaml.Node, k string) {
-			w.sequence(n, k, func(item *yaml.Node, k string) {
-				if a, ok := w.adjustment(item, k); ok {
-					c.Adjustments = append(c.Adjustments, a)
-					w.keepItem("adjustments", k)
-				}
-			})
-		},
-		"budgets": func(n *yaml.Node, k string) {
-			w.sequence(n, k, func(item *yaml.Node, k string) {
-				w.budgetUnpriced = ""
-				if b, ok := w.budget(item, k); ok {
-					c.Budgets = append(c.Budgets, b)
-					w.keepItem("budgets", k)
-					if w.budgetUnpriced != "" {
-						if c.BudgetUnpriced == nil {
-							c.BudgetUnpriced = map[string]UnpricedPolicy{}
-						}
-						c.BudgetUnpriced[b.Name] = w.budgetUnpriced
-					}
-				}
-			})
-		},
+		"adjustments": w.adjustmentsSection(c),
+		"budgets":     w.budgetsSection(c),
 	})
 	if c.Dimensions == nil {
 		c.Dimensions = attribution.DefaultDimensions()
@@ -393,12 +295,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	switch {
-	case c.Unpriced == UnpricedFallback && fallbackModel == "":
+	case c.Unpriced == UnpricedFallback && fallback.model == "":
 		return nil, cfgerr.List{{File: file, Key: "unpriced.fallback_model", Reason: "required with policy fallback: the catalog model unknown models are priced at"}}
 	case c.Unpriced == UnpricedFallback:
-		e, ok := cat.LookupAnyProvider(fallbackModel, time.Now())
+		e, ok := cat.LookupAnyProvider(fallback.model, time.Now())
 		if !ok {
-			return nil, cfgerr.List{cfgerr.At(file, fallbackNode, "unpriced.fallback_model", "not a model in the catalog")}
+			return nil, cfgerr.List{cfgerr.At(file, fallback.node, "unpriced.fallback_model", "not a model in the catalog")}
 		}
 		c.Fallback = e
 	}
@@ -501,146 +403,6 @@ func (w *walker) dimensions(n *yaml.Node, key string) []attribution.Dimension {
 		w.fail(n, key, "want at least one dimension")
 	}
 	return dims
-}
-
-// budget reads one budget. The selector's dimensions are checked against the
-// configured ones in crossCheck, once every section has been read.
-func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
-	before := len(w.errs)
-	b := ratelimit.Budget{}
-	var limits int
-	var curNode *yaml.Node // limit.currency, remembered under the budget's name
-	var curKey string
-	var windowNode, rollingNode, zoneNode *yaml.Node
-	var keyLimits *yaml.Node // read once the unit is known
-	var keyLimitsKey string
-	w.mapping(n, key, map[string]func(*yaml.Node, string){
-		"name": w.str(&b.Name),
-		"match": func(n *yaml.Node, k string) {
-			w.pairs(n, k, func(dim string, v *yaml.Node, k string) {
-				if val, ok := w.scalar(v, k); ok {
-					b.Match = append(b.Match, ratelimit.Match{Dimension: dim, Value: val})
-				}
-			})
-		},
-		"limit": func(n *yaml.Node, k string) {
-			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"money": func(n *yaml.Node, k string) {
-					limits++
-					b.Unit = ratelimit.Money
-					v, _ := w.scalar(n, k)
-					a, err := money.Parse(v)
-					if err != nil || a <= 0 {
-						w.fail(n, k, "want a positive decimal amount, e.g. \"25.00\" (in limit.currency, default the reporting currency)")
-						return
-					}
-					b.Limit = int64(a)
-				},
-				"currency": func(n *yaml.Node, k string) {
-					if cur, ok := w.currencyCode(n, k); ok {
-						b.Currency, curNode, curKey = cur, n, k
-					}
-				},
-				"tokens":     w.count(&b, &limits, ratelimit.Tokens),
-				"requests":   w.count(&b, &limits, ratelimit.Requests),
-				"concurrent": w.count(&b, &limits, ratelimit.Concurrent),
-			})
-			if limits != 1 {
-				w.fail(n, k, "want exactly one of money, tokens, requests, concurrent")
-			}
-			if b.Currency != "" && b.Unit != ratelimit.Money {
-				w.fail(n, join(k, "currency"), "only a money limit has a currency")
-			}
-		},
-		"unpriced": func(n *yaml.Node, k string) {
-			v, _ := w.scalar(n, k)
-			switch p := UnpricedPolicy(v); p {
-			case UnpricedDeny, UnpricedAllow:
-				w.budgetUnpriced = p
-			default:
-				w.fail(n, k, "want deny or allow")
-			}
-		},
-		"window": func(n *yaml.Node, k string) {
-			v, _ := w.scalar(n, k)
-			win, ok := ratelimit.ParseWindow(v)
-			if !ok {
-				w.fail(n, k, "want "+strings.Join(ratelimit.WindowNames(), ", "))
-			}
-			b.Window, windowNode = win, n
-		},
-		"rolling": func(n *yaml.Node, k string) {
-			w.duration(&b.Rolling)(n, k)
-			if b.Rolling != 0 && (b.Rolling < time.Second || b.Rolling > 24*time.Hour || b.Rolling%time.Second != 0) {
-				w.fail(n, k, "want a whole number of seconds from 1s to 24h, e.g. 1m for a per-minute rate")
-			}
-			rollingNode = n
-		},
-		"time_zone": func(n *yaml.Node, k string) {
-			v, _ := w.scalar(n, k)
-			loc, err := time.LoadLocation(v)
-			if err != nil || v == "" || v == "Local" {
-				w.fail(n, k, "want an IANA time zone name such as Europe/Paris or UTC")
-				return
-			}
-			b.Location, zoneNode = loc, n
-		},
-		"shadow":     w.boolean(&b.Shadow),
-		"key_limits": func(n *yaml.Node, k string) { keyLimits, keyLimitsKey = n, k },
-		"alert_at": func(n *yaml.Node, k string) {
-			w.sequence(n, k, func(item *yaml.Node, k string) {
-				var pct int64
-				w.integer(&pct, 1, 1000)(item, k)
-				if pct == 0 {
-					return
-				}
-				if len(b.AlertAt) > 0 && int(pct) <= b.AlertAt[len(b.AlertAt)-1] {
-					w.fail(item, k, "want thresholds in ascending order, each once")
-					return
-				}
-				b.AlertAt = append(b.AlertAt, int(pct))
-			})
-		},
-		"on_store_error": func(n *yaml.Node, k string) {
-			switch v, _ := w.scalar(n, k); v {
-			case "allow":
-			case "deny":
-				b.FailClosed = true
-			default:
-				w.fail(n, k, "want allow (fail open, the default) or deny (fail closed)")
-			}
-		},
-	})
-	if keyLimits != nil && limits == 1 {
-		w.keyLimits(&b, keyLimits, keyLimitsKey)
-	}
-	switch {
-	case windowNode != nil && rollingNode != nil:
-		w.fail(rollingNode, join(key, "rolling"), "a budget has a calendar window or a rolling one, not both")
-	case b.Unit == ratelimit.Concurrent && (windowNode != nil || rollingNode != nil):
-		w.fail(n, key, "a concurrent limit counts requests in flight: it has no window")
-	case rollingNode != nil && zoneNode != nil:
-		w.fail(zoneNode, join(key, "time_zone"), "a rolling window has no calendar: time_zone applies to window")
-	case len(b.AlertAt) > 0 && (b.Rolling > 0 || b.Unit == ratelimit.Concurrent):
-		w.fail(n, join(key, "alert_at"), "thresholds apply to calendar windows, not to rolling or concurrent limits")
-	case limits > 0 && b.Unit != ratelimit.Concurrent && windowNode == nil && rollingNode == nil:
-		w.fail(n, key, "want a window ("+strings.Join(ratelimit.WindowNames(), ", ")+") or a rolling period such as 1m")
-	}
-	for _, req := range []struct {
-		ok   bool
-		name string
-	}{{b.Name != "", "name"}, {limits > 0, "limit"}} {
-		if !req.ok {
-			w.fail(n, join(key, req.name), "required")
-		}
-	}
-	if curNode != nil && w.currencyNodes != nil {
-		w.currencyNodes.budgets[b.Name], w.currencyNodes.keys[b.Name] = curNode, curKey
-	}
-	if b.Name != "" && !budgetName(b.Name) {
-		w.fail(n, join(key, "name"), fmt.Sprintf("%q: want letters, digits, '-', '_' or '.'", b.Name))
-	}
-	return b, len(w.errs) == before
 }
 
 // routePolicy is a route's unpriced section as read, resolved against the
