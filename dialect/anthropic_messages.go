@@ -40,6 +40,9 @@ func (x anthropicMessages) ParseRequest(body []byte, opts RequestOptions) (Reque
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (anthropicMessages) ErrorBody(r Refusal) ErrorResponse { return anthropicRefusal(r) }
+
 // parseRequest reads the request body; it never rewrites it, because every
 // Messages stream carries usage without being asked. Where a key is
 // repeated the last one counts, as the provider's decoder does.

@@ -59,6 +59,9 @@ func (a azureOpenAI) ParseRequest(body []byte, opts RequestOptions) (Request, []
 	return req, newBody, err
 }
 
+// ErrorBody implements Dialect.
+func (a azureOpenAI) ErrorBody(r Refusal) ErrorResponse { return a.inner.ErrorBody(r) }
+
 func (a azureOpenAI) NewDecoder(resp Response, maxBuffer int) Decoder {
 	return a.inner.NewDecoder(resp, maxBuffer)
 }

@@ -42,6 +42,9 @@ func (d bedrockConverse) ParseRequest(body []byte, opts RequestOptions) (Request
 	return parseLeniently(body, opts, d.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (bedrockConverse) ErrorBody(r Refusal) ErrorResponse { return bedrockRefusal(r) }
+
 // parseRequest reads the model from the path and the prompt and
 // inferenceConfig.maxTokens from the body, which it never rewrites: both
 // operations always report usage. The body names no model and has no

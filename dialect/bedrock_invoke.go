@@ -52,6 +52,9 @@ func (bedrockInvoke) ResponseHeaders() []string {
 		headerRawNames[buCacheWrite], headerRawNames[buOutput]}
 }
 
+// ErrorBody implements Dialect.
+func (bedrockInvoke) ErrorBody(r Refusal) ErrorResponse { return bedrockRefusal(r) }
+
 // ParseRequest parses leniently: see Dialect.ParseRequest and lenient.go.
 func (d bedrockInvoke) ParseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {
 	return parseLeniently(body, opts, d.parseRequest)

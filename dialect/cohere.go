@@ -63,6 +63,9 @@ func (c cohere) ParseRequest(body []byte, opts RequestOptions) (Request, []byte,
 	return parseLeniently(body, opts, c.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (cohere) ErrorBody(r Refusal) ErrorResponse { return cohereRefusal(r) }
+
 // parseRequest reads the request body; it never rewrites it, because every
 // Cohere stream ends with its usage. Where a key is repeated the last one
 // counts.

@@ -140,6 +140,9 @@ type Dialect interface {
 	// (extproc.ObserverHeaders, Registry.ResponseHeaders): an undeclared
 	// header reads "" there, so a test fails a decoder that asks for one.
 	ResponseHeaders() []string
+	// ErrorBody writes a refusal as this API writes its own errors (shape,
+	// status names, headers), so the caller's SDK raises its own error.
+	ErrorBody(r Refusal) ErrorResponse
 	// NewDecoder returns a decoder for one response. maxBuffer caps the bytes
 	// it may hold at once; past it, Feed returns ReasonTooLarge and the
 	// decoder stops buffering.

@@ -68,6 +68,9 @@ func (g gemini) ParseRequest(body []byte, opts RequestOptions) (Request, []byte,
 	return parseLeniently(body, opts, g.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (gemini) ErrorBody(r Refusal) ErrorResponse { return googleRefusal(r) }
+
 // parseRequest reads the request body; it never rewrites it, because every
 // streamed chunk carries usageMetadata without being asked.
 //

@@ -60,6 +60,9 @@ func (o ollama) ParseRequest(body []byte, opts RequestOptions) (Request, []byte,
 	return parseLeniently(body, opts, o.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (ollama) ErrorBody(r Refusal) ErrorResponse { return ollamaRefusal(r) }
+
 // parseRequest reads the request body; it never rewrites it, because every
 // Ollama stream ends with its counts. Where a key is repeated the last one
 // counts, as in Go's decoder, which Ollama uses.

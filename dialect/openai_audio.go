@@ -71,6 +71,9 @@ func (openAIAudio) ParseRequest(body []byte, _ RequestOptions) (Request, []byte,
 	return req, nil, nil
 }
 
+// ErrorBody implements Dialect.
+func (openAIAudio) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // audioStreamKeep is the head kept of each string in a transcription
 // stream: far more than any delta, but it bounds the done event, which
 // repeats the whole transcript beside the usage.

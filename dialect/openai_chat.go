@@ -38,6 +38,9 @@ func (x openAIChat) ParseRequest(body []byte, opts RequestOptions) (Request, []b
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (openAIChat) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // parseRequest reads the request body. Where a key is repeated the last one
 // counts, as in Python's, JavaScript's and Go's JSON decoders: what the
 // server acts on is what metering must read.

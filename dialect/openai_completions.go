@@ -28,6 +28,9 @@ func (x openAICompletions) ParseRequest(body []byte, opts RequestOptions) (Reque
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (openAICompletions) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // parseRequest reads the request body and, when asked, injects
 // stream_options.include_usage, as for chat.
 func (openAICompletions) parseRequest(body []byte, opts RequestOptions) (Request, []byte, error) {

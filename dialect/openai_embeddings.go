@@ -35,6 +35,9 @@ func (x openAIEmbeddings) ParseRequest(body []byte, opts RequestOptions) (Reques
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (openAIEmbeddings) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // parseRequest reads the request body; it never rewrites it. Embeddings do
 // not stream and generate nothing, so only the model and the input text
 // matter.

@@ -57,6 +57,9 @@ func (x openAIImages) ParseRequest(body []byte, opts RequestOptions) (Request, [
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (openAIImages) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // parseRequest reads a JSON body (generations, and edits sent as JSON) or a
 // multipart one (edits, variations), telling them apart by the body
 // itself. Where a key or field repeats the last one counts.

@@ -44,6 +44,9 @@ func (x openAIResponses) ParseRequest(body []byte, opts RequestOptions) (Request
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (openAIResponses) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // parseRequest reads the request body; it never rewrites it. Where a key is
 // repeated the last one counts, as the provider's decoder does.
 func (openAIResponses) parseRequest(body []byte, _ RequestOptions) (Request, []byte, error) {

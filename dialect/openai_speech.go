@@ -41,6 +41,9 @@ func (x openAISpeech) ParseRequest(body []byte, opts RequestOptions) (Request, [
 	return parseLeniently(body, opts, x.parseRequest)
 }
 
+// ErrorBody implements Dialect.
+func (openAISpeech) ErrorBody(r Refusal) ErrorResponse { return OpenAIRefusal(r) }
+
 // parseRequest reads the request body; where a key repeats the last one
 // counts. The prompt is the input text; its bytes also count the
 // instructions, which are input tokens too.

@@ -1,18 +1,17 @@
 package extproc
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/bits"
 	"strconv"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/tokenmeter/tokenmeter/dialect"
 	"github.com/tokenmeter/tokenmeter/ledger"
 	"github.com/tokenmeter/tokenmeter/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
@@ -92,95 +91,23 @@ func unitNoun(b *ratelimit.Budget) string {
 	return b.Unit.String()
 }
 
-// The error shapes of the dialects' own APIs. Each SDK turns its own shape
-// into a typed error (RateLimitError, ThrottlingException...) that callers
-// already handle; an OpenAI body from an Anthropic endpoint would not parse.
-type (
-	openAIError struct {
-		Error struct {
-			Message string `json:"message"`
-			Type    string `json:"type"`
-			Code    string `json:"code"`
-		} `json:"error"`
-	}
-	anthropicError struct {
-		Type  string `json:"type"`
-		Error struct {
-			Type    string `json:"type"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	googleError struct {
-		Error struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-			Status  string `json:"status"`
-		} `json:"error"`
-	}
-	messageError struct {
-		Message string `json:"message"`
-	}
-	ollamaError struct {
-		Error string `json:"error"`
-	}
-)
-
-// errorBody renders msg in the error shape of dialect, with the headers that
-// shape needs.
-func errorBody(dialect string, status int, code, msg string) ([]byte, []*corev3.HeaderValueOption) {
-	var v any
-	var headers []*corev3.HeaderValueOption
-	switch {
-	case strings.HasPrefix(dialect, "anthropic"):
-		var e anthropicError
-		e.Type, e.Error.Message = "error", msg
-		e.Error.Type = map[int]string{429: "rate_limit_error", 403: "permission_error"}[status]
-		if e.Error.Type == "" {
-			e.Error.Type = "api_error"
-		}
-		v = e
-	case strings.HasPrefix(dialect, "gemini"), strings.HasPrefix(dialect, "vertex"):
-		var e googleError
-		e.Error.Code, e.Error.Message = status, msg
-		e.Error.Status = map[int]string{429: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED"}[status]
-		if e.Error.Status == "" {
-			e.Error.Status = "UNAVAILABLE"
-		}
-		v = e
-	case strings.HasPrefix(dialect, "bedrock"):
-		// The AWS SDKs read the error type from this header.
-		t := map[int]string{429: "ThrottlingException", 403: "AccessDeniedException"}[status]
-		if t == "" {
-			t = "ServiceUnavailableException"
-		}
-		headers = append(headers, setHeader("x-amzn-errortype", t))
-		v = messageError{Message: msg}
-	case strings.HasPrefix(dialect, "cohere"):
-		v = messageError{Message: msg}
-	case strings.HasPrefix(dialect, "ollama"):
-		v = ollamaError{Error: msg}
-	default:
-		var e openAIError
-		e.Error.Message, e.Error.Type, e.Error.Code = msg, code, code
-		v = e
-	}
-	body, _ := json.Marshal(v) // structs of strings and ints always marshal
-	return body, headers
-}
-
+// immediate refuses the request with status, in the caller's dialect (an
+// OpenAI-shaped body when no dialect claimed it).
 func (x *exchange) immediate(status int, code, msg string, headers ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
-	name := ""
+	r := dialect.Refusal{Status: status, Code: code, Message: msg}
+	e := dialect.OpenAIRefusal(r)
 	if x.dialect != nil {
-		name = x.dialect.Name()
+		e = x.dialect.ErrorBody(r)
 	}
-	body, extra := errorBody(name, status, code, msg)
-	headers = append(headers, extra...)
+	for _, h := range e.Headers {
+		headers = append(headers, setHeader(h[0], h[1]))
+	}
 	headers = append(headers, setHeader("content-type", "application/json"))
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 			Headers: &extprocv3.HeaderMutation{SetHeaders: headers},
-			Body:    body,
+			Body:    e.Body,
 			Details: "tokenmeter_" + code,
 		},
 	}}

@@ -15,43 +15,6 @@ import (
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 )
 
-// A deny is written in the caller's dialect, so its SDK raises its own
-// rate-limit (or permission) error.
-func TestErrorShapes(t *testing.T) {
-	tests := []struct {
-		dialect string
-		status  int
-		body    string
-		header  string // extra header "name: value", or ""
-	}{
-		{"openai_chat", 429, `{"error":{"message":"m","type":"budget_exceeded","code":"budget_exceeded"}}`, ""},
-		{"azure_openai_chat", 403, `{"error":{"message":"m","type":"budget_exceeded","code":"budget_exceeded"}}`, ""},
-		{"anthropic_messages", 429, `{"type":"error","error":{"type":"rate_limit_error","message":"m"}}`, ""},
-		{"anthropic_messages", 403, `{"type":"error","error":{"type":"permission_error","message":"m"}}`, ""},
-		{"anthropic_messages", 503, `{"type":"error","error":{"type":"api_error","message":"m"}}`, ""},
-		{"gemini", 429, `{"error":{"code":429,"message":"m","status":"RESOURCE_EXHAUSTED"}}`, ""},
-		{"vertex_gemini", 403, `{"error":{"code":403,"message":"m","status":"PERMISSION_DENIED"}}`, ""},
-		{"gemini", 503, `{"error":{"code":503,"message":"m","status":"UNAVAILABLE"}}`, ""},
-		{"bedrock_converse", 429, `{"message":"m"}`, "x-amzn-errortype: ThrottlingException"},
-		{"bedrock_invoke", 403, `{"message":"m"}`, "x-amzn-errortype: AccessDeniedException"},
-		{"cohere_chat", 429, `{"message":"m"}`, ""},
-		{"ollama_chat", 429, `{"error":"m"}`, ""},
-	}
-	for _, tt := range tests {
-		body, headers := errorBody(tt.dialect, tt.status, "budget_exceeded", "m")
-		if string(body) != tt.body {
-			t.Errorf("%s %d: body %s, want %s", tt.dialect, tt.status, body, tt.body)
-		}
-		var got string
-		for _, h := range headers {
-			got = h.GetHeader().GetKey() + ": " + string(h.GetHeader().GetRawValue())
-		}
-		if got != tt.header {
-			t.Errorf("%s %d: header %q, want %q", tt.dialect, tt.status, got, tt.header)
-		}
-	}
-}
-
 func serverWith(t *testing.T, cfgText string, store ratelimit.Store, now func() time.Time) (*Server, *fakeSink, *fakeObserver) {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(cfgText))
