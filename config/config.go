@@ -5,6 +5,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -219,7 +220,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, cfgerr.List{{File: file, Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		return nil, cfgerr.List{yamlError(file, err)}
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
@@ -279,6 +280,11 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 	}
 	if err := w.errs.Err(); err != nil {
+		// The catalogs are still read, so that one run of check reports the
+		// config's mistakes and the catalogs' together.
+		if _, cerr := loadCatalog(c.BuiltinCatalog, c.CatalogFiles); cerr != nil && (c.BuiltinCatalog || len(c.CatalogFiles) > 0) {
+			return nil, errors.Join(err, fmt.Errorf("load catalog: %w", cerr))
+		}
 		return nil, err
 	}
 	cat, err := loadCatalog(c.BuiltinCatalog, c.CatalogFiles)
@@ -374,6 +380,19 @@ func loadCatalog(withBuiltin bool, paths []string) (*pricing.Catalog, error) {
 		srcs = append(srcs, pricing.Source{Name: p, Data: data})
 	}
 	return pricing.LoadSources(srcs...)
+}
+
+// yamlError is a syntax error with its line in the file:line position
+// every other config error has, rather than inside the reason.
+func yamlError(file string, err error) *cfgerr.Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := &cfgerr.Error{File: file, Reason: "not valid YAML: " + msg}
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 && line > 0 {
+		e.Line = line
+		e.Reason = "not valid YAML: " + strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+	}
+	return e
 }
 
 // resolve makes a path in the config file relative to the file itself, so a

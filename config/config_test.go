@@ -104,8 +104,11 @@ func TestLoadErrors(t *testing.T) {
 			"testdata/bad_key_limits.yaml:7: budgets[0].key_limits.project=other,user=cy: \"project=other,user=cy\": project is \"demo\" in this budget's match\n" +
 			"testdata/bad_key_limits.yaml:7: budgets[0].key_limits.project=demo,user=dee: \"-1\": want a positive decimal amount, as the budget's money limit"},
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
-		{"not_yaml.yaml", `testdata/not_yaml.yaml: not valid YAML: line 1: did not find expected ',' or '}'`},
+		{"not_yaml.yaml", `testdata/not_yaml.yaml:1: not valid YAML: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
+		// One run reports the config's mistakes and the catalogs' together.
+		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: "max_message_bytez": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +
+			"\n" + `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
