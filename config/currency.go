@@ -73,7 +73,7 @@ func loadRates(paths []string) (*fx.Table, error) {
 		}
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
-			errs = append(errs, &cfgerr.Error{File: p, Reason: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+			errs = append(errs, yamlError(p, err))
 			continue
 		}
 		rates, err := fx.ParseRates(p, &root)
