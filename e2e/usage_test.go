@@ -50,6 +50,9 @@ func TestLedgerReportStatementExport(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("report %s: %v", out, err)
 		}
+		if !strings.HasSuffix(out, "}\n") {
+			t.Fatalf("the JSON does not end with one newline: %q", out[max(0, len(out)-20):])
+		}
 		if len(rep.Totals) == 1 && rep.Totals[0].Requests == 4 || time.Now().After(deadline) {
 			break
 		}

@@ -43,7 +43,7 @@ func budgetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return usageError{err.Error()}
+			return flagError(err)
 		}
 		if fs.NArg() == 0 {
 			break

@@ -16,7 +16,7 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.F
 		extra(fs)
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, usageError{err.Error()}
+		return nil, flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{"unexpected argument " + fs.Arg(0)}

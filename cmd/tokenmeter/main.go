@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,6 +37,15 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
+// flagError is a flag set's parse error: help asked for (-h, --help) ends
+// the command with status 0; anything else is a usage error.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err.Error()}
+}
+
 // usageError marks a command-line mistake (exit status 2).
 type usageError struct{ msg string }
 
@@ -48,7 +58,8 @@ func (c configError) Error() string { return c.err.Error() }
 func (c configError) Unwrap() error { return c.err }
 
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		// -h or --help: the flag set printed the command's help.
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "tokenmeter:", err)

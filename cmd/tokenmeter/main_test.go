@@ -26,6 +26,15 @@ func TestCommands(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, exitConfig, "", `unknown command "frobnicate"`},
 		{"no command", nil, exitConfig, "", "usage: tokenmeter"},
 		{"stray argument", []string{"check", "--config", "../../demo/tokenmeter.yaml", "extra"}, exitConfig, "", "unexpected argument extra"},
+		// Help is asked for, not a mistake: status 0, each command its own flags.
+		{"help", []string{"--help"}, exitOK, usageText + "\n", ""},
+		{"check help", []string{"check", "--help"}, exitOK, "", "-config"},
+		{"serve help", []string{"serve", "-h"}, exitOK, "", "-log-level"},
+		{"prices show help", []string{"prices", "show", "--help"}, exitOK, "", "-provider"},
+		{"prices cost help", []string{"prices", "cost", "--help"}, exitOK, "", "-usage"},
+		{"prices import help", []string{"prices", "import", "--help"}, exitOK, "", "-from"},
+		{"budgets help", []string{"budgets", "list", "--help"}, exitOK, "", "-admin"},
+		{"usage help", []string{"usage", "report", "--help"}, exitOK, "", "-from"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/pricing/litellm"
@@ -46,7 +44,7 @@ func pricesImport(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "write the catalog to `FILE` instead of stdout")
 	files, err := parseInterspersed(fs, args[1:])
 	if err != nil {
-		return usageError{err.Error()}
+		return err
 	}
 	switch {
 	case *from == "":
@@ -83,10 +81,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, errors.New(strings.TrimSpace(pricesUsage))
-			}
-			return nil, err
+			return nil, flagError(err)
 		}
 		if fs.NArg() == 0 {
 			return positional, nil

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,14 +24,28 @@ type lookupFlags struct {
 }
 
 func (l *lookupFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.config, "config", "tokenmeter.yaml", "config `file` naming the catalogs")
+	fs.StringVar(&l.config, "config", "", "config `file` naming the catalogs (default: tokenmeter.yaml if present, else the built-in catalog)")
 	fs.StringVar(&l.provider, "provider", "", "provider qualification, e.g. openai, azure, bedrock")
 	fs.StringVar(&l.at, "at", "", "price in force at this RFC 3339 instant (default: now)")
 }
 
+// load reads --config; without it, tokenmeter.yaml in the working
+// directory, or the built-in catalog when there is none, so that prices can
+// be looked up before any config is written.
+func (l *lookupFlags) load() (*config.Config, error) {
+	path := l.config
+	if path == "" {
+		path = "tokenmeter.yaml"
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return config.Parse("(the built-in catalog)", []byte("catalog: {builtin: true}\n"))
+		}
+	}
+	return config.Load(path)
+}
+
 // resolve loads the catalog and finds model.
 func (l *lookupFlags) resolve(model string) (*pricing.Entry, *config.Config, error) {
-	cfg, err := config.Load(l.config)
+	cfg, err := l.load()
 	if err != nil {
 		return nil, nil, configError{err}
 	}
@@ -60,7 +75,10 @@ func pricesShow(args []string, stdout, stderr io.Writer) error {
 	var l lookupFlags
 	l.register(fs)
 	rest, err := parseInterspersed(fs, args)
-	if err != nil || len(rest) != 1 {
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
 		return usageError{"usage: tokenmeter prices show [--config FILE] [--provider P] [--at INSTANT] MODEL"}
 	}
 	e, cfg, err := l.resolve(rest[0])
@@ -138,7 +156,10 @@ func pricesCost(args []string, stdout, stderr io.Writer) error {
 	model := fs.String("model", "", "model `name`")
 	spec := fs.String("usage", "", "usage as class=count,...: "+classList()+", images, audio_ms, characters")
 	tier := fs.String("service-tier", "", "service tier: batch, flex or priority")
-	if err := fs.Parse(args); err != nil || *model == "" || *spec == "" || fs.NArg() > 0 {
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	if *model == "" || *spec == "" || fs.NArg() > 0 {
 		return usageError{"usage: tokenmeter prices cost --model M --usage input=1000,output=200 [--service-tier T] [--config FILE] [--provider P] [--at INSTANT]"}
 	}
 	u, err := parseUsage(*spec)

@@ -28,6 +28,11 @@ func TestPricesShowAndCost(t *testing.T) {
 		{"units without a unit price are refused, not guessed",
 			[]string{"prices", "cost", "--config", cfg, "--model", "gpt-4o", "--usage", "characters=10"}, exitFail, nil, "no price for this usage"},
 		{"unknown model", []string{"prices", "show", "--config", cfg, "mystery"}, exitFail, nil, `"mystery" (provider "") has no price`},
+		// No --config and no tokenmeter.yaml here: the built-in catalog.
+		{"show without a config reads the built-in catalog", []string{"prices", "show", "gpt-4o"}, exitOK,
+			[]string{"resolves to gpt-4o (provider openai)"}, ""},
+		{"cost without a config reads the built-in catalog", []string{"prices", "cost", "--model", "gpt-4o", "--usage", "input=1000,output=200"},
+			exitOK, []string{"0.0045 USD\n"}, ""}, // 1000 × $2.50/M + 200 × $10/M
 		{"bad usage", []string{"prices", "cost", "--config", cfg, "--model", "gpt-4o", "--usage", "inptu=3"}, exitConfig, nil, `unknown class "inptu"`},
 	}
 	for _, tt := range tests {

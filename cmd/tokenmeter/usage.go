@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -48,7 +49,7 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	format := fs.String("format", "csv", "export: csv or jsonl")
 	out := fs.String("out", "", "export: write to `file` instead of stdout")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+		return flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return usageError{"unexpected argument " + fs.Arg(0)}
@@ -80,8 +81,7 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if *asJSON {
-			_, err := stdout.Write(raw)
-			return err
+			return writeJSON(stdout, raw)
 		}
 		printReport(stdout, &rep)
 		return nil
@@ -95,8 +95,7 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if *asJSON {
-			_, err := stdout.Write(raw)
-			return err
+			return writeJSON(stdout, raw)
 		}
 		for _, s := range st.Statements {
 			printStatement(stdout, &s)
@@ -252,4 +251,12 @@ func (c *adminClient) stream(ctx context.Context, path string, w io.Writer) erro
 		return fmt.Errorf("export: the transfer broke off: %w", err)
 	}
 	return nil
+}
+
+// writeJSON prints the API's JSON as it came, ending in one newline, so a
+// shell prompt or the next command's output starts on a line of its own.
+func writeJSON(w io.Writer, raw []byte) error {
+	raw = bytes.TrimRight(raw, "\n")
+	_, err := w.Write(append(raw, '\n'))
+	return err
 }
