@@ -52,3 +52,34 @@ func TestCommands(t *testing.T) {
 		})
 	}
 }
+
+// Each usage subcommand's help lists its own flags, not its siblings'.
+func TestUsageSubcommandHelp(t *testing.T) {
+	for _, tt := range []struct {
+		sub      string
+		has, not []string
+	}{
+		{"report", []string{"-from", "-group-by", "-json"}, []string{"-month", "-format"}},
+		{"statement", []string{"-month", "-dimension", "-json"}, []string{"-from", "-group-by"}},
+		{"export", []string{"-from", "-format", "-out"}, []string{"-month", "-json"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := exitCode(run(context.Background(), []string{"usage", tt.sub, "--help"}, &stdout, &stderr), &stderr); code != exitOK {
+			t.Fatalf("%s: exit %d", tt.sub, code)
+		}
+		// The flag package writes "  -name type" or, for a bool, "  -name".
+		lists := func(f string) bool {
+			return strings.Contains(stderr.String(), "  "+f+" ") || strings.Contains(stderr.String(), "  "+f+"\n")
+		}
+		for _, f := range tt.has {
+			if !lists(f) {
+				t.Errorf("%s help lacks %s:\n%s", tt.sub, f, stderr.String())
+			}
+		}
+		for _, f := range tt.not {
+			if lists(f) {
+				t.Errorf("%s help lists %s:\n%s", tt.sub, f, stderr.String())
+			}
+		}
+	}
+}

@@ -35,19 +35,10 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("usage "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := adminFlags(fs)
-	from := fs.String("from", "", "start of the range")
-	to := fs.String("to", "", "end of the range (excluded)")
-	groupBy := fs.String("group-by", "", "report: comma-separated keys: dimensions, provider, model, dialect, outcome, currency")
-	bucket := fs.String("bucket", "", "report: none, hour, day, week or month")
-	tz := fs.String("tz", "", "time zone aligning days, weeks and months (default the server's ledger.time_zone)")
-	var filters multiFlag
-	fs.Var(&filters, "filter", "report: key=value, repeatable")
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	month := fs.String("month", "", "statement: YYYY-MM")
-	dimension := fs.String("dimension", "", "statement: the dimension, e.g. project")
-	value := fs.String("value", "", "statement: its value")
-	format := fs.String("format", "csv", "export: csv or jsonl")
-	out := fs.String("out", "", "export: write to `file` instead of stdout")
+	var o usageOpts
+	if !o.register(fs, sub) {
+		return usageError{usageCmdText}
+	}
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -61,14 +52,14 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			q.Set(k, v)
 		}
 	}
-	set("tz", *tz)
+	set("tz", o.tz)
 	switch sub {
 	case "report":
-		set("from", *from)
-		set("to", *to)
-		set("group_by", *groupBy)
-		set("bucket", *bucket)
-		for _, f := range filters {
+		set("from", o.from)
+		set("to", o.to)
+		set("group_by", o.groupBy)
+		set("bucket", o.bucket)
+		for _, f := range o.filters {
 			k, v, ok := strings.Cut(f, "=")
 			if !ok {
 				return usageError{fmt.Sprintf("--filter %q: want key=value", f)}
@@ -80,37 +71,37 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if o.asJSON {
 			return writeJSON(stdout, raw)
 		}
 		printReport(stdout, &rep)
 		return nil
 	case "statement":
-		set("month", *month)
-		set("dimension", *dimension)
-		set("value", *value)
+		set("month", o.month)
+		set("dimension", o.dimension)
+		set("value", o.value)
 		var st struct{ Statements []statementOut }
 		raw, err := c.get(ctx, "/v1/usage/statement?"+q.Encode(), &st)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if o.asJSON {
 			return writeJSON(stdout, raw)
 		}
 		for _, s := range st.Statements {
 			printStatement(stdout, &s)
 		}
 		if len(st.Statements) == 0 {
-			fmt.Fprintf(stdout, "no usage for %s=%s in %s\n", *dimension, *value, *month)
+			fmt.Fprintf(stdout, "no usage for %s=%s in %s\n", o.dimension, o.value, o.month)
 		}
 		return nil
 	case "export":
-		set("from", *from)
-		set("to", *to)
-		set("format", *format)
+		set("from", o.from)
+		set("to", o.to)
+		set("format", o.format)
 		w := stdout
-		if *out != "" {
-			f, err := os.Create(*out)
+		if o.out != "" {
+			f, err := os.Create(o.out)
 			if err != nil {
 				return fmt.Errorf("export: %w", err)
 			}
@@ -120,6 +111,45 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return c.stream(ctx, "/v1/usage/export?"+q.Encode(), w)
 	}
 	return usageError{usageCmdText}
+}
+
+// usageOpts are the flags of the usage subcommands; each registers its own,
+// so that its help lists only what it reads.
+type usageOpts struct {
+	from, to, groupBy, bucket, tz string
+	filters                       multiFlag
+	asJSON                        bool
+	month, dimension, value       string
+	format, out                   string
+}
+
+// register adds sub's flags to fs; false when there is no such subcommand.
+func (o *usageOpts) register(fs *flag.FlagSet, sub string) bool {
+	rangeFlags := func() {
+		fs.StringVar(&o.from, "from", "", "start of the range")
+		fs.StringVar(&o.to, "to", "", "end of the range (excluded)")
+	}
+	switch sub {
+	case "report":
+		rangeFlags()
+		fs.StringVar(&o.groupBy, "group-by", "", "comma-separated keys: dimensions, provider, model, dialect, outcome, currency")
+		fs.StringVar(&o.bucket, "bucket", "", "none, hour, day, week or month")
+		fs.Var(&o.filters, "filter", "key=value, repeatable")
+		fs.BoolVar(&o.asJSON, "json", false, "print the API's JSON")
+	case "statement":
+		fs.StringVar(&o.month, "month", "", "YYYY-MM")
+		fs.StringVar(&o.dimension, "dimension", "", "the dimension, e.g. project")
+		fs.StringVar(&o.value, "value", "", "its value")
+		fs.BoolVar(&o.asJSON, "json", false, "print the API's JSON")
+	case "export":
+		rangeFlags()
+		fs.StringVar(&o.format, "format", "csv", "csv or jsonl")
+		fs.StringVar(&o.out, "out", "", "write to `file` instead of stdout")
+	default:
+		return false
+	}
+	fs.StringVar(&o.tz, "tz", "", "time zone aligning days, weeks and months (default the server's ledger.time_zone)")
+	return true
 }
 
 type multiFlag []string
