@@ -69,20 +69,7 @@ func TestSplitRecordsAsInline(t *testing.T) {
 	const sseChunk = `data: {"model":"gpt-4o-mini","choices":[{"delta":{"content":"abcdefgh"}}]}` + "\n\n"
 	stream := `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"12345678"}]}`
 	json := `{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`
-	reqHeaders := func() *extprocv3.ProcessingRequest {
-		return headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped", "x-request-id", "r9")
-	}
-	tests := []struct {
-		name     string
-		body     string
-		response func() []*extprocv3.ProcessingRequest
-		end      error // how the response stream ends
-		outcome  ledger.Outcome
-		reason   string
-		in, out  int64
-		cost     string
-		spent    int64 // requests charged to budget "two"
-	}{
+	tests := []splitCase{
 		{"json", json, func() []*extprocv3.ProcessingRequest {
 			return []*extprocv3.ProcessingRequest{respHeaders(false, ":status", "200", "content-type", "application/json"), respBody(jsonResp, true)}
 		}, io.EOF, ledger.OK, "", 60, 15, "0.000024", 1},
@@ -101,49 +88,82 @@ func TestSplitRecordsAsInline(t *testing.T) {
 			for i, split := range []bool{false, true} {
 				s, sink, _ := newTestServer(t)
 				if split {
-					gate := play(t, s, context.Canceled, asGate(reqHeaders(), chunk(tt.body[:10], false), chunk(tt.body[10:], true))...)
-					// The headers' answer waits for the body; then all three go.
-					if len(gate.sent) != 3 || gate.sent[0].GetRequestHeaders() == nil || gate.sent[2].GetRequestBody() == nil {
-						t.Fatalf("gate answered %v", gate.sent)
-					}
-					if len(sink.recs) != 0 {
-						t.Fatalf("the gate recorded %+v; the observer should", sink.recs)
-					}
-					h := handoffIn(t, gate)
-					obs := play(t, s, tt.end, asObserver(h, append([]*extprocv3.ProcessingRequest{reqHeaders()}, tt.response()...)...)...)
-					if len(obs.sent) != 0 {
-						t.Fatalf("the observer answered %v", obs.sent)
-					}
+					playSplit(t, s, sink, tt)
 				} else {
-					msgs := append([]*extprocv3.ProcessingRequest{reqHeaders(), reqBody(tt.body)}, tt.response()...)
+					msgs := append([]*extprocv3.ProcessingRequest{splitReqHeaders(), reqBody(tt.body)}, tt.response()...)
 					play(t, s, tt.end, msgs...)
 				}
 				if len(sink.recs) != 1 {
 					t.Fatalf("split=%v: %d records", split, len(sink.recs))
 				}
 				got[i] = sink.recs[0]
-				r := got[i]
-				if r.Outcome != tt.outcome || r.Reason != tt.reason || r.Usage.Get(usage.Input) != tt.in || r.Usage.Get(usage.Output) != tt.out ||
-					r.Cost.String() != tt.cost || r.ClientRequestID != "r9" || r.Dimensions.Get("project") != "capped" || r.Model != "gpt-4o-mini" {
-					t.Fatalf("split=%v: %s %q in %d out %d cost %s, want %s %q %d %d %s (%+v)", split, r.Outcome, r.Reason,
-						r.Usage.Get(usage.Input), r.Usage.Get(usage.Output), r.Cost, tt.outcome, tt.reason, tt.in, tt.out, tt.cost, r)
-				}
-				st, err := s.Snapshot().Limiter.Status(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(st) != 1 || st[0].Counter.Spent != tt.spent || st[0].Counter.Reserved != 0 {
-					t.Fatalf("split=%v: budget %+v, want %d spent, nothing held", split, st, tt.spent)
-				}
+				tt.check(t, s, split, got[i])
 			}
-			// Same record either way, but for the timings.
-			a, b := got[0], got[1]
-			a.Start, a.Duration, a.TTFT, b.Duration, b.TTFT = b.Start, 0, 0, 0, 0
-			if a.Usage.Tokens != b.Usage.Tokens || a.Usage.Estimated != b.Usage.Estimated || a.Outcome != b.Outcome || a.Cost != b.Cost || a.PricedModel != b.PricedModel ||
-				a.EstimateMethod != b.EstimateMethod || a.Provider != b.Provider || a.Dialect != b.Dialect || a.Stream != b.Stream {
-				t.Fatalf("inline %+v\nsplit  %+v", a, b)
-			}
+			sameRecord(t, got[0], got[1])
 		})
+	}
+}
+
+// splitCase is one request of TestSplitRecordsAsInline and the record it
+// must give, split or inline.
+type splitCase struct {
+	name     string
+	body     string
+	response func() []*extprocv3.ProcessingRequest
+	end      error // how the response stream ends
+	outcome  ledger.Outcome
+	reason   string
+	in, out  int64
+	cost     string
+	spent    int64 // requests charged to budget "two"
+}
+
+func splitReqHeaders() *extprocv3.ProcessingRequest {
+	return headers(false, ":path", "/v1/chat/completions", ":method", "POST", "x-tokenmeter-project", "capped", "x-request-id", "r9")
+}
+
+// playSplit plays tt through a gate, then its observer.
+func playSplit(t *testing.T, s *Server, sink *fakeSink, tt splitCase) {
+	t.Helper()
+	gate := play(t, s, context.Canceled, asGate(splitReqHeaders(), chunk(tt.body[:10], false), chunk(tt.body[10:], true))...)
+	// The headers' answer waits for the body; then all three go.
+	if len(gate.sent) != 3 || gate.sent[0].GetRequestHeaders() == nil || gate.sent[2].GetRequestBody() == nil {
+		t.Fatalf("gate answered %v", gate.sent)
+	}
+	if len(sink.recs) != 0 {
+		t.Fatalf("the gate recorded %+v; the observer should", sink.recs)
+	}
+	h := handoffIn(t, gate)
+	obs := play(t, s, tt.end, asObserver(h, append([]*extprocv3.ProcessingRequest{splitReqHeaders()}, tt.response()...)...)...)
+	if len(obs.sent) != 0 {
+		t.Fatalf("the observer answered %v", obs.sent)
+	}
+}
+
+// check holds r and the budget to what tt says.
+func (tt splitCase) check(t *testing.T, s *Server, split bool, r ledger.Record) {
+	t.Helper()
+	if r.Outcome != tt.outcome || r.Reason != tt.reason || r.Usage.Get(usage.Input) != tt.in || r.Usage.Get(usage.Output) != tt.out ||
+		r.Cost.String() != tt.cost || r.ClientRequestID != "r9" || r.Dimensions.Get("project") != "capped" || r.Model != "gpt-4o-mini" {
+		t.Fatalf("split=%v: %s %q in %d out %d cost %s, want %s %q %d %d %s (%+v)", split, r.Outcome, r.Reason,
+			r.Usage.Get(usage.Input), r.Usage.Get(usage.Output), r.Cost, tt.outcome, tt.reason, tt.in, tt.out, tt.cost, r)
+	}
+	st, err := s.Snapshot().Limiter.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Counter.Spent != tt.spent || st[0].Counter.Reserved != 0 {
+		t.Fatalf("split=%v: budget %+v, want %d spent, nothing held", split, st, tt.spent)
+	}
+}
+
+// sameRecord: inline and split give the same record, but for the timings.
+func sameRecord(t *testing.T, a, b ledger.Record) {
+	t.Helper()
+	a.Start, a.Duration, a.TTFT, b.Duration, b.TTFT = b.Start, 0, 0, 0, 0
+	if a.Usage.Tokens != b.Usage.Tokens || a.Usage.Estimated != b.Usage.Estimated || a.Outcome != b.Outcome || a.Cost != b.Cost || a.PricedModel != b.PricedModel ||
+		a.EstimateMethod != b.EstimateMethod || a.Provider != b.Provider || a.Dialect != b.Dialect || a.Stream != b.Stream {
+		t.Fatalf("inline %+v\nsplit  %+v", a, b)
 	}
 }
 
