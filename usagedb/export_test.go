@@ -289,10 +289,10 @@ func TestDocsListEveryColumn(t *testing.T) {
 var outcomeRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (yes|no) \\| [^|]*\\S[^|]* \\|$")
 
 // TestDocsOutcomeTable holds the outcome tables of docs/ledger-export.md
-// and the README to the vocabulary: every outcome once, in ledger.Outcomes
+// and docs/ledger.md to the vocabulary: every outcome once, in ledger.Outcomes
 // order, charged exactly when Outcome.Charged says so.
 func TestDocsOutcomeTable(t *testing.T) {
-	for _, path := range []string{filepath.Join("..", "docs", "ledger-export.md"), filepath.Join("..", "README.md")} {
+	for _, path := range []string{filepath.Join("..", "docs", "ledger-export.md"), filepath.Join("..", "docs", "ledger.md")} {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			doc, err := os.ReadFile(path)
 			if err != nil {
