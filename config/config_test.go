@@ -106,6 +106,7 @@ func TestLoadErrors(t *testing.T) {
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml:1: not valid YAML: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
+		{"observer_deadline_too_short.yaml", `testdata/observer_deadline_too_short.yaml:3: extproc.observer_deadline: "10ms": want 0 (off) or at least 1s, e.g. "10s"`},
 		// One run reports the config's mistakes and the catalogs' together.
 		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: "max_message_bytez": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +
 			"\n" + `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},

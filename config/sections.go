@@ -17,8 +17,16 @@ func (w *walker) extprocSection(c *Config) func(*yaml.Node, string) {
 			"buffer_json_below_bytes":   w.integer(&c.BufferJSONBelow, 0, 1<<30),
 			"inject_stream_usage":       w.boolean(&c.InjectStreamUsage),
 			"default_max_tokens":        w.integer(&c.DefaultMaxTokens, 1, 10_000_000),
-			"observer_deadline":         w.duration(&c.ObserverDeadline),
-			"gate_deadline":             w.duration(&c.GateDeadline),
+			"observer_deadline": func(n *yaml.Node, k string) {
+				w.duration(&c.ObserverDeadline)(n, k)
+				// The gate finishes its stream long before a second passes;
+				// a shorter deadline would sweep handoffs whose observers
+				// are on their way.
+				if c.ObserverDeadline > 0 && c.ObserverDeadline < time.Second {
+					w.fail(n, k, `want 0 (off) or at least 1s, e.g. "10s"`)
+				}
+			},
+			"gate_deadline": w.duration(&c.GateDeadline),
 			"admission": func(n *yaml.Node, k string) {
 				switch v, _ := w.scalar(n, k); Admission(v) {
 				case AdmissionEstimate, AdmissionStrict:
