@@ -444,15 +444,7 @@ func (w *walker) route(n *yaml.Node, key string) (dialect.Route, routePolicy, bo
 		"provider": w.str(&provider),
 		"unpriced": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
-				"policy": func(n *yaml.Node, k string) {
-					v, _ := w.scalar(n, k)
-					switch pol := UnpricedPolicy(v); pol {
-					case UnpricedDeny, UnpricedAllow, UnpricedFallback:
-						p.policy = pol
-					default:
-						w.fail(n, k, "want deny, allow or fallback")
-					}
-				},
+				"policy": w.unpricedPolicy(&p.policy),
 				"fallback_model": func(n *yaml.Node, k string) {
 					p.modelNode, p.modelKey = n, k
 					p.model, _ = w.scalar(n, k)

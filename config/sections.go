@@ -107,15 +107,7 @@ type fallbackRef struct {
 func (w *walker) unpricedSection(c *Config, fallback *fallbackRef) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){
-			"policy": func(n *yaml.Node, k string) {
-				v, _ := w.scalar(n, k)
-				switch p := UnpricedPolicy(v); p {
-				case UnpricedDeny, UnpricedAllow, UnpricedFallback:
-					c.Unpriced = p
-				default:
-					w.fail(n, k, "want deny, allow or fallback")
-				}
-			},
+			"policy":         w.unpricedPolicy(&c.Unpriced),
 			"fallback_model": func(n *yaml.Node, k string) { fallback.node = n; fallback.model, _ = w.scalar(n, k) },
 		})
 	}
@@ -147,5 +139,18 @@ func (w *walker) budgetsSection(c *Config) func(*yaml.Node, string) {
 				}
 			}
 		})
+	}
+}
+
+// unpricedPolicy reads an unknown-model policy (the global one, a route's).
+func (w *walker) unpricedPolicy(dst *UnpricedPolicy) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		v, _ := w.scalar(n, k)
+		switch p := UnpricedPolicy(v); p {
+		case UnpricedDeny, UnpricedAllow, UnpricedFallback:
+			*dst = p
+		default:
+			w.fail(n, k, "want deny, allow or fallback")
+		}
 	}
 }
