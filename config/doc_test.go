@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -48,7 +49,7 @@ func TestConfigDocListsEveryKey(t *testing.T) {
 			data = "catalog: {builtin: true}\n" + data
 		}
 		_, err := Parse("probe.yaml", []byte(data))
-		m := acceptedRE.FindStringSubmatch(errString(err))
+		m := acceptedRE.FindStringSubmatch(fmt.Sprint(err))
 		if m == nil {
 			t.Fatalf("probe %q: no list of accepted keys in %v", p.yaml, err)
 		}
@@ -74,11 +75,4 @@ func TestConfigDocListsEveryKey(t *testing.T) {
 			t.Errorf("docs/config.md documents %s, which the parser does not accept", k)
 		}
 	}
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

@@ -41,7 +41,8 @@ func waitSum(t *testing.T, admin, name string, labels map[string]string, want fl
 // fire sends n requests at once and returns their statuses and bodies.
 func fire(t *testing.T, url string, n int, req func(i int) *http.Request) ([]int, []string) {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	defer client.CloseIdleConnections()
 	statuses, bodies := make([]int, n), make([]string, n)
 	var wg sync.WaitGroup
 	for i := range n {

@@ -525,11 +525,14 @@ func (x *exchange) late(ctx context.Context) *extprocv3.ProcessingResponse {
 	if ctx.Err() != nil {
 		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
 		x.finish(nil)
+		// Never sent: Process sees the cancelled stream and ends it.
 		return passThroughBody()
 	}
-	if d := x.snap.Config.GateDeadline; d > 0 && !x.arrived.IsZero() && time.Since(x.arrived) > d {
-		x.srv.observer.Overloaded()
-		return x.overloaded(time.Since(x.arrived))
+	if d := x.snap.Config.GateDeadline; d > 0 && !x.arrived.IsZero() {
+		if waited := time.Since(x.arrived); waited > d {
+			x.srv.observer.Overloaded()
+			return x.overloaded(waited)
+		}
 	}
 	return nil
 }

@@ -241,7 +241,7 @@ func (b *fuzzBed) check(t *testing.T, n int, sent []*extprocv3.ProcessingRespons
 		return
 	}
 	r := recs[0]
-	if !slices.Contains(ledger.Outcomes, r.Outcome) {
+	if !slices.Contains(ledger.Outcomes[:], r.Outcome) {
 		t.Fatalf("outcome %q is not in the vocabulary", r.Outcome)
 	}
 	for _, v := range []string{r.Model, r.ResponseModel, r.Reason} {

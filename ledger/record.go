@@ -49,7 +49,7 @@ const (
 // Outcomes lists every outcome, charged ones first. The outcome tables of
 // docs/ledger-export.md and the README follow this order and Charged
 // (usagedb's TestDocsOutcomeTable holds them to it).
-var Outcomes = []Outcome{OK, Estimated, Partial, ProviderError, Unobserved, Denied, UpstreamError, GateTimeout, Unmetered}
+var Outcomes = [...]Outcome{OK, Estimated, Partial, ProviderError, Unobserved, Denied, UpstreamError, GateTimeout, Unmetered}
 
 // Charged reports whether a record with this outcome carries a charge (its
 // Cost, when Priced; its tokens otherwise) on budgets and statements.

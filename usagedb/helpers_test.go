@@ -225,7 +225,7 @@ func want(t *testing.T, recs []*ledger.Record, q Query, dims []string) []Row {
 		if !r.Priced || r.Fallback {
 			row.Unpriced++
 		}
-		row.Outcomes[slices.Index(ledger.Outcomes, r.Outcome)]++
+		row.Outcomes[slices.Index(ledger.Outcomes[:], r.Outcome)]++
 		if !r.Outcome.Charged() {
 			continue
 		}
