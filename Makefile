@@ -94,17 +94,17 @@ bench-smoke: tools
 # Every fuzz target, as package:Target. Each decoder of bytes that arrive
 # from the network has one (docs/fuzzing.md); add a new one here.
 FUZZ_TARGETS ?= \
-	./framing/:FuzzSSE ./framing/:FuzzJSONArray ./framing/:FuzzNDJSON ./framing/:FuzzEventStream \
-	./dialect/:FuzzEveryDialect ./dialect/:FuzzOpenAIChatSSE ./dialect/:FuzzOpenAIChatRequest \
-	./dialect/:FuzzJSONScan ./dialect/:FuzzAnthropicSSE ./dialect/:FuzzGzipDecoder \
-	./dialect/:FuzzDeflateBrotliDecoder ./dialect/:FuzzOpenAIResponsesSSE ./dialect/:FuzzOpenAIEmbeddingsJSON \
-	./dialect/:FuzzGeminiStream ./dialect/:FuzzGeminiRequest ./dialect/:FuzzBedrockConverseStream \
-	./dialect/:FuzzBedrockInvokeStream ./dialect/:FuzzOllamaStream ./dialect/:FuzzCohereSSE \
-	./dialect/:FuzzMultipart ./dialect/:FuzzOpenAIAudioSSE ./dialect/:FuzzOpenAIImagesJSON \
-	./dialect/:FuzzStringElider ./dialect/:FuzzSecondsToMillis ./dialect/:FuzzTextBuffer \
-	./pricing/:FuzzParse ./money/:FuzzParse ./pricing/litellm/:FuzzConvert ./fx/:FuzzParseRate \
-	./fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
-	./usagedb/:FuzzDecodeRecord ./usagedb/:FuzzDecodeAgg
+	./internal/framing/:FuzzSSE ./internal/framing/:FuzzJSONArray ./internal/framing/:FuzzNDJSON ./internal/framing/:FuzzEventStream \
+	./internal/dialect/:FuzzEveryDialect ./internal/dialect/:FuzzOpenAIChatSSE ./internal/dialect/:FuzzOpenAIChatRequest \
+	./internal/dialect/:FuzzJSONScan ./internal/dialect/:FuzzAnthropicSSE ./internal/dialect/:FuzzGzipDecoder \
+	./internal/dialect/:FuzzDeflateBrotliDecoder ./internal/dialect/:FuzzOpenAIResponsesSSE ./internal/dialect/:FuzzOpenAIEmbeddingsJSON \
+	./internal/dialect/:FuzzGeminiStream ./internal/dialect/:FuzzGeminiRequest ./internal/dialect/:FuzzBedrockConverseStream \
+	./internal/dialect/:FuzzBedrockInvokeStream ./internal/dialect/:FuzzOllamaStream ./internal/dialect/:FuzzCohereSSE \
+	./internal/dialect/:FuzzMultipart ./internal/dialect/:FuzzOpenAIAudioSSE ./internal/dialect/:FuzzOpenAIImagesJSON \
+	./internal/dialect/:FuzzStringElider ./internal/dialect/:FuzzSecondsToMillis ./internal/dialect/:FuzzTextBuffer \
+	./pricing/:FuzzParse ./internal/money/:FuzzParse ./pricing/litellm/:FuzzConvert ./internal/fx/:FuzzParseRate \
+	./internal/fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
+	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg
 FUZZLONG      ?= 10000000x
 FUZZLONGMINTIME ?= 60s
 FUZZLONGDIR   ?= .fuzz/long
@@ -140,7 +140,7 @@ fuzz-smoke:
 # Each fuzz target for FUZZLONG execs (10^7), one at a time: hours in all, not
 # part of `make test`. Logs go to FUZZLONGDIR; a crash leaves its input under
 # the package's testdata/fuzz/<Target>/ to commit as a regression seed
-# (docs/fuzzing.md). FUZZ_TARGETS="./framing/:FuzzSSE ..." runs a subset.
+# (docs/fuzzing.md). FUZZ_TARGETS="./internal/framing/:FuzzSSE ..." runs a subset.
 fuzz-long:
 	$(call fuzz-run,$(FUZZLONG),$(FUZZLONGMINTIME),$(FUZZLONGDIR))
 

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/envoy"
-	"github.com/tokenmeter/tokenmeter/testbed"
+	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
 func BenchmarkOverhead(b *testing.B) {

@@ -10,8 +10,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenmeter/tokenmeter/attribution"
-	"github.com/tokenmeter/tokenmeter/config"
+	"github.com/tokenmeter/tokenmeter/internal/attribution"
+	"github.com/tokenmeter/tokenmeter/internal/config"
 )
 
 func TestRewriteAndWithoutExtProc(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenmeter/tokenmeter/config"
+	"github.com/tokenmeter/tokenmeter/internal/config"
 )
 
 // numbersUnder collects every integer value of key anywhere in a YAML tree.

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 

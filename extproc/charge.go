@@ -5,13 +5,13 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tokenmeter/tokenmeter/dialect"
-	"github.com/tokenmeter/tokenmeter/estimate"
-	"github.com/tokenmeter/tokenmeter/ledger"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/dialect"
+	"github.com/tokenmeter/tokenmeter/internal/estimate"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // complete reads the decoder's result, decides what to charge, and finishes

@@ -12,13 +12,13 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tokenmeter/tokenmeter/attribution"
-	"github.com/tokenmeter/tokenmeter/config"
-	"github.com/tokenmeter/tokenmeter/dialect"
-	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/attribution"
+	"github.com/tokenmeter/tokenmeter/internal/config"
+	"github.com/tokenmeter/tokenmeter/internal/dialect"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // Phase names, used as the metric label.

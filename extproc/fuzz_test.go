@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tokenmeter/tokenmeter/config"
-	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/config"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
 )
 
 // fuzzConfig puts every fuzzed request under budgets of each unit, so that

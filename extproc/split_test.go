@@ -16,10 +16,10 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tokenmeter/tokenmeter/dialect"
-	"github.com/tokenmeter/tokenmeter/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/dialect"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // gateConfig is what Envoy's gate filter (envoy.yaml) announces on its

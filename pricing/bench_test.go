@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 var sinkEntry *Entry

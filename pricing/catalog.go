@@ -7,8 +7,8 @@ import (
 	"os"
 	"slices"
 
-	"github.com/tokenmeter/tokenmeter/cfgerr"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
+	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
 // ErrNegativeCount is returned by Entry.Cost for a usage with a negative

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/cfgerr"
-	"github.com/tokenmeter/tokenmeter/money"
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // now is when the tests' requests start, unless a test says otherwise.

@@ -5,8 +5,8 @@ import (
 	"math"
 	"strings"
 
-	"github.com/tokenmeter/tokenmeter/money"
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // CostOptions are what the provider said about how it served a request,

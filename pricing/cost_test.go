@@ -5,8 +5,8 @@ import (
 	"math"
 	"testing"
 
-	"github.com/tokenmeter/tokenmeter/money"
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // costCase is one request: tokens by class, units, image spec, tier.

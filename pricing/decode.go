@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/tokenmeter/tokenmeter/yamlcheck"
+	"github.com/tokenmeter/tokenmeter/internal/yamlcheck"
 	"io"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenmeter/tokenmeter/cfgerr"
-	"github.com/tokenmeter/tokenmeter/money"
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // The keys each mapping accepts; anything else is reported as unknown.

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/cfgerr"
-	"github.com/tokenmeter/tokenmeter/money"
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // Each fixture is named after the mistake it makes; want is the whole error.

@@ -2,14 +2,14 @@ package pricing
 
 import (
 	"fmt"
-	"github.com/tokenmeter/tokenmeter/yamlcheck"
+	"github.com/tokenmeter/tokenmeter/internal/yamlcheck"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenmeter/tokenmeter/money"
-	"github.com/tokenmeter/tokenmeter/usage"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // Entry is the price of one model, possibly through one provider, from one

@@ -6,8 +6,8 @@ import (
 	"log"
 	"time"
 
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 func ExampleCatalog_Lookup() {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/cfgerr"
+	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
 )
 
 // versions are the entries of one model, oldest effective_from first; an

@@ -6,8 +6,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenmeter/tokenmeter/cfgerr"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
+	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
 // The keys of the v2 blocks; anything else is reported as unknown.

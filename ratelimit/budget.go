@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/attribution"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/attribution"
+	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
 // Unit is what a budget counts.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
 // A reservation travels as text when one process admits a request and

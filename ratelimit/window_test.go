@@ -6,7 +6,7 @@ import (
 	"time"
 	_ "time/tzdata" // the zones below, whatever the machine has installed
 
-	"github.com/tokenmeter/tokenmeter/attribution"
+	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 )

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/mockllm"
+	"github.com/tokenmeter/tokenmeter/test/mockllm"
 )
 
 // shutdownGrace bounds how long in-flight streams (possibly slowed by

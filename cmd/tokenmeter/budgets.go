@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/admin"
+	"github.com/tokenmeter/tokenmeter/internal/admin"
 )
 
 const budgetsUsage = `usage: tokenmeter budgets <list|set|delete|reset> [flags]

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"io"
 
-	"github.com/tokenmeter/tokenmeter/config"
+	"github.com/tokenmeter/tokenmeter/internal/config"
 )
 
 // loadConfig parses the shared --config flag and loads the file it names.

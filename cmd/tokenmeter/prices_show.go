@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/config"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/config"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // lookupFlags are the flags show and cost share: which catalog, which

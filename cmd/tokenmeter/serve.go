@@ -9,7 +9,7 @@ import (
 	"os"
 	"runtime/pprof"
 
-	"github.com/tokenmeter/tokenmeter/daemon"
+	"github.com/tokenmeter/tokenmeter/internal/daemon"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {

@@ -8,9 +8,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // at is a request start inside the catalog's validity; no entry here has an

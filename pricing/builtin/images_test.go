@@ -4,10 +4,10 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/tokenmeter/tokenmeter/dialect"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/dialect"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // An image request is priced as the provider bills it (issue 12, item 8):

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/pricing"
-	"github.com/tokenmeter/tokenmeter/usage"
 )
 
 // TestNumbers is the conversion table: LiteLLM's per-token text to the

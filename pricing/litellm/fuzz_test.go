@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
 // FuzzConvert: no input makes Convert panic, and whatever it writes is YAML

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/attribution"
-	"github.com/tokenmeter/tokenmeter/money"
+	"github.com/tokenmeter/tokenmeter/internal/attribution"
+	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 

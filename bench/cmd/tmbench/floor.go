@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tokenmeter/tokenmeter/envoy"
-	"github.com/tokenmeter/tokenmeter/testbed"
+	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
 // The floor: what the ext_proc protocol alone costs. A third Envoy, from the

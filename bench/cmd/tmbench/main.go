@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/envoy"
-	"github.com/tokenmeter/tokenmeter/testbed"
+	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
 const module = "github.com/tokenmeter/tokenmeter"

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/testbed"
+	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
 // settings are the sizes of a run.

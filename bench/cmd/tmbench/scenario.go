@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/testbed"
+	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
 // The two sides of every comparison.

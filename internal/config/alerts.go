@@ -1,0 +1,169 @@
+package config
+
+import (
+	"os"
+	"slices"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenmeter/tokenmeter/internal/alerting"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/webhook"
+)
+
+// Alerts is the alerts section: where alerts go and how often budgets are
+// checked against their thresholds.
+type Alerts struct {
+	Interval time.Duration
+	Webhooks []webhook.Target
+	// ForecastInterval paces month-end projections and anomaly checks,
+	// which read a week of ledger history each.
+	ForecastInterval time.Duration
+	// Anomaly, when set, alerts on a group whose spend today passes a factor
+	// of its trailing median.
+	Anomaly *alerting.Anomaly
+}
+
+// alerts reads:
+//
+//	alerts:
+//	  interval: 10s
+//	  webhooks:
+//	    - name: finance
+//	      url_env: FINANCE_SLACK_WEBHOOK   # or url: https://...; a Slack URL is a secret: prefer url_env
+//	      format: slack                    # or json (the default)
+//	      headers_env: {Authorization: ALERTS_AUTH}   # header values from the environment
+func (w *walker) alerts(c *Config) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		w.mapping(n, k, map[string]func(*yaml.Node, string){
+			"interval": func(n *yaml.Node, k string) {
+				w.duration(&c.Alerts.Interval)(n, k)
+				if c.Alerts.Interval < time.Second {
+					w.fail(n, k, "want at least 1s")
+				}
+			},
+			"forecast_interval": func(n *yaml.Node, k string) {
+				w.duration(&c.Alerts.ForecastInterval)(n, k)
+				if c.Alerts.ForecastInterval < time.Second {
+					w.fail(n, k, "want at least 1s")
+				}
+			},
+			"anomaly": func(n *yaml.Node, k string) { c.Alerts.Anomaly = w.anomaly(n, k) },
+			"webhooks": func(n *yaml.Node, k string) {
+				w.sequence(n, k, func(item *yaml.Node, k string) {
+					if t, ok := w.webhook(item, k); ok {
+						if slices.ContainsFunc(c.Alerts.Webhooks, func(o webhook.Target) bool { return o.Name == t.Name }) {
+							w.fail(item, join(k, "name"), "webhook name used twice")
+							return
+						}
+						c.Alerts.Webhooks = append(c.Alerts.Webhooks, t)
+					}
+				})
+			},
+		})
+	}
+}
+
+// anomaly reads:
+//
+//	anomaly:
+//	  group_by: [project]     # configured dimensions
+//	  factor: "3"             # today's spend > factor × the median of the baseline days
+//	  baseline_days: 7
+//	  min_spend: "5.00"       # in the reporting currency; quieter groups never alert
+func (w *walker) anomaly(n *yaml.Node, key string) *alerting.Anomaly {
+	a := &alerting.Anomaly{Factor: money.MustParse("3"), BaselineDays: 7}
+	var days int64 = 7
+	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"group_by": func(n *yaml.Node, k string) {
+			w.sequence(n, k, func(item *yaml.Node, k string) {
+				if v, ok := w.scalar(item, k); ok {
+					a.GroupBy = append(a.GroupBy, v)
+					w.remember(k, item)
+				}
+			})
+		},
+		"factor": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			f, err := money.Parse(v)
+			if err != nil || f <= money.MustParse("1") {
+				w.fail(n, k, "want a decimal factor above 1, e.g. \"3\"")
+				return
+			}
+			a.Factor = f
+		},
+		"baseline_days": w.integer(&days, 3, 90),
+		"min_spend": func(n *yaml.Node, k string) {
+			v, _ := w.scalar(n, k)
+			m, err := money.Parse(v)
+			if err != nil || m < 0 {
+				w.fail(n, k, "want a decimal amount in the reporting currency, e.g. \"5.00\"")
+				return
+			}
+			a.MinSpend = m
+		},
+	})
+	a.BaselineDays = int(days)
+	if len(a.GroupBy) == 0 {
+		w.fail(n, join(key, "group_by"), "required: the dimensions whose spend is watched, e.g. [project]")
+	}
+	return a
+}
+
+func (w *walker) webhook(n *yaml.Node, key string) (webhook.Target, bool) {
+	before := len(w.errs)
+	var t webhook.Target
+	var url, urlEnv, format string
+	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"name":    w.str(&t.Name),
+		"url":     w.str(&url),
+		"url_env": w.str(&urlEnv),
+		"format":  w.str(&format),
+		"headers_env": func(n *yaml.Node, k string) {
+			w.pairs(n, k, func(header string, v *yaml.Node, k string) {
+				env, ok := w.scalar(v, k)
+				if !ok {
+					return
+				}
+				val := os.Getenv(env)
+				if val == "" {
+					// The value is a secret: name the variable, never the value.
+					w.fail(v, k, "this environment variable is empty or unset")
+					return
+				}
+				if t.Headers == nil {
+					t.Headers = map[string]string{}
+				}
+				t.Headers[header] = val
+			})
+		},
+	})
+	switch {
+	case t.Name == "":
+		w.fail(n, join(key, "name"), "required")
+	case !budgetName(t.Name):
+		w.fail(n, join(key, "name"), "want letters, digits, '-', '_' or '.'")
+	}
+	switch {
+	case (url == "") == (urlEnv == ""):
+		w.fail(n, key, "want exactly one of url, url_env")
+	case urlEnv != "":
+		if url = os.Getenv(urlEnv); url == "" {
+			w.failKey(join(key, "url_env"), urlEnv, "this environment variable is empty or unset")
+		}
+	}
+	t.URL = url
+	f, err := webhook.ParseFormat(format)
+	if err != nil {
+		w.failKey(join(key, "format"), format, "want json or slack")
+	}
+	t.Format = f
+	if len(w.errs) == before && url != "" {
+		if err := t.Validate(); err != nil {
+			// Validate never quotes the URL or a header value.
+			w.fail(n, key, err.Error())
+		}
+	}
+	return t, len(w.errs) == before
+}

@@ -1,0 +1,315 @@
+// Package daemon runs tokenmeter: it opens the budget store, binds the ext_proc
+// gRPC listener and the admin HTTP listener, and serves until its context
+// ends. Run returns only after both listeners are closed and the store is
+// flushed, so counters survive a restart.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokenmeter/tokenmeter/extproc"
+	"github.com/tokenmeter/tokenmeter/internal/admin"
+	"github.com/tokenmeter/tokenmeter/internal/alerting"
+	"github.com/tokenmeter/tokenmeter/internal/budgets"
+	"github.com/tokenmeter/tokenmeter/internal/config"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/metrics"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb"
+	"github.com/tokenmeter/tokenmeter/internal/webhook"
+	"github.com/tokenmeter/tokenmeter/ratelimit"
+	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
+	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore"
+)
+
+// Addrs are the bound listener addresses, reported once serving starts
+// (useful when the config asks for port 0).
+type Addrs struct {
+	GRPC  string
+	Admin string
+}
+
+// Run serves cfg until ctx is done. ready, when not nil, is called once both
+// listeners are bound.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(Addrs)) error {
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+	}()
+	records, _ := store.(ratelimit.Records)
+	runtime := budgets.New(records, log)
+	if _, err := runtime.Refresh(ctx, cfg); err != nil {
+		return err
+	}
+	// file is the config file's config; the server runs it with the runtime
+	// budgets added.
+	var file atomic.Pointer[config.Config]
+	file.Store(cfg)
+
+	snap := extproc.NewSnapshot(runtime.Apply(cfg), store, time.Now)
+	var srv *extproc.Server
+	m := metrics.New(metricsOptions(cfg.Metrics), func(ctx context.Context) ([]ratelimit.Status, error) {
+		return srv.Snapshot().Limiter.Status(ctx)
+	}, log)
+	sinks := ledger.Sinks{m, logSink{log}}
+	var book *usagedb.DB
+	if cfg.Ledger.Dir != "" {
+		book, err = usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: snap.Extractor.Names(),
+			Retention: cfg.Ledger.Retention, QueueSize: int(cfg.Ledger.QueueSize), SyncWrites: cfg.StoreSyncWrites, Logger: log})
+		if err != nil {
+			return err
+		}
+		// Closed after the gRPC server stops (defers run last-in first-out),
+		// so the records of the last requests are written.
+		defer func() {
+			if err := book.Close(); err != nil {
+				log.Error("close ledger", "err", err)
+			}
+		}()
+		m.WatchLedger(book.Stats)
+		sinks = append(sinks, book)
+	}
+	srv = extproc.NewServer(snap, sinks, m, log, time.Now)
+	alerts := newAlerts(cfg, srv, m, records, book, log)
+
+	gl, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("listen grpc %s: %w", cfg.GRPCListen, err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("listen admin %s: %w", cfg.AdminListen, err)
+	}
+
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
+		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
+	)
+	srv.Register(g)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
+
+	var swapMu sync.Mutex // one rebuild at a time, so an older one never lands last
+	rebuild := func() {
+		swapMu.Lock()
+		defer swapMu.Unlock()
+		srv.Swap(extproc.NewSnapshot(runtime.Apply(file.Load()), store, time.Now))
+	}
+	adm := admin.New(m.Handler(), cfg.AdminToken).WithBudgets(&budgets.API{
+		Registry:  runtime,
+		File:      file.Load,
+		Limiter:   func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
+		Store:     store,
+		Changed:   rebuild,
+		Forecasts: alerts.forecasts,
+	})
+	if book != nil {
+		adm.WithUsage(book, cfg.Ledger.TimeZone)
+	}
+	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- g.Serve(gl) }()
+	go func() {
+		if err := hsrv.Serve(al); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloader := config.NewReloader(cfg, func(next *config.Config) {
+		file.Store(next)
+		if _, err := runtime.Refresh(ctx, next); err != nil {
+			log.Error("runtime budgets", "err", err)
+		}
+		rebuild()
+		m.Reloaded()
+		log.Info("config reloaded", "config", next.File, "catalog_models", next.Catalog.Len(), "budgets", len(next.Budgets))
+	}, func(err error) {
+		m.ReloadFailed()
+		log.Error("config reload refused; keeping the running config", "err", err)
+	})
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	interval := cfg.ReloadInterval
+	if interval == 0 {
+		interval = 24 * time.Hour * 365 // polling off: SIGHUP only
+	}
+	go reloader.Run(reloadCtx, interval, hup)
+	go refreshRuntime(reloadCtx, interval, runtime, file.Load, rebuild, log)
+	alerts.run(reloadCtx)
+
+	adm.SetReady(true)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	log.Info("tokenmeter serving", "grpc", gl.Addr().String(), "admin", al.Addr().String(),
+		"config", cfg.File, "catalog_models", cfg.Catalog.Len(), "budgets", len(cfg.Budgets))
+	if ready != nil {
+		ready(Addrs{GRPC: gl.Addr().String(), Admin: al.Addr().String()})
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	adm.SetReady(false)
+	hs.Shutdown()
+	shutdown(g, hsrv, log)
+	return runErr
+}
+
+// openStore opens the configured budget store.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (ratelimit.Store, error) {
+	if cfg.StoreType == "redis" {
+		r := cfg.Redis
+		return redisstore.Open(ctx, redisstore.Options{Addrs: r.Addrs, Cluster: r.Cluster, Username: r.Username,
+			Password: r.Password, DB: int(r.DB), KeyPrefix: r.KeyPrefix, DialTimeout: r.Timeout, ReadTimeout: r.Timeout, Logger: log})
+	}
+	return badgerstore.Open(badgerstore.Options{Dir: cfg.StoreDir, SyncWrites: cfg.StoreSyncWrites, Logger: log})
+}
+
+// refreshRuntime picks up runtime budgets that other replicas created,
+// changed or deleted in the shared store.
+func refreshRuntime(ctx context.Context, every time.Duration, r *budgets.Registry, file func() *config.Config, rebuild func(), log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changed, err := r.Refresh(ctx, file())
+			if err != nil {
+				log.Warn("runtime budgets", "err", err)
+				continue
+			}
+			if changed {
+				rebuild()
+			}
+		}
+	}
+}
+
+// alerts runs the threshold watcher, the forecaster and the webhook sender.
+type alerts struct {
+	sender     *webhook.Sender
+	watcher    *alerting.Watcher
+	forecaster *alerting.Forecaster
+	every      time.Duration
+}
+
+// newAlerts builds what the config asks for. Without webhooks nothing is
+// sent, and nothing is claimed either, so that alerts still fire once
+// webhooks are configured; forecasts are still made when there is a ledger,
+// for the budget status and the metrics.
+func newAlerts(cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, claims ratelimit.Records, book *usagedb.DB, log *slog.Logger) *alerts {
+	a := &alerts{every: cfg.Alerts.ForecastInterval}
+	var sender alerting.Sender = noSender{}
+	var claimer alerting.Claimer = noSender{}
+	if len(cfg.Alerts.Webhooks) > 0 {
+		a.sender = webhook.New(webhook.Options{Targets: cfg.Alerts.Webhooks, Logger: log})
+		m.WatchAlerts(a.sender.Stats)
+		sender, claimer = a.sender, nil
+		if claims != nil {
+			claimer = claims
+		}
+	}
+	a.watcher = alerting.New(alerting.Options{
+		Limiter:  func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
+		Sender:   sender,
+		Claimer:  claimer,
+		Currency: cfg.Reporting,
+		Interval: cfg.Alerts.Interval,
+		Log:      log,
+	})
+	if book != nil {
+		a.forecaster = alerting.NewForecaster(a.watcher, ledgerHistory{book}, cfg.Alerts.Anomaly, cfg.Reporting)
+		m.WatchForecasts(a.forecasts)
+	}
+	return a
+}
+
+func (a *alerts) forecasts() []alerting.Forecast {
+	if a.forecaster == nil {
+		return nil
+	}
+	return a.forecaster.Forecasts()
+}
+
+func (a *alerts) run(ctx context.Context) {
+	if a.sender != nil {
+		go a.sender.Run(ctx)
+		go a.watcher.Run(ctx)
+	}
+	if a.forecaster != nil {
+		go a.forecaster.Run(ctx, a.every)
+	}
+}
+
+// noSender drops alerts and never grants a claim: with no webhook configured
+// there is nowhere to send them.
+type noSender struct{}
+
+func (noSender) Send(webhook.Alert) bool                                { return false }
+func (noSender) Claim(context.Context, string, time.Time) (bool, error) { return false, nil }
+
+// shutdown lets in-flight streams finish (they settle their budgets) for a
+// few seconds, then cuts the rest: a cut stream still records as partial.
+func shutdown(g *grpc.Server, h *http.Server, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("grace period over; cutting remaining streams")
+		g.Stop()
+	}
+	if err := h.Shutdown(ctx); err != nil {
+		log.Warn("admin shutdown", "err", err)
+	}
+}
+
+// logSink writes one debug line per record; the ledger proper arrives with
+// its own storage.
+type logSink struct{ log *slog.Logger }
+
+func (l logSink) Append(r *ledger.Record) {
+	l.log.Debug("record", "request_id", r.RequestID, "provider", r.Provider, "model", r.Model,
+		"outcome", r.Outcome, "reason", r.Reason, "tokens", r.Usage.Total(), "cost", r.Cost.String(),
+		"priced", r.Priced, "status", r.Status)
+}
+
+// metricsOptions carries the metrics section into the metrics package,
+// which does not read config.
+func metricsOptions(c config.Metrics) metrics.Options {
+	o := metrics.Options{MaxLabelSets: int(c.MaxLabelSets), MaxBudgetKeys: int(c.MaxBudgetKeys)}
+	for _, d := range c.Dimensions {
+		o.Dimensions = append(o.Dimensions, metrics.Dimension{Name: d.Name, Disabled: !d.Enabled, MaxValues: int(d.MaxValues)})
+	}
+	return o
+}
