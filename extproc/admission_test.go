@@ -3,13 +3,14 @@ package extproc
 import (
 	"context"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/metering"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 	"testing"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/tokenmeter/tokenmeter/internal/dialect"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
@@ -104,42 +105,8 @@ func TestUnknownModelIsNeverFree(t *testing.T) {
 		t.Fatalf("%d records", len(sink.recs))
 	}
 	r := sink.recs[0]
-	if r.Priced || r.Reason != reasonUnpriced || r.Cost != 0 || r.Usage.Get(usage.Input) != 10 {
+	if r.Priced || r.Reason != reason.UnpricedModel || r.Cost != 0 || r.Usage.Get(usage.Input) != 10 {
 		t.Fatalf("record %+v", r)
-	}
-}
-
-// Strict admission reserves an upper bound: one input token per body byte
-// at the dearest input rate (Anthropic's 1-hour cache write, $6/M) plus
-// max_tokens at the output rate ($15/M).
-func TestStrictEstimate(t *testing.T) {
-	for _, tt := range []struct {
-		mode, body string
-		want       string
-	}{
-		// 108 body bytes; max_tokens 100.
-		{"strict", `{"model":"claude-sonnet-4","max_tokens":100,"messages":[{"role":"user","content":"0123456789012345678901"}]}`,
-			"0.002148"}, // 108×6 + 100×15 = 2148 µ$
-		// (22 prompt bytes + 3) / 4 = 6 tokens at $3/M, + 100×15.
-		{"estimate", `{"model":"claude-sonnet-4","max_tokens":100,"messages":[{"role":"user","content":"0123456789012345678901"}]}`,
-			"0.001518"},
-	} {
-		t.Run(tt.mode, func(t *testing.T) {
-			cfg := "catalog: {builtin: true}\nextproc: {admission: " + tt.mode + "}\n"
-			s, _, _ := serverOn(t, cfg, memStore(t))
-			x := newExchange(s, s.Snapshot())
-			d, _ := s.Snapshot().Dialects.ByName("anthropic_messages")
-			x.dialect, x.rec.Provider = d, "anthropic"
-			req, _, err := d.ParseRequest([]byte(tt.body), dialect.RequestOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			x.req, x.bodyBytes = req, int64(len(tt.body))
-			x.lookup()
-			if got := x.estimate().Money; got != money.MustParse(tt.want) {
-				t.Fatalf("reserved %s, want %s (body %d bytes)", got, tt.want, len(tt.body))
-			}
-		})
 	}
 }
 
@@ -163,8 +130,8 @@ func TestUnobservedHandoffIsSettled(t *testing.T) {
 	}
 	r := sink.recs[0]
 	// (8+3)/4 = 2 input tokens × $2.5/M + 100 × $10/M = 0.000005 + 0.001.
-	if r.Outcome != ledger.Unobserved || r.Reason != reasonNoObserver || r.Cost != money.MustParse("0.001005") ||
-		!r.Outcome.Charged() || r.EstimateMethod != estimateReservation {
+	if r.Outcome != ledger.Unobserved || r.Reason != reason.NoObserver || r.Cost != money.MustParse("0.001005") ||
+		!r.Outcome.Charged() || r.EstimateMethod != metering.EstimateReservation {
 		t.Fatalf("record %+v", r)
 	}
 	if spent, reserved := spentReserved(t, s, "b"); spent != int64(money.MustParse("0.001005")) || reserved != 0 {
@@ -255,14 +222,14 @@ func TestGateTimeout(t *testing.T) {
 		name, project string
 		when          string // cancelled: before, reserve, send
 		outcome       ledger.Outcome
-		reason        string
+		reason        reason.Reason
 		spent         int64
 	}{
-		{"cancelled_before_the_decision", "p", "before", ledger.GateTimeout, reasonStreamCancelled, 0},
-		{"cancelled_while_deciding", "p", "reserve", ledger.GateTimeout, reasonAnswerLate, 0},
-		{"refusal_nobody_saw", "none", "reserve", ledger.GateTimeout, reasonAnswerLate, 0},
+		{"cancelled_before_the_decision", "p", "before", ledger.GateTimeout, reason.StreamCancelled, 0},
+		{"cancelled_while_deciding", "p", "reserve", ledger.GateTimeout, reason.AnswerLate, 0},
+		{"refusal_nobody_saw", "none", "reserve", ledger.GateTimeout, reason.AnswerLate, 0},
 		// 2 input tokens × $2.5/M + 100 × $10/M.
-		{"cancelled_as_the_answer_went_out", "p", "send", ledger.Unobserved, reasonNoObserver, int64(money.MustParse("0.001005"))},
+		{"cancelled_as_the_answer_went_out", "p", "send", ledger.Unobserved, reason.NoObserver, int64(money.MustParse("0.001005"))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -301,7 +268,7 @@ func TestGateDeadlineOverloaded(t *testing.T) {
 	if ir.GetStatus().GetCode() != 503 || !strings.Contains(string(ir.GetBody()), `"code":"tokenmeter_overloaded"`) {
 		t.Fatalf("answer %v", fs.sent)
 	}
-	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Denied || sink.recs[0].Reason != reasonOverloaded || obs.phases["overloaded"] != 1 {
+	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Denied || sink.recs[0].Reason != reason.Overloaded || obs.phases["overloaded"] != 1 {
 		t.Fatalf("records %+v, observer %v", sink.recs, obs.phases)
 	}
 }
@@ -315,7 +282,7 @@ func TestTooLarge(t *testing.T) {
 		s, sink, _ := serverOn(t, cfg, memStore(t))
 		fs := play(t, s, context.Canceled, asGate(headers(false, ":path", "/v1/chat/completions", ":method", "POST",
 			"content-length", "1048577"))...)
-		if immediateStatus(fs) != 413 || len(sink.recs) != 1 || sink.recs[0].Reason != reasonTooLarge {
+		if immediateStatus(fs) != 413 || len(sink.recs) != 1 || sink.recs[0].Reason != reason.RequestTooLarge {
 			t.Fatalf("answers %v records %+v", fs.sent, sink.recs)
 		}
 	})
@@ -324,7 +291,7 @@ func TestTooLarge(t *testing.T) {
 		big := strings.Repeat("x", 600<<10)
 		fs := play(t, s, context.Canceled, asGate(headers(false, ":path", "/v1/chat/completions", ":method", "POST"),
 			chunk(big, false), chunk(big, false))...)
-		if immediateStatus(fs) != 413 || len(sink.recs) != 1 || sink.recs[0].Reason != reasonTooLarge {
+		if immediateStatus(fs) != 413 || len(sink.recs) != 1 || sink.recs[0].Reason != reason.RequestTooLarge {
 			t.Fatalf("answers %d records %+v", len(fs.sent), sink.recs)
 		}
 	})

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/tokenmeter/tokenmeter/internal/ledger"
-	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 
 // Every admitted request ends in exactly one record and releases its hold,
@@ -65,7 +62,7 @@ func newAwaiting() *awaiting { return &awaiting{m: map[string]*awaitEntry{}} }
 func (s *Server) await(id string, x *exchange, deadline time.Time) {
 	// The table must not keep the request body alive (the gate is done with
 	// the prompt; the held chunks go when their answers are built).
-	x.req.Prompt = ""
+	x.in.Body.Prompt = ""
 	a := s.awaiting
 	a.mu.Lock()
 	a.m[id] = &awaitEntry{x: x, deadline: deadline}
@@ -177,20 +174,4 @@ func (s *Server) sweep(ctx context.Context, now time.Time) (time.Duration, bool)
 			"count", unobserved, "deadline", due[0].x.snap.Config.ObserverDeadline)
 	}
 	return wait, more
-}
-
-// unobserved finishes a handoff no observer claimed, charged at the
-// admission's estimate (priced as a response would be: markups, currency)
-// so that budgets hold.
-func (x *exchange) unobserved(ctx context.Context) {
-	x.rec.Outcome = ledger.Unobserved
-	x.rec.Usage = x.reservedUsage
-	x.rec.Usage.Estimated = true
-	x.rec.EstimateMethod = estimateReservation
-	x.price()
-	if x.rec.Reason == "" || x.rec.Reason == reasonFallback {
-		x.rec.Reason = reasonNoObserver
-	}
-	x.finish(&ratelimit.Amounts{Money: x.rec.Cost, Tokens: x.rec.Usage.Total(), Requests: 1})
-	x.afterSend(ctx)
 }

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math"
 	"math/bits"
 	"strconv"
@@ -50,7 +51,7 @@ func (x *exchange) denyUnpriced(b *ratelimit.Budget) *extprocv3.ProcessingRespon
 // denyUnavailable refuses a request that a fail-closed budget could not check.
 func (x *exchange) denyUnavailable(b *ratelimit.Budget) *extprocv3.ProcessingResponse {
 	msg := fmt.Sprintf("tokenmeter: budget %q cannot be checked (its store is unavailable) and is set to deny then", b.Name)
-	x.rec.Outcome, x.rec.Budget, x.rec.Reason = ledger.Denied, b.Name, "store_unavailable"
+	x.rec.Outcome, x.rec.Budget, x.rec.Reason = ledger.Denied, b.Name, reason.StoreUnavailable
 	x.finish(nil)
 	return x.immediate(503, "budget_store_unavailable", msg,
 		setHeader("retry-after", "1"),
@@ -63,7 +64,7 @@ func (x *exchange) denyUnavailable(b *ratelimit.Budget) *extprocv3.ProcessingRes
 func (x *exchange) tooLarge() *extprocv3.ProcessingResponse {
 	msg := fmt.Sprintf("tokenmeter: the request body exceeds %d bytes, the most it reads to meter a request (extproc.max_message_bytes)",
 		x.snap.Config.MaxMessageBytes)
-	x.rec.Outcome, x.rec.Reason = ledger.Denied, reasonTooLarge
+	x.rec.Outcome, x.rec.Reason = ledger.Denied, reason.RequestTooLarge
 	x.chunks = nil
 	x.finish(nil)
 	return x.immediate(413, "request_too_large", msg)
@@ -75,7 +76,7 @@ func (x *exchange) tooLarge() *extprocv3.ProcessingResponse {
 func (x *exchange) overloaded(waited time.Duration) *extprocv3.ProcessingResponse {
 	msg := fmt.Sprintf("tokenmeter: overloaded; the budget decision took %s, past the gate deadline of %s; retry in 1s",
 		waited.Round(time.Millisecond), x.snap.Config.GateDeadline)
-	x.rec.Outcome, x.rec.Reason = ledger.Denied, reasonOverloaded
+	x.rec.Outcome, x.rec.Reason = ledger.Denied, reason.Overloaded
 	x.chunks = nil
 	x.finish(nil)
 	return x.immediate(503, "tokenmeter_overloaded", msg, setHeader("retry-after", "1"))

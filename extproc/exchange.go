@@ -3,17 +3,15 @@ package extproc
 import (
 	"context"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/metering"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strconv"
 	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/tokenmeter/tokenmeter/internal/attribution"
-	"github.com/tokenmeter/tokenmeter/internal/config"
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
@@ -34,61 +32,25 @@ const (
 	phaseGateWait = "gate_wait"
 )
 
-// Reasons tokenmeter itself records (dialects add theirs).
-const (
-	reasonUnknownPath = "unknown_path"
-	// reasonClientDisconnect: the stream ended before any response, so the
-	// client left (an upstream that fails before its headers makes Envoy
-	// answer for it, which the observer sees).
-	reasonClientDisconnect = "client_disconnect"
-	// reasonStreamCut: the response stopped before its end. The client left
-	// or the upstream reset the stream; Envoy closes the ext_proc stream
-	// the same way for both, so tokenmeter does not claim which.
-	reasonStreamCut     = "stream_cut"
-	reasonNoResponse    = "no_response"
-	reasonUnpriced      = "unpriced_model"
-	reasonUnpricedUsage = "unpriced_usage" // audio, image or unit usage the entry has no price for
-	reasonFallback      = "fallback_price" // an unknown model priced at the configured fallback
-	reasonStore         = "store_unavailable"
-	reasonTooLarge      = "request_too_large"
-	// The gate's stream was cancelled before its decision (Envoy's
-	// message_timeout, or the client left): nothing reserved, nothing sent.
-	reasonStreamCancelled = "stream_cancelled"
-	// The decision would have come after the gate deadline: refused.
-	reasonOverloaded = "overloaded"
-	// The decision was made but Envoy had cancelled the stream before the
-	// answer went out: the provider was not called.
-	reasonAnswerLate = "answer_late"
-	// Admitted, and no observer claimed the handoff by the deadline.
-	reasonNoObserver = "no_observer"
-)
-
-// estimateReservation is the record's estimate method when it was charged
-// at its admission's estimate (no observer read the response).
-const estimateReservation = "reservation"
-
-// exchange is the state of one HTTP request.
+// exchange is the state of one HTTP request: what the request and response
+// say, read message by message. The metering decisions are package
+// metering's; the mode (mode.go) says which messages a stream sees.
 type exchange struct {
 	srv  *Server
 	snap *Snapshot
 
 	rec         ledger.Record
+	in          metering.Request      // what the request said, for the metering core
 	dialectName string                // named by the Envoy route; empty to choose by path
-	route       int                   // index of the configured route that chose the dialect, or -1
 	servedTier  string                // the service tier the response names (dialect.Result.ServiceTier)
 	remaining   []ratelimit.Remaining // budgets' state after this request's reservation
 	path        string                // :path as the client sent it
 	dialect     dialect.Dialect
-	req         dialect.Request
-	entry       *pricing.Entry // nil: unpriced
+	entry       *pricing.Entry // the admission's; nil: unpriced
+	reserved    usage.Usage    // what admission reserved, to charge if no observer comes
 	hold        *ratelimit.Reservation
 	decoder     dialect.Decoder
 
-	// Split mode (handoff.go): a gate hands the admitted request to the
-	// observer, which reads the response; not so the one filter that sees
-	// both (inline).
-	gate       bool
-	handingOff bool // the answer being sent carries the handoff
 	// pipelined: Envoy sends the body without waiting for the answer to the
 	// headers (send_body_without_waiting_for_header_response), so tokenmeter
 	// holds that answer until the whole body is read and decides once, in a
@@ -97,14 +59,14 @@ type exchange struct {
 	holding    bool
 	chunks     [][]byte
 	chunkBytes int64
+	// decision is the answer that lets an admitted request go on to the
+	// provider: a gate puts its handoff in it.
+	decision *extprocv3.ProcessingResponse
 
-	admitted         bool        // the budget decision was made
-	arrived          time.Time   // when the request headers arrived (the gate deadline runs from here)
-	bodyBytes        int64       // the request body's size
-	parseFailed      bool        // the body could not be fully parsed: admitted on a worst case
-	reservedUsage    usage.Usage // what admission reserved, to charge if no observer comes
-	respParseCounted bool        // a response reading problem was counted
-	hasLength        bool        // the request carried content-length
+	admitted         bool      // the budget decision was made
+	arrived          time.Time // when the request headers arrived (the gate deadline runs from here)
+	respParseCounted bool      // a response reading problem was counted
+	hasLength        bool      // the request carried content-length
 	responseStarted  bool
 	closed           bool           // the record is final
 	pending          *ledger.Record // to settle and append after the answer is sent
@@ -115,7 +77,9 @@ type exchange struct {
 }
 
 func newExchange(s *Server, snap *Snapshot) *exchange {
-	return &exchange{srv: s, snap: snap, route: -1, rec: ledger.Record{Start: s.now(), Currency: snap.Config.Catalog.Currency()}}
+	start := s.now()
+	return &exchange{srv: s, snap: snap, in: metering.Request{Route: -1, Start: start},
+		rec: ledger.Record{Start: start, Currency: snap.Config.Catalog.Currency()}}
 }
 
 // newRecordID names a record and its handoff: the server's random prefix,
@@ -123,17 +87,6 @@ func newExchange(s *Server, snap *Snapshot) *exchange {
 // coordinator, and a handoff's prefix says which server made it (claim).
 func (s *Server) newRecordID() string {
 	return s.idPrefix + "-" + strconv.FormatUint(s.ids.Add(1), 36)
-}
-
-// configure reads the filter's settings from the stream's first message.
-// A filter that sends no response body leaves the response to an observer:
-// it is a gate. Without protocol_config (older Envoys) the exchange is inline.
-func (x *exchange) configure(pc *extprocv3.ProtocolConfiguration) {
-	if pc == nil {
-		return
-	}
-	x.gate = pc.GetResponseBodyMode() == filterv3.ProcessingMode_NONE
-	x.pipelined = pc.GetSendBodyWithoutWaitingForHeaderResponse() && pc.GetRequestBodyMode() == filterv3.ProcessingMode_STREAMED
 }
 
 // handle answers one message: usually one answer, none while the request
@@ -182,23 +135,6 @@ func (x *exchange) one(r *extprocv3.ProcessingResponse) []*extprocv3.ProcessingR
 	return x.out[:1]
 }
 
-// awaitObserver puts a handoff in the gate's table before its answer goes
-// out: Envoy may pass the request to the observer, and the observer claim
-// it, before Send even returns.
-func (x *exchange) awaitObserver() {
-	if x.handingOff && x.snap.Config.ObserverDeadline > 0 {
-		x.srv.await(x.rec.RequestID, x, x.srv.now().Add(x.snap.Config.ObserverDeadline))
-	}
-}
-
-// sent is called once every answer to a message is on its way: a handoff
-// in it is now the observer's to finish (awaiting.go).
-func (x *exchange) sent() {
-	if x.handingOff {
-		x.handingOff, x.closed = false, true
-	}
-}
-
 // notSent ends an exchange whose answer Envoy will never use: its stream
 // was cancelled before the answer went out (message_timeout; the client
 // left), or the answer could not be sent. The provider is not called, a
@@ -206,18 +142,19 @@ func (x *exchange) sent() {
 // gate timeout it was.
 func (x *exchange) notSent(ctx context.Context) {
 	if x.rec.Outcome == ledger.Denied && x.pending != nil {
-		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
-	}
-	if x.handingOff {
-		x.handingOff = false
-		if x.srv.takeLocal(x.rec.RequestID) || x.snap.Config.ObserverDeadline <= 0 {
-			x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonAnswerLate
-			x.finish(nil)
-		} else {
-			x.closed = true // an observer claimed it after all: it records it
-		}
+		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reason.AnswerLate
 	}
 	x.abort(ctx, false)
+}
+
+// settleFirst settles and records a final exchange before its answer goes
+// out when store.settle_before_response asks for durability over latency:
+// the charge is on disk before Envoy can release the answer, so a crash
+// cannot lose a charge whose answer the client got.
+func (x *exchange) settleFirst(ctx context.Context) {
+	if x.snap.Config.SettleBeforeResponse {
+		x.afterSend(context.WithoutCancel(ctx))
+	}
 }
 
 func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
@@ -227,7 +164,7 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	length, hasLength := lookupHeader(hdrs, "content-length")
 	x.hasLength = hasLength
 	dims, invalid := x.snap.Extractor.Extract(get)
-	x.rec.Dimensions = dims
+	x.rec.Dimensions, x.in.Dimensions = dims, dims
 	for _, d := range invalid {
 		x.srv.observer.InvalidAttribution(d)
 	}
@@ -236,15 +173,16 @@ func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	d, route, ok := x.snap.Dialects.ResolveRoute(x.dialectName, x.snap.Config.Routes, get(":authority"), path)
 	if !ok || get(":method") != "POST" {
 		// Not an API tokenmeter meters: stop Envoy from sending the rest.
-		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reasonUnknownPath
+		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reason.UnknownPath
 		x.finish(nil)
 		return skipRest()
 	}
-	x.dialect, x.route = d, route
+	x.dialect, x.in.Route = d, route
 	x.rec.Dialect, x.rec.Provider = d.Name(), d.Provider()
 	if route >= 0 && x.snap.Config.Routes[route].Provider != "" {
 		x.rec.Provider = x.snap.Config.Routes[route].Provider
 	}
+	x.in.Provider = x.rec.Provider
 
 	if n, err := strconv.ParseInt(length, 10, 64); err == nil && n > x.snap.Config.MaxMessageBytes {
 		// Refused before a byte of the body is read: Envoy would otherwise
@@ -287,8 +225,8 @@ func (x *exchange) requestBody(ctx context.Context, b *extprocv3.HttpBody) []*ex
 // readRequest parses the whole request body and admits it. It returns the
 // body to send instead (nil: unchanged), or the answer that refuses it.
 func (x *exchange) readRequest(ctx context.Context, body []byte) ([]byte, *extprocv3.ProcessingResponse) {
-	x.bodyBytes = int64(len(body))
-	if x.bodyBytes > x.snap.Config.MaxMessageBytes {
+	x.in.BodyBytes = int64(len(body))
+	if x.in.BodyBytes > x.snap.Config.MaxMessageBytes {
 		// A buffered body (inline mode) arrives whole, up to Envoy's limit.
 		return nil, x.tooLarge()
 	}
@@ -298,12 +236,12 @@ func (x *exchange) readRequest(ctx context.Context, body []byte) ([]byte, *extpr
 	req, newBody, err := x.dialect.ParseRequest(body, dialect.RequestOptions{InjectStreamUsage: x.snap.Config.InjectStreamUsage, Path: x.path})
 	if err != nil {
 		// Admitted on a worst case (estimate), and passed on unchanged.
-		x.parseFailed = true
+		x.in.ParseFailed = true
 		x.parseError(err)
 		newBody = nil
 	}
-	x.req = req
-	x.rec.Model, x.rec.Stream = cleanModel(req.Model), req.Stream
+	x.in.Body = req
+	x.rec.Model, x.rec.Stream = metering.CleanModel(req.Model), req.Stream
 	den := x.admit(ctx)
 	if !x.arrived.IsZero() {
 		x.srv.observer.ObservePhase(phaseGateWait, time.Since(x.arrived))
@@ -364,78 +302,38 @@ func (x *exchange) heldBody(ctx context.Context, b *extprocv3.HttpBody) []*extpr
 	return out
 }
 
-// admitted1 completes the last answer before the upstream call. A gate puts
-// the handoff in it, with the budget feedback for Envoy's route to add to
-// the response (the observer cannot change the response).
+// lastRequestAnswer marks r as the answer that lets an admitted request go
+// on to the provider; a gate puts its handoff in it (mode.go).
 func (x *exchange) lastRequestAnswer(r *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
-	if !x.gate || x.dialect == nil || x.closed {
-		return r
+	if x.dialect != nil && !x.closed {
+		x.decision = r
 	}
-	id := x.rec.RequestID
-	if x.req.Prompt != "" {
-		// A copy: the prompt may alias the whole request body, which the
-		// table's size bound would not count.
-		x.srv.prompts.put(id, strings.Clone(x.req.Prompt), x.srv.now())
-	}
-	md := map[string]*structpb.Value{
-		HandoffNamespace: structpb.NewStructValue(x.handoff(id)),
-		"tokenmeter": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			"provider": structpb.NewStringValue(x.rec.Provider),
-			"model":    structpb.NewStringValue(x.modelName()),
-		}}),
-	}
-	if hs := x.feedbackHeaders(); len(hs) > 0 {
-		fb := make(map[string]*structpb.Value, len(hs))
-		for _, h := range hs {
-			fb[h.GetHeader().GetKey()] = structpb.NewStringValue(string(h.GetHeader().GetRawValue()))
-		}
-		md[FeedbackNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: fb})
-	}
-	r.DynamicMetadata = &structpb.Struct{Fields: md}
-	x.handingOff = true
 	return r
 }
 
-// cleanModel makes a client-supplied model name safe to use as a metric
-// label, a proto string and a record field.
-func cleanModel(m string) string {
-	if m == "" {
-		return ""
-	}
-	v, _ := attribution.Clean(m)
-	return v
-}
-
-// admit prices the request's estimate and reserves it on every matching
+// admit reserves the request's estimate (metering.Admit) on every matching
 // budget. It returns an immediate response when the request must not go on.
 func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	x.admitted = true
-	cfg := x.snap.Config
-	x.lookup()
-	if x.entry == nil {
-		// An unknown model, or none the body said (it could not be parsed):
-		// either way its cost cannot be held against a money budget.
-		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
-			if b.Unit == ratelimit.Money && cfg.UnpricedFor(b.Name, x.route) == config.UnpricedDeny {
-				x.rec.Reason = reasonUnpriced
-				return x.denyUnpriced(b)
-			}
-		}
-		if fb := cfg.FallbackFor(x.route); fb != nil {
-			// Priced at the fallback entry so money budgets hold, and still
-			// recorded as an unknown model.
-			x.entry, x.rec.Fallback = fb, true
-		}
+	matching := x.snap.Limiter.Matching(x.rec.Dimensions)
+	a := metering.Admit(x.snap.Config, matching, &x.in)
+	x.entry, x.reserved, x.rec.Fallback = a.Entry, a.Reserved, a.Fallback
+	x.rec.Priced = a.Entry != nil && !a.Fallback
+	if x.rec.Priced {
+		x.rec.PricedModel = a.Entry.Name
 	}
-	est := x.estimate()
-	hold, den, err := x.snap.Limiter.Reserve(ctx, x.rec.Dimensions, est)
+	if a.Unpriced != nil {
+		x.rec.Reason = reason.UnpricedModel
+		return x.denyUnpriced(a.Unpriced)
+	}
+	hold, den, err := x.snap.Limiter.Reserve(ctx, x.rec.Dimensions, a.Estimate)
 	if err != nil {
 		// The store failed: each matching budget says whether its requests
 		// go through unchecked (the default) or are refused; both are
 		// counted, never silent.
 		x.storeError("reserve", err)
 		var closed *ratelimit.Budget
-		for _, b := range x.snap.Limiter.Matching(x.rec.Dimensions) {
+		for _, b := range matching {
 			if b.FailClosed && closed == nil {
 				closed = b
 				continue
@@ -461,69 +359,13 @@ func (x *exchange) admit(ctx context.Context) *extprocv3.ProcessingResponse {
 	return nil
 }
 
-// lookup finds the requested model's catalog entry, at the prices in force
-// when the request started; nil when the catalog has none.
-func (x *exchange) lookup() {
-	if x.req.Model != "" {
-		x.entry, _ = x.snap.Config.Catalog.Lookup(x.rec.Provider, x.req.Model, x.rec.Start)
-	}
-	x.rec.Priced = x.entry != nil
-	if x.entry != nil {
-		x.rec.PricedModel = x.entry.Name
-	}
-}
-
-// estimate is what a request may cost before it runs: its prompt, estimated
-// from its size, plus max_tokens (or the configured default) of output. In
-// strict admission, and for a body that could not be parsed, the prompt is
-// one token per byte of the whole body, an upper bound for byte-level BPE
-// tokenizers, priced at the dearest input rate the entry has (a prompt may
-// be written to a cache). docs/budgets.md says what this bounds and what
-// not (image and audio input, requests without max_tokens).
-func (x *exchange) estimate() ratelimit.Amounts {
-	worst := x.parseFailed || x.snap.Config.Admission == config.AdmissionStrict
-	in := reserveTokens(x.req.PromptBytes)
-	if worst {
-		in = max(x.bodyBytes, x.req.PromptBytes)
-	}
-	out := x.req.MaxTokens
-	if out <= 0 || x.parseFailed {
-		// A max_tokens read from a broken body is not trusted to bound it.
-		out = max(out, x.snap.Config.DefaultMaxTokens)
-	}
-	var u usage.Usage
-	u.Set(usage.Input, in)
-	u.Set(usage.Output, out)
-	x.reservedUsage = u
-	a := ratelimit.Amounts{Tokens: u.Total(), Requests: 1}
-	if x.entry == nil {
-		return a
-	}
-	opts := pricing.CostOptions{ServiceTier: x.req.ServiceTier}
-	if c, err := x.entry.Cost(&u, opts); err == nil {
-		a.Money = c
-	}
-	if !worst {
-		return a
-	}
-	for _, class := range []usage.Class{usage.CacheWrite, usage.CacheWrite1h} {
-		var w usage.Usage
-		w.Set(class, in)
-		w.Set(usage.Output, out)
-		if c, err := x.entry.Cost(&w, opts); err == nil && c > a.Money {
-			a.Money = c
-		}
-	}
-	return a
-}
-
 // late refuses to decide a request Envoy no longer waits for: its gate
 // stream was cancelled (message_timeout, or the client left), or the
 // decision would come past the gate deadline. Reserving then would hold
 // budget for a request that never runs.
 func (x *exchange) late(ctx context.Context) *extprocv3.ProcessingResponse {
 	if ctx.Err() != nil {
-		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
+		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reason.StreamCancelled
 		x.finish(nil)
 		// Never sent: Process sees the cancelled stream and ends it.
 		return passThroughBody()
@@ -535,17 +377,6 @@ func (x *exchange) late(ctx context.Context) *extprocv3.ProcessingResponse {
 		}
 	}
 	return nil
-}
-
-// reserveTokens approximates a prompt's tokens from its bytes for a budget
-// reservation: about four bytes a token. Running a real tokenizer here would
-// put milliseconds on every request's path; the package estimate does that,
-// only when a response lacks usage.
-func reserveTokens(bytes int64) int64 {
-	if bytes <= 0 {
-		return 0
-	}
-	return (bytes + 3) / 4
 }
 
 func (x *exchange) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
@@ -614,47 +445,36 @@ func (x *exchange) abort(ctx context.Context, eof bool) {
 		x.afterSend(ctx)
 		return
 	}
-	if x.dialect == nil {
-		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reasonNoResponse
-		x.finish(nil)
-	} else if !x.admitted && !eof {
-		// Cancelled before the decision: Envoy stopped waiting for it (or
-		// the client left), and the provider was never called.
-		x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
-		x.finish(nil)
-	} else if !x.responseStarted {
-		x.rec.Outcome, x.rec.Reason = ledger.UpstreamError, reasonNoResponse
-		if !eof {
-			x.rec.Reason = reasonClientDisconnect
-		}
-		x.finish(nil)
-	} else {
+	switch {
+	case x.dialect == nil:
+		x.ended(metering.Unrouted, eof)
+	case !x.admitted:
+		x.ended(metering.Undecided, eof)
+	case !x.responseStarted:
+		x.ended(metering.Admitted, eof)
+	default:
 		x.complete(false)
-		if x.rec.Reason == "" && x.rec.Outcome != ledger.OK {
-			x.rec.Reason = reasonStreamCut
-		}
 	}
 	x.afterSend(ctx)
+}
+
+// ended finishes an exchange whose stream ended at stage, before a response.
+func (x *exchange) ended(stage metering.Stage, eof bool) {
+	x.rec.Outcome, x.rec.Reason = metering.Ended(stage, eof)
+	x.finish(nil)
 }
 
 func (x *exchange) storeError(op string, err error) {
 	x.srv.observer.StoreError(op)
 	x.srv.log.Error("budget store", "op", op, "err", err)
-	if x.rec.Reason == "" {
-		x.rec.Reason = reasonStore
-	}
+	x.rec.Reason = reason.Note(x.rec.Reason, reason.StoreUnavailable)
 }
 
 func (x *exchange) parseError(err error) {
-	reason := dialect.ReasonOf(err)
-	if reason == "" {
-		reason = dialect.ReasonUnexpectedShape
-	}
-	x.srv.observer.ParseError(x.rec.Dialect, string(reason))
-	if x.rec.Reason == "" {
-		x.rec.Reason = string(reason)
-	}
-	x.srv.log.Debug("parse", "dialect", x.rec.Dialect, "reason", reason, "err", err)
+	why := metering.ReadReason(err)
+	x.srv.observer.ParseError(x.rec.Dialect, string(why))
+	x.rec.Reason = reason.Note(x.rec.Reason, why)
+	x.srv.log.Debug("parse", "dialect", x.rec.Dialect, "reason", why, "err", err)
 }
 
 // finish marks the record final. settle is what to charge the reservation;

@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"log/slog"
 	"strings"
@@ -214,10 +215,10 @@ func TestExchangeOutcomes(t *testing.T) {
 		end     error
 		msgs    []*extprocv3.ProcessingRequest
 		outcome ledger.Outcome
-		reason  string
+		reason  reason.Reason
 		in, out int64
 	}{
-		{"non-LLM path is unmetered", io.EOF, []*extprocv3.ProcessingRequest{headers(true, ":path", "/healthz", ":method", "GET")}, ledger.Unmetered, reasonUnknownPath, 0, 0},
+		{"non-LLM path is unmetered", io.EOF, []*extprocv3.ProcessingRequest{headers(true, ":path", "/healthz", ":method", "GET")}, ledger.Unmetered, reason.UnknownPath, 0, 0},
 		{"client gone mid-stream is partial, estimated", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse, respBody(chunk, false)}, ledger.Partial, "stream_cut", 3, 1},
 		{"client gone right after the final frame is ok", context.Canceled, []*extprocv3.ProcessingRequest{chat, body, sse,
 			respBody(chunk+`data: {"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4}}`+"\n\ndata: [DONE]\n\n", false)},

@@ -244,7 +244,7 @@ func (b *fuzzBed) check(t *testing.T, n int, sent []*extprocv3.ProcessingRespons
 	if !slices.Contains(ledger.Outcomes[:], r.Outcome) {
 		t.Fatalf("outcome %q is not in the vocabulary", r.Outcome)
 	}
-	for _, v := range []string{r.Model, r.ResponseModel, r.Reason} {
+	for _, v := range []string{r.Model, r.ResponseModel, string(r.Reason)} {
 		if !utf8.ValidString(v) {
 			t.Fatalf("record holds invalid UTF-8 %q", v)
 		}

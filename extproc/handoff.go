@@ -3,6 +3,8 @@ package extproc
 import (
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/metering"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"net/url"
 	"slices"
 	"strconv"
@@ -53,25 +55,41 @@ const handoffVersion = "1"
 var ObserverHeaders = append([]string{":status", "content-type", "content-encoding", "content-length"},
 	dialect.DefaultRegistry().ResponseHeaders()...)
 
-// handoff is the gate's metadata: everything the observer needs to price,
-// settle and record the request, in one query-string value. Envoy repeats
-// it on every observer message and gRPC decodes it each time, so it is one
-// string, not a Struct of fields (a map entry and a message per field).
-func (x *exchange) handoff(id string) *structpb.Struct {
+// handoff is what the gate tells the observer of an admitted request:
+// everything the observer needs to price, settle and record it, but the
+// prompt text (prompts below).
+type handoff struct {
+	ID, ClientRequestID string
+	Start               time.Time
+	Provider, Dialect   string
+	Route               int    // the configured route that chose the dialect, or -1
+	Hold                string // the reservation, as ratelimit.Reservation.Text
+	Dimensions          attribution.Dimensions
+	// Body is the request as the gate read it, without its Prompt.
+	Body     dialect.Request
+	Reason   reason.Reason // noted at the gate (a body it could not read)
+	Fallback bool          // admitted at the fallback price
+}
+
+// encode writes h as one query string. Envoy repeats the metadata on every
+// observer message and gRPC decodes it each time, so it is one string, not
+// a Struct of fields (a map entry and a message per field), and strings
+// only: no float64 near money.
+func (h *handoff) encode() string {
 	v := url.Values{
 		"v":                 {handoffVersion},
-		"id":                {id},
-		"client_request_id": {x.rec.ClientRequestID},
-		"start":             {strconv.FormatInt(x.rec.Start.UnixNano(), 10)},
-		"provider":          {x.rec.Provider},
-		"dialect":           {x.rec.Dialect},
-		"route":             {strconv.Itoa(x.route)},
-		"hold":              {x.hold.Text()},
+		"id":                {h.ID},
+		"client_request_id": {h.ClientRequestID},
+		"start":             {strconv.FormatInt(h.Start.UnixNano(), 10)},
+		"provider":          {h.Provider},
+		"dialect":           {h.Dialect},
+		"route":             {strconv.Itoa(h.Route)},
+		"hold":              {h.Hold},
 	}
-	if len(x.rec.Dimensions.Names) > 0 {
+	if len(h.Dimensions.Names) > 0 {
 		// Dimension names are label names: no commas.
-		v["dims"] = []string{strings.Join(x.rec.Dimensions.Names, ",")}
-		v["val"] = x.rec.Dimensions.Values
+		v["dims"] = []string{strings.Join(h.Dimensions.Names, ",")}
+		v["val"] = h.Dimensions.Values
 	}
 	str := func(k, s string) {
 		if s != "" {
@@ -88,25 +106,108 @@ func (x *exchange) handoff(id string) *structpb.Struct {
 			v[k] = []string{"1"}
 		}
 	}
-	str("model", x.req.Model)
-	str("image_size", x.req.ImageSize)
-	str("image_quality", x.req.ImageQuality)
-	str("service_tier", x.req.ServiceTier)
-	str("reason", x.rec.Reason)
-	num("max_tokens", x.req.MaxTokens)
-	num("prompt_bytes", x.req.PromptBytes)
-	num("input_characters", x.req.InputCharacters)
-	flag("stream", x.req.Stream)
-	flag("include_usage", x.req.IncludeUsage)
-	flag("fallback", x.rec.Fallback)
-	return &structpb.Struct{Fields: map[string]*structpb.Value{handoffField: structpb.NewStringValue(v.Encode())}}
+	str("model", h.Body.Model)
+	str("image_size", h.Body.ImageSize)
+	str("image_quality", h.Body.ImageQuality)
+	str("service_tier", h.Body.ServiceTier)
+	str("reason", string(h.Reason))
+	num("max_tokens", h.Body.MaxTokens)
+	num("prompt_bytes", h.Body.PromptBytes)
+	num("input_characters", h.Body.InputCharacters)
+	flag("stream", h.Body.Stream)
+	flag("include_usage", h.Body.IncludeUsage)
+	flag("fallback", h.Fallback)
+	return v.Encode()
 }
 
-// handoffField holds the handoff in its namespace's Struct.
+// decodeHandoff reads what encode wrote. The route is -1 when it is not a
+// number; whether it still exists is the reader's to check.
+func decodeHandoff(text string) (handoff, error) {
+	var h handoff
+	f, err := url.ParseQuery(text)
+	if err != nil {
+		return h, fmt.Errorf("%w: %w", errHandoff, err)
+	}
+	get := f.Get
+	if v := get("v"); v != handoffVersion {
+		return h, fmt.Errorf("%w: version %q, want %q", errHandoff, v, handoffVersion)
+	}
+	var nums [4]int64
+	for i, k := range []string{"start", "max_tokens", "prompt_bytes", "input_characters"} {
+		v := get(k)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return h, fmt.Errorf("%w: %s %q", errHandoff, k, v)
+		}
+		nums[i] = n
+	}
+	var names []string
+	if d := get("dims"); d != "" {
+		names = strings.Split(d, ",")
+	}
+	values := f["val"]
+	if len(names) != len(values) {
+		return h, fmt.Errorf("%w: %d dimension names, %d values", errHandoff, len(names), len(values))
+	}
+	h.Route, err = strconv.Atoi(get("route"))
+	if err != nil {
+		h.Route = -1
+	}
+	h.ID, h.ClientRequestID, h.Start = get("id"), get("client_request_id"), time.Unix(0, nums[0])
+	h.Provider, h.Dialect, h.Hold = get("provider"), get("dialect"), get("hold")
+	h.Dimensions = attribution.Dimensions{Names: names, Values: values}
+	h.Body = dialect.Request{
+		Model: get("model"), Stream: get("stream") == "1", IncludeUsage: get("include_usage") == "1",
+		ImageSize: get("image_size"), ImageQuality: get("image_quality"), ServiceTier: get("service_tier"),
+		MaxTokens: nums[1], PromptBytes: nums[2], InputCharacters: nums[3],
+	}
+	h.Reason, h.Fallback = reason.Reason(get("reason")), get("fallback") == "1"
+	return h, nil
+}
+
+// handoffField holds the encoded handoff in its namespace's Struct.
 const handoffField = "h"
 
 // errHandoff wraps every reason an observer cannot use a handoff.
 var errHandoff = errors.New("bad handoff metadata")
+
+// handoffMetadata is the dynamic metadata of the gate's answer that admits
+// the request: the handoff, the provider and model for Envoy's access log,
+// and the budget feedback for the route to add to the response (the
+// observer cannot change the response). The prompt stays in the table.
+func (x *exchange) handoffMetadata() *structpb.Struct {
+	id := x.rec.RequestID
+	if x.in.Body.Prompt != "" {
+		// A copy: the prompt may alias the whole request body, which the
+		// table's size bound would not count.
+		x.srv.prompts.put(id, strings.Clone(x.in.Body.Prompt), x.srv.now())
+	}
+	h := handoff{
+		ID: id, ClientRequestID: x.rec.ClientRequestID, Start: x.rec.Start,
+		Provider: x.rec.Provider, Dialect: x.rec.Dialect, Route: x.in.Route, Hold: x.hold.Text(),
+		Dimensions: x.rec.Dimensions, Body: x.in.Body, Reason: x.rec.Reason, Fallback: x.rec.Fallback,
+	}
+	md := map[string]*structpb.Value{
+		HandoffNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			handoffField: structpb.NewStringValue(h.encode()),
+		}}),
+		"tokenmeter": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"provider": structpb.NewStringValue(x.rec.Provider),
+			"model":    structpb.NewStringValue(x.modelName()),
+		}}),
+	}
+	if hs := x.feedbackHeaders(); len(hs) > 0 {
+		fb := make(map[string]*structpb.Value, len(hs))
+		for _, h := range hs {
+			fb[h.GetHeader().GetKey()] = structpb.NewStringValue(string(h.GetHeader().GetRawValue()))
+		}
+		md[FeedbackNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: fb})
+	}
+	return &structpb.Struct{Fields: md}
+}
 
 // handoffOf returns the gate's handoff in an observer message, or nil.
 func handoffOf(req *extprocv3.ProcessingRequest) *structpb.Struct {
@@ -115,81 +216,38 @@ func handoffOf(req *extprocv3.ProcessingRequest) *structpb.Struct {
 
 // resume builds the observer's exchange from the gate's handoff, as the gate
 // left it after admission.
-func (s *Server) resume(snap *Snapshot, h *structpb.Struct) (*exchange, error) {
-	f, err := url.ParseQuery(h.GetFields()[handoffField].GetStringValue())
+func (s *Server) resume(snap *Snapshot, md *structpb.Struct) (*exchange, error) {
+	h, err := decodeHandoff(md.GetFields()[handoffField].GetStringValue())
+	if err != nil {
+		return nil, err
+	}
+	d, ok := snap.Dialects.ByName(h.Dialect)
+	if !ok {
+		return nil, fmt.Errorf("%w: dialect %q", errHandoff, h.Dialect)
+	}
+	if h.Route >= len(snap.Config.Routes) {
+		h.Route = -1 // a reload dropped it: the global policies apply
+	}
+	if cfg := snap.Extractor.Names(); slices.Equal(cfg, h.Dimensions.Names) {
+		h.Dimensions.Names = cfg // the configured slice, shared like the gate's
+	}
+	hold, err := snap.Limiter.UnmarshalReservation(h.Hold)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errHandoff, err)
-	}
-	get := f.Get
-	num := func(k string) (int64, error) {
-		v := get(k)
-		if v == "" {
-			return 0, nil
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%w: %s %q", errHandoff, k, v)
-		}
-		return n, nil
-	}
-	if v := get("v"); v != handoffVersion {
-		return nil, fmt.Errorf("%w: version %q, want %q", errHandoff, v, handoffVersion)
 	}
 	x := newExchange(s, snap)
-	start, err := num("start")
-	if err != nil {
-		return nil, err
+	x.dialect, x.hold, x.admitted = d, hold, true
+	h.Body.Prompt = s.prompts.take(h.ID)
+	x.in = metering.Request{Provider: h.Provider, Route: h.Route, Start: h.Start, Dimensions: h.Dimensions, Body: h.Body}
+	x.rec.Start, x.rec.RequestID, x.rec.ClientRequestID = h.Start, h.ID, h.ClientRequestID
+	x.rec.Dimensions, x.rec.Dialect, x.rec.Provider = h.Dimensions, d.Name(), h.Provider
+	x.rec.Model, x.rec.Stream, x.rec.Reason = metering.CleanModel(h.Body.Model), h.Body.Stream, h.Reason
+	// The entry as the gate's admission chose it.
+	x.entry, x.rec.Fallback = metering.EntryOf(snap.Config, &x.in, h.Fallback), h.Fallback
+	x.rec.Priced = x.entry != nil && !h.Fallback
+	if x.rec.Priced {
+		x.rec.PricedModel = x.entry.Name
 	}
-	x.rec.Start = time.Unix(0, start)
-	x.rec.RequestID, x.rec.ClientRequestID = get("id"), get("client_request_id")
-	var names []string
-	if d := get("dims"); d != "" {
-		names = strings.Split(d, ",")
-	}
-	values := f["val"]
-	if len(names) != len(values) {
-		return nil, fmt.Errorf("%w: %d dimension names, %d values", errHandoff, len(names), len(values))
-	}
-	if cfg := snap.Extractor.Names(); slices.Equal(cfg, names) {
-		names = cfg // the configured slice, shared like the gate's
-	}
-	x.rec.Dimensions = attribution.Dimensions{Names: names, Values: values}
-	d, ok := snap.Dialects.ByName(get("dialect"))
-	if !ok {
-		return nil, fmt.Errorf("%w: dialect %q", errHandoff, get("dialect"))
-	}
-	x.dialect = d
-	x.rec.Dialect, x.rec.Provider = d.Name(), get("provider")
-	route, err := strconv.Atoi(get("route"))
-	if err != nil || route >= len(snap.Config.Routes) {
-		route = -1 // a reload dropped it: the global policies apply
-	}
-	x.route = route
-	x.req = dialect.Request{
-		Model: get("model"), Stream: get("stream") == "1", IncludeUsage: get("include_usage") == "1",
-		ImageSize: get("image_size"), ImageQuality: get("image_quality"), ServiceTier: get("service_tier"),
-	}
-	if x.req.MaxTokens, err = num("max_tokens"); err != nil {
-		return nil, err
-	}
-	if x.req.PromptBytes, err = num("prompt_bytes"); err != nil {
-		return nil, err
-	}
-	if x.req.InputCharacters, err = num("input_characters"); err != nil {
-		return nil, err
-	}
-	x.req.Prompt = s.prompts.take(get("id"))
-	x.rec.Model, x.rec.Stream, x.rec.Reason = cleanModel(x.req.Model), x.req.Stream, get("reason")
-	// The entry as the gate's admit chose it.
-	if get("fallback") == "1" {
-		x.entry, x.rec.Fallback = snap.Config.FallbackFor(route), true
-	} else {
-		x.lookup()
-	}
-	if x.hold, err = snap.Limiter.UnmarshalReservation(get("hold")); err != nil {
-		return nil, fmt.Errorf("%w: %w", errHandoff, err)
-	}
-	x.admitted = true
 	return x, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"log/slog"
 	"sync"
@@ -127,9 +128,7 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Process implements the ext_proc stream: one HTTP request, message by
-// message. Every message gets its answers at once; accounting that Envoy need
-// not wait for (settling budgets, records) runs after they are sent. A stream
-// in observability mode is an observer's (handoff.go) and answers nothing.
+// message, in the mode its first message names (mode.go).
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
 	req, err := stream.Recv()
@@ -139,61 +138,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		}
 		return streamEnd(ctx, err)
 	}
-	if req.GetObservabilityMode() {
-		return s.observe(ctx, stream, req)
-	}
-	x := newExchange(s, s.snap.Load())
-	x.arrived = time.Now()
-	x.configure(req.GetProtocolConfig())
-	// Settling must finish even when Envoy cancels the stream; one context
-	// for the stream rather than one per message.
-	settleCtx := context.WithoutCancel(ctx)
-	// An Envoy route can name its dialect (ExtProcPerRoute
-	// grpc_initial_metadata); it then wins over the path.
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(DialectMetadataKey); len(v) > 0 {
-			x.dialectName = v[0]
-		}
-	}
-	for {
-		start := time.Now()
-		resps, phase := x.handle(ctx, req)
-		x.awaitObserver()
-		if x.snap.Config.SettleBeforeResponse {
-			// Durability over latency: the charge is on disk before Envoy
-			// can release the answer, so a crash cannot lose a charge whose
-			// answer the client got.
-			x.afterSend(settleCtx)
-		}
-		if ctx.Err() != nil && len(resps) > 0 {
-			// Envoy gave up while tokenmeter decided: nothing it sends now
-			// is used.
-			x.notSent(settleCtx)
-			return streamEnd(ctx, ctx.Err())
-		}
-		for _, r := range resps {
-			if err := stream.Send(r); err != nil {
-				x.notSent(settleCtx)
-				return err
-			}
-		}
-		x.sent()
-		s.observer.ObservePhase(phase, time.Since(start))
-		x.afterSend(settleCtx)
-		if x.closed && x.gate {
-			// Nothing more will come that tokenmeter needs: end the stream
-			// rather than hold it (and its slot in Envoy's cluster) for as
-			// long as the response streams. Envoy takes a close as the end
-			// of processing for the request.
-			return nil
-		}
-		if req, err = stream.Recv(); err != nil {
-			// EOF: Envoy is done with the request (for instance it needed no
-			// response body). Anything else: the client or Envoy went away.
-			x.abort(settleCtx, errors.Is(err, io.EOF))
-			return streamEnd(ctx, err)
-		}
-	}
+	return s.serve(ctx, stream, s.modeFor(ctx, req), req)
 }
 
 // lostBeforeReading records a gate's request whose stream Envoy cancelled
@@ -209,7 +154,7 @@ func (s *Server) lostBeforeReading(ctx context.Context) {
 	snap := s.snap.Load()
 	x := newExchange(s, snap)
 	x.rec.RequestID = s.newRecordID()
-	x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reasonStreamCancelled
+	x.rec.Outcome, x.rec.Reason = ledger.GateTimeout, reason.StreamCancelled
 	x.finish(nil)
 	x.afterSend(context.WithoutCancel(ctx))
 }
@@ -221,59 +166,4 @@ func streamEnd(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// observe follows an observer's stream: it waits for the gate's handoff
-// (usually on the first message), reads the response, and ends the stream
-// once the record is final so that Envoy sends nothing more.
-func (s *Server) observe(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, req *extprocv3.ProcessingRequest) error {
-	if s.snap.Load().Config.SettleBeforeResponse {
-		s.warnOnce.Do(func() {
-			s.log.Warn("store.settle_before_response cannot hold an answer in split mode: the observer reads the response " +
-				"without Envoy waiting; run tokenmeter as one inline filter (envoy/inline-filter.yaml) for it")
-		})
-	}
-	var x *exchange
-	settleCtx := context.WithoutCancel(ctx)
-	for {
-		if x == nil {
-			if h := handoffOf(req); h != nil {
-				var err error
-				snap := s.snap.Load()
-				if x, err = s.resume(snap, h); err != nil {
-					// The gate's sweeper settles it at its deadline.
-					s.observer.ParseError("handoff", "bad_handoff")
-					s.log.Error("observer cannot resume the gate's request", "err", err)
-					return nil
-				}
-				if !s.claim(settleCtx, snap, x.rec.RequestID) {
-					// Finished already: the gate's sweeper gave up waiting.
-					return nil
-				}
-			} else if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); !ok {
-				// The response began and no gate admitted this request
-				// (not a metered API, or denied): nothing to observe.
-				return nil
-			}
-		}
-		if x != nil {
-			start := time.Now()
-			phase := x.observe(req)
-			s.observer.ObservePhase(phase, time.Since(start))
-			x.afterSend(settleCtx)
-			if x.closed {
-				return nil
-			}
-		}
-		var err error
-		if req, err = stream.Recv(); err != nil {
-			if x != nil {
-				// Envoy closes an observer's stream when the HTTP stream
-				// ends: without a complete response, the client left (an
-				// upstream failure would have sent a response, Envoy's own).
-				x.abort(settleCtx, false)
-			}
-			return streamEnd(ctx, err)
-		}
-	}
 }

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"os"
 	"slices"
@@ -112,7 +113,7 @@ type splitCase struct {
 	response func() []*extprocv3.ProcessingRequest
 	end      error // how the response stream ends
 	outcome  ledger.Outcome
-	reason   string
+	reason   reason.Reason
 	in, out  int64
 	cost     string
 	spent    int64 // requests charged to budget "two"
@@ -207,7 +208,7 @@ func TestGateRefusesAnOversizedBody(t *testing.T) {
 	if len(fs.sent) != 1 || fs.sent[0].GetImmediateResponse().GetStatus().GetCode() != 413 || len(fs.in) != 1 {
 		t.Fatalf("answers %v, %d messages unread", fs.sent, len(fs.in))
 	}
-	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Denied || sink.recs[0].Reason != reasonTooLarge {
+	if len(sink.recs) != 1 || sink.recs[0].Outcome != ledger.Denied || sink.recs[0].Reason != reason.RequestTooLarge {
 		t.Fatalf("records %+v", sink.recs)
 	}
 }

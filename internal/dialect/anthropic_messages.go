@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"iter"
 
 	"github.com/tidwall/gjson"
@@ -229,7 +230,7 @@ func (u anthropicUsage) normalise() (usage.Usage, error) {
 	if !ok {
 		return out, fmt.Errorf("%s: usage input_tokens=%d cache_creation_input_tokens=%d cache_read_input_tokens=%d "+
 			"output_tokens=%d ephemeral_5m_input_tokens=%d ephemeral_1h_input_tokens=%d: %w", anthropicName,
-			u.n[auInput], total, u.n[auCacheRead], u.n[auOutput], w5m, w1h, ReasonInconsistentUsage)
+			u.n[auInput], total, u.n[auCacheRead], u.n[auOutput], w5m, w1h, reason.InconsistentUsage)
 	}
 	return out, nil
 }
@@ -241,7 +242,7 @@ func anthropicError(raw string) error {
 		return nil
 	}
 	typ, _ := stringValue(lastMember(raw, "type"))
-	return fmt.Errorf("%s: provider error %q: %w", anthropicName, typ, ReasonProviderError)
+	return fmt.Errorf("%s: provider error %q: %w", anthropicName, typ, reason.ProviderError)
 }
 
 // rawString returns the JSON string raw decoded, as a view into raw when it
@@ -292,9 +293,9 @@ func (d *anthropicJSON) Finish(complete bool) Result {
 	case perr != nil:
 		res.Err = perr
 	case isObject(usageObj):
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", anthropicName, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", anthropicName, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", anthropicName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", anthropicName, reason.NoUsage)
 	}
 	return res
 }
@@ -337,7 +338,7 @@ func (d *anthropicSSE) Feed(chunk []byte) error {
 	err := d.sse.Feed(chunk, d.onEvent)
 	if errors.Is(err, framing.ErrEventTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", anthropicName, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", anthropicName, d.max, reason.TooLarge)
 	}
 	return err
 }
@@ -354,7 +355,7 @@ func (d *anthropicSSE) onEvent(ev framing.Event) error {
 		// An error event may come under HTTP 200, after usage, and with
 		// data that is not the documented shape: it still says the
 		// message did not complete.
-		d.provErr = fmt.Errorf("%s: error event: %w", anthropicName, ReasonProviderError)
+		d.provErr = fmt.Errorf("%s: error event: %w", anthropicName, reason.ProviderError)
 	}
 	return nil
 }
@@ -423,7 +424,7 @@ func (d *anthropicSSE) apply(name []byte, e anthropicEvent) {
 		if d.provErr == nil {
 			d.provErr = anthropicError(e.err)
 			if d.provErr == nil {
-				d.provErr = fmt.Errorf("%s: error event: %w", anthropicName, ReasonProviderError)
+				d.provErr = fmt.Errorf("%s: error event: %w", anthropicName, reason.ProviderError)
 			}
 		}
 	}
@@ -461,11 +462,11 @@ func (d *anthropicSSE) Finish(complete bool) Result {
 			res.Err = d.provErr
 		case d.deltaUsage:
 		case d.tooLarge:
-			res.Err = fmt.Errorf("%s: an event over %d bytes was dropped before message_delta: %w", anthropicName, d.max, ReasonTooLarge)
+			res.Err = fmt.Errorf("%s: an event over %d bytes was dropped before message_delta: %w", anthropicName, d.max, reason.TooLarge)
 		case !d.stopped:
-			res.Err = fmt.Errorf("%s: stream cut before message_delta; output_tokens is the initial count: %w", anthropicName, ReasonTruncated)
+			res.Err = fmt.Errorf("%s: stream cut before message_delta; output_tokens is the initial count: %w", anthropicName, reason.Truncated)
 		default:
-			res.Err = fmt.Errorf("%s: message_stop without message_delta usage: %w", anthropicName, ReasonUnexpectedShape)
+			res.Err = fmt.Errorf("%s: message_stop without message_delta usage: %w", anthropicName, reason.UnexpectedShape)
 		}
 		return res
 	}
@@ -474,15 +475,15 @@ func (d *anthropicSSE) Finish(complete bool) Result {
 	case d.provErr != nil:
 		res.Err = d.provErr
 	case d.tooLarge:
-		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", anthropicName, d.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", anthropicName, d.max, reason.TooLarge)
 	case cut:
-		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", anthropicName, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", anthropicName, reason.Truncated)
 	case d.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", anthropicName, d.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", anthropicName, d.malformed, reason.MalformedJSON)
 	case d.badShape > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not objects: %w", anthropicName, d.badShape, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: %d stream events were not objects: %w", anthropicName, d.badShape, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: stream carried no usage: %w", anthropicName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: stream carried no usage: %w", anthropicName, reason.NoUsage)
 	}
 	return res
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -67,11 +68,11 @@ func TestAnthropicMessagesParseRequest(t *testing.T) {
 			}
 		})
 	}
-	for body, want := range map[string]Reason{
-		``: ReasonMalformedJSON, `{"model":`: ReasonMalformedJSON, `{"a":1,}`: ReasonMalformedJSON,
-		`[]`: ReasonUnexpectedShape, `"x"`: ReasonUnexpectedShape,
+	for body, want := range map[string]reason.Reason{
+		``: reason.MalformedJSON, `{"model":`: reason.MalformedJSON, `{"a":1,}`: reason.MalformedJSON,
+		`[]`: reason.UnexpectedShape, `"x"`: reason.UnexpectedShape,
 	} {
-		if _, _, err := AnthropicMessages().ParseRequest([]byte(body), RequestOptions{}); ReasonOf(err) != want {
+		if _, _, err := AnthropicMessages().ParseRequest([]byte(body), RequestOptions{}); reason.Of(err) != want {
 			t.Errorf("ParseRequest(%q): %v, want %s", body, err, want)
 		}
 	}
@@ -83,7 +84,7 @@ func TestAnthropicMessagesNormalise(t *testing.T) {
 		name   string
 		usage  string
 		want   counts
-		reason Reason
+		reason reason.Reason
 	}{
 		{"additive", `{"input_tokens":10,"cache_creation_input_tokens":20,"cache_read_input_tokens":30,"output_tokens":5}`,
 			counts{"input": 10, "cache_write": 20, "cache_read": 30, "output": 5}, ""},
@@ -98,13 +99,13 @@ func TestAnthropicMessagesNormalise(t *testing.T) {
 			counts{"input": 1, "cache_write": 50, "output": 2}, ""},
 		{"breakdown disagrees with total", `{"input_tokens":1,"cache_creation_input_tokens":300,"output_tokens":2,` +
 			`"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":100}}`,
-			counts{"input": 1, "cache_write": 100, "cache_write_1h": 100, "output": 2}, ReasonInconsistentUsage},
+			counts{"input": 1, "cache_write": 100, "cache_write_1h": 100, "output": 2}, reason.InconsistentUsage},
 		{"5m part alone disagrees with total", `{"input_tokens":1,"cache_creation_input_tokens":300,"output_tokens":2,` +
 			`"cache_creation":{"ephemeral_5m_input_tokens":100}}`,
-			counts{"input": 1, "cache_write": 100, "output": 2}, ReasonInconsistentUsage},
+			counts{"input": 1, "cache_write": 100, "output": 2}, reason.InconsistentUsage},
 		{"1h over total", `{"input_tokens":1,"cache_creation_input_tokens":5,"output_tokens":2,"cache_creation":{"ephemeral_1h_input_tokens":9}}`,
-			counts{"input": 1, "cache_write": 0, "cache_write_1h": 9, "output": 2}, ReasonInconsistentUsage},
-		{"negative", `{"input_tokens":-4,"output_tokens":2}`, counts{"input": 0, "output": 2}, ReasonInconsistentUsage},
+			counts{"input": 1, "cache_write": 0, "cache_write_1h": 9, "output": 2}, reason.InconsistentUsage},
+		{"negative", `{"input_tokens":-4,"output_tokens":2}`, counts{"input": 0, "output": 2}, reason.InconsistentUsage},
 		{"output only", `{"output_tokens":15}`, counts{"output": 15}, ""},
 		{"nulls are absent", `{"input_tokens":null,"cache_read_input_tokens":null,"output_tokens":3}`, counts{"output": 3}, ""},
 		{"last of repeated keys", `{"input_tokens":1,"output_tokens":2,"input_tokens":3}`, counts{"input": 3, "output": 2}, ""},
@@ -195,34 +196,34 @@ func TestAnthropicMessagesSSEReasons(t *testing.T) {
 		name       string
 		body       string
 		complete   bool
-		want       Reason
+		want       reason.Reason
 		wantOutput int64 // when usage is expected
 	}{
 		{"whole", evStart(u) + evDelta(`{"output_tokens":2}`) + evStop, true, "", 2},
 		{"cut after message_delta", evStart(u) + evDelta(`{"output_tokens":2}`), false, "", 2},
-		{"cut before message_delta", evStart(u) + evText("a"), false, ReasonTruncated, 1},
-		{"ended before message_delta", evStart(u) + evText("a"), true, ReasonTruncated, 1},
-		{"message_stop without message_delta", evStart(u) + evStop, true, ReasonUnexpectedShape, 1},
-		{"error event keeps usage", evStart(u) + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n", true, ReasonProviderError, 1},
-		{"error beats a final usage", evStart(u) + evDelta(`{"output_tokens":2}`) + "event: error\ndata: oops\n\n", true, ReasonProviderError, 2},
-		{"error type without event name", "data: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"x\"}}\n\n", true, ReasonProviderError, 0},
-		{"error event, no data", "event: error\ndata:\n\n", true, ReasonProviderError, 0},
-		{"inconsistent", evStart(`{"input_tokens":-1,"output_tokens":1}`) + evDelta(`{"output_tokens":2}`) + evStop, true, ReasonInconsistentUsage, 2},
-		{"no usage, complete", evText("a") + evStop, true, ReasonNoUsage, 0},
-		{"no usage, cut", evText("a"), false, ReasonTruncated, 0},
-		{"no usage, cut mid-event", evText("a") + "event: message_delta\ndata: {\"ty", true, ReasonTruncated, 0},
-		{"malformed", "data: nope\n\n" + evStop, true, ReasonMalformedJSON, 0},
-		{"not an object", "data: [1]\n\n" + evStop, true, ReasonUnexpectedShape, 0},
-		{"empty body", "", true, ReasonNoUsage, 0},
-		{"empty body cancelled", "", false, ReasonTruncated, 0},
-		{"too large before message_delta", evStart(u) + evText(strings.Repeat("x", 600)) + evStop, true, ReasonTooLarge, 1},
+		{"cut before message_delta", evStart(u) + evText("a"), false, reason.Truncated, 1},
+		{"ended before message_delta", evStart(u) + evText("a"), true, reason.Truncated, 1},
+		{"message_stop without message_delta", evStart(u) + evStop, true, reason.UnexpectedShape, 1},
+		{"error event keeps usage", evStart(u) + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n", true, reason.ProviderError, 1},
+		{"error beats a final usage", evStart(u) + evDelta(`{"output_tokens":2}`) + "event: error\ndata: oops\n\n", true, reason.ProviderError, 2},
+		{"error type without event name", "data: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"x\"}}\n\n", true, reason.ProviderError, 0},
+		{"error event, no data", "event: error\ndata:\n\n", true, reason.ProviderError, 0},
+		{"inconsistent", evStart(`{"input_tokens":-1,"output_tokens":1}`) + evDelta(`{"output_tokens":2}`) + evStop, true, reason.InconsistentUsage, 2},
+		{"no usage, complete", evText("a") + evStop, true, reason.NoUsage, 0},
+		{"no usage, cut", evText("a"), false, reason.Truncated, 0},
+		{"no usage, cut mid-event", evText("a") + "event: message_delta\ndata: {\"ty", true, reason.Truncated, 0},
+		{"malformed", "data: nope\n\n" + evStop, true, reason.MalformedJSON, 0},
+		{"not an object", "data: [1]\n\n" + evStop, true, reason.UnexpectedShape, 0},
+		{"empty body", "", true, reason.NoUsage, 0},
+		{"empty body cancelled", "", false, reason.Truncated, 0},
+		{"too large before message_delta", evStart(u) + evText(strings.Repeat("x", 600)) + evStop, true, reason.TooLarge, 1},
 		{"too large after message_delta", evStart(u) + evDelta(`{"output_tokens":2}`) + evText(strings.Repeat("x", 600)), true, "", 2},
-		{"too large, no usage", evText(strings.Repeat("x", 600)) + evStop, true, ReasonTooLarge, 0},
+		{"too large, no usage", evText(strings.Repeat("x", 600)) + evStop, true, reason.TooLarge, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := decodeAnthropicSSE(tt.complete, []byte(tt.body))
-			if got := ReasonOf(res.Err); got != tt.want || res.Usage.Get(usage.Output) != tt.wantOutput {
+			if got := reason.Of(res.Err); got != tt.want || res.Usage.Get(usage.Output) != tt.wantOutput {
 				t.Fatalf("reason %q output %d, want %q %d (%v)", got, res.Usage.Get(usage.Output), tt.want, tt.wantOutput, res.Err)
 			}
 		})
@@ -231,7 +232,7 @@ func TestAnthropicMessagesSSEReasons(t *testing.T) {
 
 func TestAnthropicMessagesSSEFeedTooLarge(t *testing.T) {
 	d := AnthropicMessages().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 64)
-	if err := d.Feed([]byte(evText(strings.Repeat("x", 100)))); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(evText(strings.Repeat("x", 100)))); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed: %v", err)
 	}
 }
@@ -241,30 +242,30 @@ func TestAnthropicMessagesJSONReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		want     Reason
+		want     reason.Reason
 	}{
-		{"cut", `{"model":"m","usage":{"input_`, false, ReasonTruncated},
-		{"empty", ``, true, ReasonMalformedJSON},
-		{"array", `[]`, true, ReasonUnexpectedShape},
-		{"error", `{"type":"error","error":{"type":"not_found_error","message":"model: x"}}`, true, ReasonProviderError},
-		{"null error", `{"type":"message","error":null,"usage":null}`, true, ReasonNoUsage},
-		{"usage without counts", `{"usage":{"cache_read_input_tokens":4}}`, true, ReasonUnexpectedShape},
+		{"cut", `{"model":"m","usage":{"input_`, false, reason.Truncated},
+		{"empty", ``, true, reason.MalformedJSON},
+		{"array", `[]`, true, reason.UnexpectedShape},
+		{"error", `{"type":"error","error":{"type":"not_found_error","message":"model: x"}}`, true, reason.ProviderError},
+		{"null error", `{"type":"message","error":null,"usage":null}`, true, reason.NoUsage},
+		{"usage without counts", `{"usage":{"cache_read_input_tokens":4}}`, true, reason.UnexpectedShape},
 		{"usage", `{"usage":{"input_tokens":4,"output_tokens":0}}`, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := AnthropicMessages().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(tt.complete).Err); got != tt.want {
+			if got := reason.Of(d.Finish(tt.complete).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})
 	}
 	d := AnthropicMessages().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 10)
-	if err := d.Feed([]byte(`{"usage":{"input_tokens":1}}`)); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(`{"usage":{"input_tokens":1}}`)); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed over the cap: %v", err)
 	}
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonTooLarge) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.TooLarge) {
 		t.Fatalf("Finish over the cap: %v", r.Err)
 	}
 }

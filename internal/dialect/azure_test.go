@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"testing"
 )
 
@@ -102,12 +103,12 @@ func TestAzureOpenAIModel(t *testing.T) {
 		path string
 		body string
 		want string
-		err  Reason
+		err  reason.Reason
 	}{
 		{"from the body", AzureOpenAIChat(), dep, `{"model":"gpt-4o","messages":[]}`, "gpt-4o", ""},
 		{"from the deployment", AzureOpenAIChat(), dep, `{"messages":[]}`, "prod-gpt4o", ""},
 		{"empty body model", AzureOpenAIChat(), dep, `{"model":"","messages":[]}`, "prod-gpt4o", ""},
-		{"unreadable body", AzureOpenAIChat(), dep, `{"messages":`, "prod-gpt4o", ReasonMalformedJSON},
+		{"unreadable body", AzureOpenAIChat(), dep, `{"messages":`, "prod-gpt4o", reason.MalformedJSON},
 		{"v1 path names none", AzureOpenAIChat(), "/openai/v1/chat/completions", `{"messages":[]}`, "", ""},
 		{"completions", AzureOpenAICompletions(), "/openai/deployments/inst/completions", `{"prompt":"x"}`, "inst", ""},
 		{"embeddings", AzureOpenAIEmbeddings(), "/openai/deployments/emb-large/embeddings", `{"input":"x"}`, "emb-large", ""},
@@ -116,7 +117,7 @@ func TestAzureOpenAIModel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _, err := tt.d.ParseRequest([]byte(tt.body), RequestOptions{Path: tt.path})
-			if req.Model != tt.want || ReasonOf(err) != tt.err {
+			if req.Model != tt.want || reason.Of(err) != tt.err {
 				t.Fatalf("model %q err %v, want %q %q", req.Model, err, tt.want, tt.err)
 			}
 		})
@@ -131,7 +132,7 @@ func TestAzureOpenAIInjectsStreamUsage(t *testing.T) {
 		t.Fatalf("got %+v %q %v", req, newBody, err)
 	}
 	d := AzureOpenAIChat().NewDecoder(Response{Status: 200, ContentType: "text/event-stream", ContentEncoding: "zstd"}, 0)
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonUnsupportedEncoding) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.UnsupportedEncoding) {
 		t.Fatalf("the inner decoder's encoding handling was lost: %v", r.Err)
 	}
 }

@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"net/url"
 	"strconv"
 	"strings"
@@ -236,7 +237,7 @@ func (u bedrockUsage) normalise(dialect string) (usage.Usage, error) {
 		ok = false
 	}
 	if !ok {
-		return out, fmt.Errorf("%s: usage %s: %w", dialect, u, ReasonInconsistentUsage)
+		return out, fmt.Errorf("%s: usage %s: %w", dialect, u, reason.InconsistentUsage)
 	}
 	return out, nil
 }
@@ -275,7 +276,7 @@ func bedrockStatusError(dialect string, resp Response) error {
 	if resp.Header != nil {
 		typ, _, _ = strings.Cut(resp.Header(bedrockErrorTypeHeader), ":")
 	}
-	return fmt.Errorf("%s: HTTP %d %q: %w", dialect, resp.Status, typ, ReasonProviderError)
+	return fmt.Errorf("%s: HTTP %d %q: %w", dialect, resp.Status, typ, reason.ProviderError)
 }
 
 // bedrockRequest parses a request body that is a JSON object. The model

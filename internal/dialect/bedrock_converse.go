@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 
 	"github.com/tidwall/gjson"
 
@@ -127,9 +128,9 @@ func (d *converseJSON) Finish(complete bool) Result {
 	case u.hasTokens():
 		res.Usage, res.Err = u.normalise(d.dialect)
 	case isObject(usageObj):
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", d.dialect, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", d.dialect, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", d.dialect, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", d.dialect, reason.NoUsage)
 	}
 	return res
 }
@@ -175,7 +176,7 @@ func (d *converseStream) Feed(chunk []byte) error {
 	return eventStreamFeedErr(d.dialect, d.max, d.es.Feed(chunk, d.onMessage), &d.tooLarge)
 }
 
-// eventStreamFeedErr turns a framing error into one with a Reason. A
+// eventStreamFeedErr turns a framing error into one with a reason.Reason. A
 // message over the cap is dropped; a corrupt stream is read no further.
 func eventStreamFeedErr(dialect string, max int, err error, tooLarge *bool) error {
 	switch {
@@ -183,9 +184,9 @@ func eventStreamFeedErr(dialect string, max int, err error, tooLarge *bool) erro
 		return nil
 	case errors.Is(err, framing.ErrMessageTooLarge):
 		*tooLarge = true
-		return fmt.Errorf("%s: stream message over %d bytes dropped: %w", dialect, max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream message over %d bytes dropped: %w", dialect, max, reason.TooLarge)
 	default:
-		return fmt.Errorf("%s: %w: %w", dialect, err, ReasonUnexpectedShape)
+		return fmt.Errorf("%s: %w: %w", dialect, err, reason.UnexpectedShape)
 	}
 }
 
@@ -194,9 +195,9 @@ func eventStreamFeedErr(dialect string, max int, err error, tooLarge *bool) erro
 func messageError(dialect string, m framing.Message) error {
 	switch m.MessageType {
 	case "exception":
-		return fmt.Errorf("%s: stream exception %q: %w", dialect, m.ExceptionType, ReasonProviderError)
+		return fmt.Errorf("%s: stream exception %q: %w", dialect, m.ExceptionType, reason.ProviderError)
 	case "error":
-		return fmt.Errorf("%s: stream error %q: %w", dialect, m.ErrorCode, ReasonProviderError)
+		return fmt.Errorf("%s: stream error %q: %w", dialect, m.ErrorCode, reason.ProviderError)
 	}
 	return nil
 }
@@ -296,17 +297,17 @@ func streamEndErr(dialect string, e streamEnd) error {
 	case e.provErr != nil:
 		return e.provErr
 	case e.tooLarge:
-		return fmt.Errorf("%s: a message over %d bytes was dropped: %w", dialect, e.max, ReasonTooLarge)
+		return fmt.Errorf("%s: a message over %d bytes was dropped: %w", dialect, e.max, reason.TooLarge)
 	case e.corrupt != nil:
-		return fmt.Errorf("%s: %w: %w", dialect, e.corrupt, ReasonUnexpectedShape)
+		return fmt.Errorf("%s: %w: %w", dialect, e.corrupt, reason.UnexpectedShape)
 	case e.cut:
-		return fmt.Errorf("%s: stream cut before its usage: %w", dialect, ReasonTruncated)
+		return fmt.Errorf("%s: stream cut before its usage: %w", dialect, reason.Truncated)
 	case e.malformed > 0:
-		return fmt.Errorf("%s: %d stream events were not JSON: %w", dialect, e.malformed, ReasonMalformedJSON)
+		return fmt.Errorf("%s: %d stream events were not JSON: %w", dialect, e.malformed, reason.MalformedJSON)
 	case e.badShape > 0:
-		return fmt.Errorf("%s: %d stream events were not objects: %w", dialect, e.badShape, ReasonUnexpectedShape)
+		return fmt.Errorf("%s: %d stream events were not objects: %w", dialect, e.badShape, reason.UnexpectedShape)
 	case e.usageSeen:
-		return fmt.Errorf("%s: usage has no token counts: %w", dialect, ReasonUnexpectedShape)
+		return fmt.Errorf("%s: usage has no token counts: %w", dialect, reason.UnexpectedShape)
 	}
-	return fmt.Errorf("%s: stream carried no usage: %w", dialect, ReasonNoUsage)
+	return fmt.Errorf("%s: stream carried no usage: %w", dialect, reason.NoUsage)
 }

@@ -3,6 +3,7 @@ package dialect
 import (
 	"encoding/base64"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 	"unsafe"
 
@@ -130,9 +131,9 @@ func (d *invokeHeaders) Finish(bool) Result {
 	res.Usage, res.Err = d.usage.normalise(d.dialect)
 	switch {
 	case d.bad != "":
-		res.Err = fmt.Errorf("%s: header %s is not a token count: %w", d.dialect, d.bad, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: header %s is not a token count: %w", d.dialect, d.bad, reason.UnexpectedShape)
 	case !d.usage.present(buInput) || !d.usage.present(buOutput):
-		res.Err = fmt.Errorf("%s: usage headers %s lack the input or output count: %w", d.dialect, d.usage, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage headers %s lack the input or output count: %w", d.dialect, d.usage, reason.UnexpectedShape)
 	}
 	return res
 }
@@ -166,9 +167,9 @@ func (d *invokeJSON) Finish(complete bool) Result {
 	case anth.present(auInput) || anth.present(auOutput):
 		res.Usage, res.Err = anthropicNormalise(d.dialect, anth)
 	case isObject(n.usage) || n.metricsSeen:
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", d.dialect, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", d.dialect, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage and no usage headers: %w", d.dialect, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage and no usage headers: %w", d.dialect, reason.NoUsage)
 	}
 	return res
 }
@@ -368,11 +369,11 @@ func (d *invokeStream) Finish(complete bool) Result {
 			res.Err = d.provErr
 		case d.deltaUsage:
 		case d.tooLarge:
-			res.Err = fmt.Errorf("%s: a message over %d bytes was dropped before message_delta: %w", d.dialect, d.max, ReasonTooLarge)
+			res.Err = fmt.Errorf("%s: a message over %d bytes was dropped before message_delta: %w", d.dialect, d.max, reason.TooLarge)
 		case cut || !d.stopped:
-			res.Err = fmt.Errorf("%s: stream cut before its usage; output_tokens is the initial count: %w", d.dialect, ReasonTruncated)
+			res.Err = fmt.Errorf("%s: stream cut before its usage; output_tokens is the initial count: %w", d.dialect, reason.Truncated)
 		default:
-			res.Err = fmt.Errorf("%s: message_stop without usage: %w", d.dialect, ReasonUnexpectedShape)
+			res.Err = fmt.Errorf("%s: message_stop without usage: %w", d.dialect, reason.UnexpectedShape)
 		}
 	default:
 		res.Err = streamEndErr(d.dialect, streamEnd{

@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -155,10 +156,10 @@ func TestBedrockInvokeParseRequest(t *testing.T) {
 
 func TestBedrockParseRequestErrors(t *testing.T) {
 	for _, d := range []Dialect{BedrockConverse(), BedrockConverseStream(), BedrockInvoke(), BedrockInvokeStream()} {
-		for body, want := range map[string]Reason{`{"messages":`: ReasonMalformedJSON, `[1]`: ReasonUnexpectedShape, ``: ReasonMalformedJSON} {
+		for body, want := range map[string]reason.Reason{`{"messages":`: reason.MalformedJSON, `[1]`: reason.UnexpectedShape, ``: reason.MalformedJSON} {
 			req, _, err := d.ParseRequest([]byte(body), RequestOptions{Path: "/model/a.b%3A1/x"})
 			// The model comes from the path, so it survives a bad body.
-			if ReasonOf(err) != want || req.Model != "a.b:1" {
+			if reason.Of(err) != want || req.Model != "a.b:1" {
 				t.Errorf("%s %q: %+v, %v; want %s and the model", d.Name(), body, req, err, want)
 			}
 		}
@@ -193,7 +194,7 @@ func TestBedrockInvokeHeaders(t *testing.T) {
 	tests := []struct {
 		name   string
 		h      []string
-		reason Reason
+		reason reason.Reason
 		tokens map[string]int64
 	}{
 		{"headers win over the body", []string{"x-amzn-bedrock-input-token-count", "7", "x-amzn-bedrock-output-token-count", "3"},
@@ -201,11 +202,11 @@ func TestBedrockInvokeHeaders(t *testing.T) {
 		{"spaces", []string{"x-amzn-bedrock-input-token-count", " 7 ", "x-amzn-bedrock-output-token-count", "3"},
 			"", map[string]int64{"input": 7, "output": 3}},
 		{"not a number", []string{"x-amzn-bedrock-input-token-count", "7x", "x-amzn-bedrock-output-token-count", "3"},
-			ReasonUnexpectedShape, map[string]int64{"output": 3}},
-		{"output missing", []string{"x-amzn-bedrock-input-token-count", "7"}, ReasonUnexpectedShape, map[string]int64{"input": 7}},
+			reason.UnexpectedShape, map[string]int64{"output": 3}},
+		{"output missing", []string{"x-amzn-bedrock-input-token-count", "7"}, reason.UnexpectedShape, map[string]int64{"input": 7}},
 		{"negative", []string{"x-amzn-bedrock-input-token-count", "-1", "x-amzn-bedrock-output-token-count", "3"},
-			ReasonInconsistentUsage, map[string]int64{"input": 0, "output": 3}},
-		{"cache only", []string{"x-amzn-bedrock-cache-read-input-token-count", "5"}, ReasonUnexpectedShape, map[string]int64{"cache_read": 5}},
+			reason.InconsistentUsage, map[string]int64{"input": 0, "output": 3}},
+		{"cache only", []string{"x-amzn-bedrock-cache-read-input-token-count", "5"}, reason.UnexpectedShape, map[string]int64{"cache_read": 5}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,21 +226,21 @@ func TestBedrockConverseUsageChecks(t *testing.T) {
 	tests := []struct {
 		name   string
 		usage  string
-		reason Reason
+		reason reason.Reason
 		tokens map[string]int64
 	}{
 		{"total disagrees", `{"inputTokens":10,"outputTokens":5,"cacheReadInputTokens":100,"totalTokens":15}`,
-			ReasonInconsistentUsage, map[string]int64{"input": 10, "cache_read": 100, "output": 5}},
+			reason.InconsistentUsage, map[string]int64{"input": 10, "cache_read": 100, "output": 5}},
 		{"no total", `{"inputTokens":10,"outputTokens":5}`, "", map[string]int64{"input": 10, "output": 5}},
 		{"details disagree", `{"inputTokens":1,"outputTokens":1,"cacheWriteInputTokens":10,"cacheDetails":[{"inputTokens":4,"ttl":"5m"}]}`,
-			ReasonInconsistentUsage, map[string]int64{"input": 1, "cache_write": 4, "output": 1}},
+			reason.InconsistentUsage, map[string]int64{"input": 1, "cache_write": 4, "output": 1}},
 		{"1h details only", `{"inputTokens":1,"outputTokens":1,"cacheWriteInputTokens":10,"cacheDetails":[{"inputTokens":4,"ttl":"1h"}]}`,
 			"", map[string]int64{"input": 1, "cache_write": 6, "cache_write_1h": 4, "output": 1}},
 		{"unknown ttl", `{"inputTokens":1,"outputTokens":1,"cacheWriteInputTokens":10,"cacheDetails":[{"inputTokens":4,"ttl":"1d"}]}`,
 			"", map[string]int64{"input": 1, "cache_write": 10, "output": 1}},
-		{"negative", `{"inputTokens":-1,"outputTokens":1}`, ReasonInconsistentUsage, map[string]int64{"input": 0, "output": 1}},
-		{"no counts", `{"totalTokens":3}`, ReasonUnexpectedShape, map[string]int64{}},
-		{"null", `null`, ReasonNoUsage, map[string]int64{}},
+		{"negative", `{"inputTokens":-1,"outputTokens":1}`, reason.InconsistentUsage, map[string]int64{"input": 0, "output": 1}},
+		{"no counts", `{"totalTokens":3}`, reason.UnexpectedShape, map[string]int64{}},
+		{"null", `null`, reason.NoUsage, map[string]int64{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,21 +273,21 @@ func TestBedrockStreamEnds(t *testing.T) {
 		name     string
 		body     []byte
 		complete bool
-		want     Reason
+		want     reason.Reason
 	}{
-		{"ended without metadata", whole, true, ReasonNoUsage},
-		{"cut between messages", whole, false, ReasonTruncated},
-		{"ended mid-message", whole[:len(whole)-1], true, ReasonTruncated},
-		{"error message", encodeEventStream(t, []eventstream.Message{delta, {Headers: errMsg}}), true, ReasonProviderError},
-		{"corrupt", corrupt, true, ReasonUnexpectedShape},
-		{"metadata over the cap", big, true, ReasonTooLarge},
-		{"not json", encodeEventStream(t, []eventstream.Message{esEvent("metadata", `{"usage":`)}), true, ReasonMalformedJSON},
-		{"not an object", encodeEventStream(t, []eventstream.Message{esEvent("metadata", `[]`)}), true, ReasonUnexpectedShape},
+		{"ended without metadata", whole, true, reason.NoUsage},
+		{"cut between messages", whole, false, reason.Truncated},
+		{"ended mid-message", whole[:len(whole)-1], true, reason.Truncated},
+		{"error message", encodeEventStream(t, []eventstream.Message{delta, {Headers: errMsg}}), true, reason.ProviderError},
+		{"corrupt", corrupt, true, reason.UnexpectedShape},
+		{"metadata over the cap", big, true, reason.TooLarge},
+		{"not json", encodeEventStream(t, []eventstream.Message{esEvent("metadata", `{"usage":`)}), true, reason.MalformedJSON},
+		{"not an object", encodeEventStream(t, []eventstream.Message{esEvent("metadata", `[]`)}), true, reason.UnexpectedShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := decodeBedrock(BedrockConverseStream(), es, tt.complete, tt.body)
-			if ReasonOf(res.Err) != tt.want || res.Usage.Reported() {
+			if reason.Of(res.Err) != tt.want || res.Usage.Reported() {
 				t.Fatalf("got %v, usage %+v; want %s", res.Err, res.Usage, tt.want)
 			}
 		})
@@ -307,7 +308,7 @@ func TestBedrockInvokeStreamAnthropicFallback(t *testing.T) {
 	// Bad base64, and a chunk whose bytes are not JSON, are malformed.
 	bad := []eventstream.Message{esEvent("chunk", `{"bytes":"!!!"}`), esEvent("chunk", `{"bytes":"bm90IGpzb24="}`)}
 	res = decodeBedrock(BedrockInvokeStream(), Response{Status: 200, ContentType: awsEventStream}, true, encodeEventStream(t, bad))
-	if ReasonOf(res.Err) != ReasonMalformedJSON {
+	if reason.Of(res.Err) != reason.MalformedJSON {
 		t.Fatalf("bad chunks: %v", res.Err)
 	}
 	// "\/" is a legal spelling inside the base64 string.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math"
 	"strings"
 
@@ -230,18 +231,18 @@ func (u cohereUsage) normalise(name string) (usage.Usage, error) {
 	}
 	switch {
 	case in < 0 || o < 0:
-		return out, fmt.Errorf("%s: usage billed_units input_tokens=%d output_tokens=%d: %w", name, in, o, ReasonInconsistentUsage)
+		return out, fmt.Errorf("%s: usage billed_units input_tokens=%d output_tokens=%d: %w", name, in, o, reason.InconsistentUsage)
 	case u.frac:
-		return out, fmt.Errorf("%s: a usage count is not a whole number: %w", name, ReasonUnexpectedShape)
+		return out, fmt.Errorf("%s: a usage count is not a whole number: %w", name, reason.UnexpectedShape)
 	}
 	return out, nil
 }
 
 // cohereFinishError is the provider error a finish_reason stands for, or nil.
 func cohereFinishError(name, raw string) error {
-	reason := strings.ToUpper(rawString(raw))
-	if strings.HasPrefix(reason, "ERROR") || reason == "TIMEOUT" {
-		return fmt.Errorf("%s: finish_reason %s: %w", name, reason, ReasonProviderError)
+	finish := strings.ToUpper(rawString(raw))
+	if strings.HasPrefix(finish, "ERROR") || finish == "TIMEOUT" {
+		return fmt.Errorf("%s: finish_reason %s: %w", name, finish, reason.ProviderError)
 	}
 	return nil
 }
@@ -250,7 +251,7 @@ func cohereFinishError(name, raw string) error {
 // "message" is a string (an assistant message is an object), or nil.
 func cohereMessageError(name, raw string) error {
 	if len(raw) > 0 && raw[0] == '"' {
-		return fmt.Errorf("%s: provider error: %w", name, ReasonProviderError)
+		return fmt.Errorf("%s: provider error: %w", name, reason.ProviderError)
 	}
 	return nil
 }
@@ -352,9 +353,9 @@ func (d *cohereJSON) Finish(complete bool) Result {
 	case perr != nil:
 		res.Err = perr
 	case isObject(lastMember(usageObj, "billed_units")) || u.has != 0:
-		res.Err = fmt.Errorf("%s: usage has no billed tokens: %w", d.dialect, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no billed tokens: %w", d.dialect, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", d.dialect, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", d.dialect, reason.NoUsage)
 	}
 	return res
 }
@@ -389,14 +390,14 @@ func (d *cohereStream) Feed(chunk []byte) error {
 	}
 	if errors.Is(err, framing.ErrEventTooLarge) || errors.Is(err, framing.ErrLineTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.name, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.name, d.max, reason.TooLarge)
 	}
 	return err
 }
 
 func (d *cohereStream) onEvent(ev framing.Event) error {
 	if string(ev.Name) == "error" {
-		d.fail(fmt.Errorf("%s: error event: %w", d.name, ReasonProviderError))
+		d.fail(fmt.Errorf("%s: error event: %w", d.name, reason.ProviderError))
 	}
 	d.read(ev.Data, ev.Name)
 	return nil
@@ -472,7 +473,7 @@ func (d *cohereStream) applyV2(typ, delta string) {
 		d.ended = true
 		d.end(lastMember(delta, "usage"), lastMember(delta, "finish_reason"))
 		if err := lastMember(delta, "error"); err != "" && err != "null" && err != `""` {
-			d.fail(fmt.Errorf("%s: message-end error: %w", d.name, ReasonProviderError))
+			d.fail(fmt.Errorf("%s: message-end error: %w", d.name, reason.ProviderError))
 		}
 	}
 	// message-start, content-start, content-end, tool-call-end, citation
@@ -544,15 +545,15 @@ func (d *cohereStream) Finish(complete bool) Result {
 	case d.provErr != nil:
 		res.Err = d.provErr
 	case d.tooLarge:
-		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", d.name, d.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", d.name, d.max, reason.TooLarge)
 	case !d.ended && (!complete || pending):
-		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", d.name, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", d.name, reason.Truncated)
 	case d.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", d.name, d.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", d.name, d.malformed, reason.MalformedJSON)
 	case d.badShape > 0 || d.usageObj:
-		res.Err = fmt.Errorf("%s: stream events were not the documented shape: %w", d.name, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: stream events were not the documented shape: %w", d.name, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: stream carried no usage: %w", d.name, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: stream carried no usage: %w", d.name, reason.NoUsage)
 	}
 	return res
 }

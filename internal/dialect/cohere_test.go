@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -64,7 +65,7 @@ func TestCohereParseRequest(t *testing.T) {
 			}
 		})
 	}
-	for body, want := range map[string]Reason{`{"model":`: ReasonMalformedJSON, `"x"`: ReasonUnexpectedShape} {
+	for body, want := range map[string]reason.Reason{`{"model":`: reason.MalformedJSON, `"x"`: reason.UnexpectedShape} {
 		if _, _, err := CohereChat().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, want) {
 			t.Errorf("%q: err %v, want %s", body, err, want)
 		}
@@ -76,13 +77,13 @@ func TestCohereNormalise(t *testing.T) {
 		name   string
 		usage  string
 		tokens map[string]int64
-		reason Reason
+		reason reason.Reason
 	}{
 		{"billed, not tokens", `{"billed_units":{"input_tokens":5,"output_tokens":9},"tokens":{"input_tokens":71,"output_tokens":9}}`,
 			map[string]int64{"input": 5, "output": 9}, ""},
 		{"whole-number floats", `{"billed_units":{"input_tokens":5.0,"output_tokens":9e0}}`, map[string]int64{"input": 5, "output": 9}, ""},
-		{"fraction", `{"billed_units":{"input_tokens":5.5,"output_tokens":9}}`, map[string]int64{"output": 9}, ReasonUnexpectedShape},
-		{"negative", `{"billed_units":{"input_tokens":-5,"output_tokens":9}}`, map[string]int64{"input": 0, "output": 9}, ReasonInconsistentUsage},
+		{"fraction", `{"billed_units":{"input_tokens":5.5,"output_tokens":9}}`, map[string]int64{"output": 9}, reason.UnexpectedShape},
+		{"negative", `{"billed_units":{"input_tokens":-5,"output_tokens":9}}`, map[string]int64{"input": 0, "output": 9}, reason.InconsistentUsage},
 		{"output only", `{"billed_units":{"output_tokens":9}}`, map[string]int64{"output": 9}, ""},
 		{"repeated, null wins", `{"billed_units":{"input_tokens":5,"output_tokens":9},"billed_units":{"input_tokens":null,"output_tokens":2}}`,
 			map[string]int64{"output": 2}, ""},
@@ -141,23 +142,23 @@ func TestCohereSSEReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		reason   Reason
+		reason   reason.Reason
 		reported bool
 	}{
 		{"ok", start + delta + end(`{"finish_reason":"COMPLETE",`+usageOK+`}`), true, "", true},
 		{"max tokens is no error", start + delta + end(`{"finish_reason":"MAX_TOKENS",`+usageOK+`}`), true, "", true},
-		{"timeout is a provider error", start + end(`{"finish_reason":"TIMEOUT",`+usageOK+`}`), true, ReasonProviderError, true},
-		{"error text without finish", start + end(`{"error":"boom",`+usageOK+`}`), true, ReasonProviderError, true},
+		{"timeout is a provider error", start + end(`{"finish_reason":"TIMEOUT",`+usageOK+`}`), true, reason.ProviderError, true},
+		{"error text without finish", start + end(`{"error":"boom",`+usageOK+`}`), true, reason.ProviderError, true},
 		{"null error is none", start + end(`{"error":null,`+usageOK+`}`), true, "", true},
-		{"tokens only", start + end(`{"finish_reason":"COMPLETE","usage":{"tokens":{"input_tokens":60,"output_tokens":1}}}`), true, ReasonUnexpectedShape, false},
-		{"end without usage", start + end(`{"finish_reason":"COMPLETE"}`), true, ReasonNoUsage, false},
-		{"cut", start + delta, false, ReasonTruncated, false},
-		{"cut mid-event", start + delta[:30], true, ReasonTruncated, false},
-		{"error event", start + "event: error\ndata: {\"message\":\"overloaded\"}\n\n", true, ReasonProviderError, false},
-		{"malformed", start + "data: {oops\n\n", true, ReasonMalformedJSON, false},
+		{"tokens only", start + end(`{"finish_reason":"COMPLETE","usage":{"tokens":{"input_tokens":60,"output_tokens":1}}}`), true, reason.UnexpectedShape, false},
+		{"end without usage", start + end(`{"finish_reason":"COMPLETE"}`), true, reason.NoUsage, false},
+		{"cut", start + delta, false, reason.Truncated, false},
+		{"cut mid-event", start + delta[:30], true, reason.Truncated, false},
+		{"error event", start + "event: error\ndata: {\"message\":\"overloaded\"}\n\n", true, reason.ProviderError, false},
+		{"malformed", start + "data: {oops\n\n", true, reason.MalformedJSON, false},
 		{"type from event name", "event: message-end\ndata: {\"delta\":{" + usageOK + "}}\n\n", true, "", true},
 		{"done tolerated", start + end(`{`+usageOK+`}`) + "data: [DONE]\n\n", true, "", true},
-		{"too large", start + "data: \"" + string(bytes.Repeat([]byte("x"), 2000)) + "\"\n\n", true, ReasonTooLarge, false},
+		{"too large", start + "data: \"" + string(bytes.Repeat([]byte("x"), 2000)) + "\"\n\n", true, reason.TooLarge, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +184,7 @@ func TestCohereV1(t *testing.T) {
 	wantRaw := map[string]int64{"billed_units.input_tokens": 13, "billed_units.output_tokens": 9, "tokens.input_tokens": 79, "tokens.output_tokens": 9}
 	text := "Hello! How can I help you today?"
 
-	check := func(name string, got outcome, reason Reason, tokens map[string]int64) {
+	check := func(name string, got outcome, reason reason.Reason, tokens map[string]int64) {
 		t.Helper()
 		if got.Reason != reason || !reflect.DeepEqual(got.Tokens, tokens) {
 			t.Fatalf("%s: got %+v, want %q %v", name, got, reason, tokens)
@@ -202,9 +203,9 @@ func TestCohereV1(t *testing.T) {
 	}
 	check("sse", checkSplits(t, CohereChatV1(), "text/event-stream", true, sse.Bytes()), "", want)
 	cut := stream.Bytes()[:bytes.LastIndex(stream.Bytes(), []byte(`{"is_finished":true`))+20]
-	check("cut", checkSplits(t, CohereChatV1(), "application/stream+json", true, cut), ReasonTruncated, map[string]int64{})
+	check("cut", checkSplits(t, CohereChatV1(), "application/stream+json", true, cut), reason.Truncated, map[string]int64{})
 	errEnd := bytes.ReplaceAll(stream.Bytes(), []byte(`"COMPLETE"`), []byte(`"ERROR_TOXIC"`))
-	check("toxic", checkSplits(t, CohereChatV1(), "application/stream+json", true, errEnd), ReasonProviderError, want)
+	check("toxic", checkSplits(t, CohereChatV1(), "application/stream+json", true, errEnd), reason.ProviderError, want)
 
 	body := `{"response_id":"r","text":"` + text + `","generation_id":"g","chat_history":[],"finish_reason":"COMPLETE",` + meta + `}`
 	got = checkSplits(t, CohereChatV1(), "application/json", true, []byte(body))
@@ -212,8 +213,8 @@ func TestCohereV1(t *testing.T) {
 	if got.StreamedTextBytes != int64(len(text)) {
 		t.Fatalf("json: %d text bytes", got.StreamedTextBytes)
 	}
-	check("json error", checkSplits(t, CohereChatV1(), "application/json", true, []byte(`{"message":"invalid api token"}`)), ReasonProviderError, map[string]int64{})
-	check("json no usage", checkSplits(t, CohereChatV1(), "application/json", true, []byte(`{"text":"x"}`)), ReasonNoUsage, map[string]int64{})
+	check("json error", checkSplits(t, CohereChatV1(), "application/json", true, []byte(`{"message":"invalid api token"}`)), reason.ProviderError, map[string]int64{})
+	check("json no usage", checkSplits(t, CohereChatV1(), "application/json", true, []byte(`{"text":"x"}`)), reason.NoUsage, map[string]int64{})
 }
 
 func FuzzCohereSSE(f *testing.F) {

@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"github.com/tidwall/gjson"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 
 	"fmt"
 
@@ -49,7 +50,7 @@ func (d *jsonBody) Feed(chunk []byte) error {
 }
 
 func (d *jsonBody) tooLargeErr() error {
-	return fmt.Errorf("%s: response body over %d bytes: %w", d.dialect, d.max, ReasonTooLarge)
+	return fmt.Errorf("%s: response body over %d bytes: %w", d.dialect, d.max, reason.TooLarge)
 }
 
 // object returns the body when it is one complete JSON object, else the
@@ -62,12 +63,12 @@ func (d *jsonBody) object(complete bool) (string, error) {
 	s := bstr(d.buf)
 	if !gjson.Valid(s) {
 		if !complete {
-			return "", fmt.Errorf("%s: response body cut after %d bytes: %w", d.dialect, len(s), ReasonTruncated)
+			return "", fmt.Errorf("%s: response body cut after %d bytes: %w", d.dialect, len(s), reason.Truncated)
 		}
-		return "", fmt.Errorf("%s: response body: %w", d.dialect, ReasonMalformedJSON)
+		return "", fmt.Errorf("%s: response body: %w", d.dialect, reason.MalformedJSON)
 	}
 	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return "", fmt.Errorf("%s: response body is not a JSON object: %w", d.dialect, ReasonUnexpectedShape)
+		return "", fmt.Errorf("%s: response body is not a JSON object: %w", d.dialect, reason.UnexpectedShape)
 	}
 	return s, nil
 }
@@ -77,10 +78,10 @@ func (d *jsonBody) object(complete bool) (string, error) {
 func requestObject(dialect string, body []byte) (string, error) {
 	s := bstr(body)
 	if !gjson.Valid(s) {
-		return "", fmt.Errorf("%s: request body: %w", dialect, ReasonMalformedJSON)
+		return "", fmt.Errorf("%s: request body: %w", dialect, reason.MalformedJSON)
 	}
 	if i := skipWS(s, 0); i >= len(s) || s[i] != '{' {
-		return "", fmt.Errorf("%s: request body is not a JSON object: %w", dialect, ReasonUnexpectedShape)
+		return "", fmt.Errorf("%s: request body is not a JSON object: %w", dialect, reason.UnexpectedShape)
 	}
 	return s, nil
 }

@@ -7,38 +7,8 @@
 package dialect
 
 import (
-	"errors"
-
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
-
-// Reason is a short, stable code for why metering could not read something.
-// It is both an error (usable with errors.Is) and a metric label value.
-type Reason string
-
-func (r Reason) Error() string { return string(r) }
-
-// The reasons. Keep this vocabulary small: each is a label value.
-const (
-	ReasonMalformedJSON     Reason = "malformed_json"     // body or event is not valid JSON
-	ReasonUnexpectedShape   Reason = "unexpected_shape"   // valid JSON, but not the documented shape
-	ReasonTooLarge          Reason = "too_large"          // buffered state hit its cap
-	ReasonNoUsage           Reason = "no_usage"           // the response ended without usage
-	ReasonInconsistentUsage Reason = "inconsistent_usage" // e.g. cached > prompt tokens
-	ReasonTruncated         Reason = "truncated"          // the body ended mid-event or mid-document
-	ReasonProviderError     Reason = "provider_error"     // the provider reported an error in the body
-
-	ReasonUnsupportedEncoding Reason = "unsupported_encoding" // a Content-Encoding no decoder reads
-)
-
-// ReasonOf extracts the Reason from err, or "" when err carries none.
-func ReasonOf(err error) Reason {
-	var r Reason
-	if errors.As(err, &r) {
-		return r
-	}
-	return ""
-}
 
 // Request is what metering needs from a request body.
 type Request struct {
@@ -99,7 +69,7 @@ type Result struct {
 	// tokenizer to estimate output when usage is missing.
 	Text []byte
 	// Err is why the decoder could not read usage (nil when it could). Its
-	// Reason is the metric label.
+	// reason.Reason is the metric label.
 	Err error
 	// ServiceTier is the price tier the provider says it served the request
 	// at, in the catalog's names (flex, priority, batch), or ServedStandard;
@@ -126,7 +96,7 @@ type Dialect interface {
 	// Infinity and -Infinity as numbers, a UTF-8 BOM, and bytes after the
 	// first value are accepted and noted in req.Lenient; such a body is
 	// never rewritten. A body that still cannot be read returns an error
-	// whose Reason says why (malformed_json, unexpected_shape) AND a req
+	// whose reason.Reason says why (malformed_json, unexpected_shape) AND a req
 	// holding what could be read, for admission against a worst case:
 	// Model (from the path, or the body's top level before it broke; may
 	// be empty), Stream, and PromptBytes = len(body), an upper bound of the
@@ -144,7 +114,7 @@ type Dialect interface {
 	// status names, headers), so the caller's SDK raises its own error.
 	ErrorBody(r Refusal) ErrorResponse
 	// NewDecoder returns a decoder for one response. maxBuffer caps the bytes
-	// it may hold at once; past it, Feed returns ReasonTooLarge and the
+	// it may hold at once; past it, Feed returns reason.TooLarge and the
 	// decoder stops buffering.
 	NewDecoder(resp Response, maxBuffer int) Decoder
 }

@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"runtime"
 	"strings"
@@ -49,13 +50,13 @@ func (c codec) String() string {
 // "deflate" or "br", case-insensitive. A list such as "gzip, identity" is
 // accepted when all but one of its codings are identity. For no coding it
 // returns inner itself; for one it does not know, a decoder whose Finish
-// reports ReasonUnsupportedEncoding, because parsing compressed bytes would
+// reports reason.UnsupportedEncoding, because parsing compressed bytes would
 // only yield misleading malformed_json counts.
 //
 // maxBuffer is the inner decoder's cap (defaultMaxBuffer when not
 // positive); the plaintext of one body is capped at 64 times that, or
 // 1 GiB, and past the cap inner is fed no more and Finish reports
-// ReasonTooLarge unless inner already has usage.
+// reason.TooLarge unless inner already has usage.
 //
 // The returned decoder runs the decompressor on its own goroutine from the
 // first non-empty Feed until Finish; like every Decoder it is used by one
@@ -67,7 +68,7 @@ func WithEncoding(encoding string, inner Decoder, maxBuffer int) Decoder {
 	switch {
 	case !ok:
 		return failedDecoder{fmt.Errorf("content-encoding %q not supported: %w",
-			strings.TrimSpace(encoding), ReasonUnsupportedEncoding)}
+			strings.TrimSpace(encoding), reason.UnsupportedEncoding)}
 	case c == identity:
 		return inner
 	}
@@ -227,9 +228,9 @@ func (p *pipe) run() {
 	case err == errOverLimit:
 		p.err = p.overLimitErr()
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		p.err = fmt.Errorf("content-encoding %s: compressed body cut before its end: %w", p.codec, ReasonTruncated)
+		p.err = fmt.Errorf("content-encoding %s: compressed body cut before its end: %w", p.codec, reason.Truncated)
 	default:
-		p.err = fmt.Errorf("content-encoding %s: corrupt %s data (%v): %w", p.codec, p.codec, err, ReasonUnexpectedShape)
+		p.err = fmt.Errorf("content-encoding %s: corrupt %s data (%v): %w", p.codec, p.codec, err, reason.UnexpectedShape)
 	}
 }
 
@@ -319,7 +320,7 @@ func (p *pipe) emit(b []byte) bool {
 }
 
 func (p *pipe) overLimitErr() error {
-	return fmt.Errorf("content-encoding %s: body decompresses to over %d bytes: %w", p.codec, p.limit, ReasonTooLarge)
+	return fmt.Errorf("content-encoding %s: body decompresses to over %d bytes: %w", p.codec, p.limit, reason.TooLarge)
 }
 
 // result finishes inner. A decompression failure explains missing usage,
@@ -328,7 +329,7 @@ func (p *pipe) overLimitErr() error {
 // usage better than the cut it usually causes (as in chatSSE.Finish).
 func (p *pipe) result(complete bool) Result {
 	res := p.inner.Finish(complete && p.err == nil)
-	if p.err != nil && !res.Usage.Reported() && ReasonOf(res.Err) != ReasonProviderError {
+	if p.err != nil && !res.Usage.Reported() && reason.Of(res.Err) != reason.ProviderError {
 		res.Err = p.err
 	}
 	return res

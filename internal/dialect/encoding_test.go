@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -176,7 +177,7 @@ func TestWithEncodingFeedsAsItGoes(t *testing.T) {
 func TestWithEncodingHeader(t *testing.T) {
 	tests := []struct {
 		header string
-		want   string // "identity", "decode" or a Reason
+		want   string // "identity", "decode" or a reason.Reason
 	}{
 		{"", "identity"},
 		{"identity", "identity"},
@@ -190,11 +191,11 @@ func TestWithEncodingHeader(t *testing.T) {
 		{"gzip, identity", "decode"},
 		{"identity,br", "decode"},
 		{"gzip,", "decode"},
-		{"zstd", string(ReasonUnsupportedEncoding)},
-		{"gzip, br", string(ReasonUnsupportedEncoding)},
-		{"gzip, gzip", string(ReasonUnsupportedEncoding)},
-		{"compress", string(ReasonUnsupportedEncoding)},
-		{"gzip;q=1", string(ReasonUnsupportedEncoding)},
+		{"zstd", string(reason.UnsupportedEncoding)},
+		{"gzip, br", string(reason.UnsupportedEncoding)},
+		{"gzip, gzip", string(reason.UnsupportedEncoding)},
+		{"compress", string(reason.UnsupportedEncoding)},
+		{"gzip;q=1", string(reason.UnsupportedEncoding)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.header, func(t *testing.T) {
@@ -211,7 +212,7 @@ func TestWithEncodingHeader(t *testing.T) {
 				}
 			default:
 				_ = d.Feed([]byte("(\xb5/\xfd"))
-				if got := ReasonOf(d.Finish(true).Err); string(got) != tt.want {
+				if got := reason.Of(d.Finish(true).Err); string(got) != tt.want {
 					t.Fatalf("reason %q, want %q", got, tt.want)
 				}
 			}
@@ -244,22 +245,22 @@ func TestWithEncodingTruncated(t *testing.T) {
 		body     []byte
 		ct       string
 		complete bool
-		want     Reason
+		want     reason.Reason
 		usage    bool
 	}{
-		{"cut mid-stream", z[:len(z)/2], "text/event-stream", false, ReasonTruncated, false},
-		{"cut mid-stream, body complete", z[:len(z)/2], "text/event-stream", true, ReasonTruncated, false},
-		{"cut in the header", z[:5], "text/event-stream", false, ReasonTruncated, false},
+		{"cut mid-stream", z[:len(z)/2], "text/event-stream", false, reason.Truncated, false},
+		{"cut mid-stream, body complete", z[:len(z)/2], "text/event-stream", true, reason.Truncated, false},
+		{"cut in the header", z[:5], "text/event-stream", false, reason.Truncated, false},
 		{"cut after usage", z[:usageEnd], "text/event-stream", false, "", true},
 		{"cut before the trailer", z[:len(z)-8], "text/event-stream", true, "", true},
-		{"json cut", zj[:len(zj)/2], "application/json", true, ReasonTruncated, false},
+		{"json cut", zj[:len(zj)/2], "application/json", true, reason.Truncated, false},
 		{"json cut before the trailer", zj[:len(zj)-4], "application/json", true, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := decodeGzip(tt.ct, tt.body, tt.complete)
-			if ReasonOf(res.Err) != tt.want || res.Usage.Reported() != tt.usage {
-				t.Fatalf("got reason %q (%v), usage %v; want %q, usage %v", ReasonOf(res.Err), res.Err, res.Usage.Reported(), tt.want, tt.usage)
+			if reason.Of(res.Err) != tt.want || res.Usage.Reported() != tt.usage {
+				t.Fatalf("got reason %q (%v), usage %v; want %q, usage %v", reason.Of(res.Err), res.Err, res.Usage.Reported(), tt.want, tt.usage)
 			}
 		})
 	}
@@ -276,13 +277,13 @@ func TestWithEncodingCorrupt(t *testing.T) {
 		name     string
 		encoding string
 		body     []byte
-		want     Reason
+		want     reason.Reason
 		usage    bool
 		msg      string
 	}{
-		{"not gzip", "gzip", []byte("data: {\"usage\":{}}\n\n"), ReasonUnexpectedShape, false, "corrupt gzip data"},
-		{"not zlib or deflate", "deflate", []byte{0xff, 0xff, 0xff, 0xff}, ReasonUnexpectedShape, false, "corrupt deflate data"},
-		{"not brotli", "br", []byte("plain text, not brotli at all"), ReasonUnexpectedShape, false, "corrupt br data"},
+		{"not gzip", "gzip", []byte("data: {\"usage\":{}}\n\n"), reason.UnexpectedShape, false, "corrupt gzip data"},
+		{"not zlib or deflate", "deflate", []byte{0xff, 0xff, 0xff, 0xff}, reason.UnexpectedShape, false, "corrupt deflate data"},
+		{"not brotli", "br", []byte("plain text, not brotli at all"), reason.UnexpectedShape, false, "corrupt br data"},
 		// The checksum is checked after the plaintext was decoded: usage
 		// read from it is the provider's own, and stands.
 		{"bad checksum", "gzip", badCRC, "", true, ""},
@@ -293,7 +294,7 @@ func TestWithEncodingCorrupt(t *testing.T) {
 			d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "text/event-stream", ContentEncoding: tt.encoding}, 0)
 			_ = d.Feed(tt.body)
 			res := d.Finish(true)
-			if ReasonOf(res.Err) != tt.want || res.Usage.Reported() != tt.usage ||
+			if reason.Of(res.Err) != tt.want || res.Usage.Reported() != tt.usage ||
 				(res.Err != nil && !strings.Contains(res.Err.Error(), tt.msg)) {
 				t.Fatalf("got %v, usage %v; want %q %q, usage %v", res.Err, res.Usage.Reported(), tt.want, tt.msg, tt.usage)
 			}
@@ -333,7 +334,7 @@ func TestWithEncodingPlaintextCap(t *testing.T) {
 	bomb := gzipZeros(t, 10<<20)
 	const maxBuffer = 4 << 10 // plaintext cap 256 KiB
 	t.Run("no usage", func(t *testing.T) {
-		rec := &encRecorder{result: Result{Err: ReasonNoUsage}}
+		rec := &encRecorder{result: Result{Err: reason.NoUsage}}
 		d := WithEncoding("gzip", rec, maxBuffer)
 		var feedErrs []error
 		for _, c := range randomChunks(bomb, 500, rand.New(rand.NewPCG(3, 3))) {
@@ -347,9 +348,9 @@ func TestWithEncodingPlaintextCap(t *testing.T) {
 			t.Fatalf("inner got %d bytes, want the cap %d", len(rec.got), 64*maxBuffer)
 		case rec.maxPiece > decodeBufSize:
 			t.Fatalf("inner got a %d-byte piece; pieces are at most %d", rec.maxPiece, decodeBufSize)
-		case len(feedErrs) != 1 || !errors.Is(feedErrs[0], ReasonTooLarge):
+		case len(feedErrs) != 1 || !errors.Is(feedErrs[0], reason.TooLarge):
 			t.Fatalf("Feed errors %v, want one too_large", feedErrs)
-		case !errors.Is(res.Err, ReasonTooLarge) || rec.complete:
+		case !errors.Is(res.Err, reason.TooLarge) || rec.complete:
 			t.Fatalf("Finish: %v, inner complete %v; want too_large, not complete", res.Err, rec.complete)
 		}
 	})
@@ -367,13 +368,13 @@ func TestWithEncodingPlaintextCap(t *testing.T) {
 func TestWithEncodingLifecycle(t *testing.T) {
 	z, _ := gzipSSE(t)
 	t.Run("finish without feed", func(t *testing.T) {
-		rec := &encRecorder{result: Result{Err: ReasonNoUsage}}
+		rec := &encRecorder{result: Result{Err: reason.NoUsage}}
 		d := WithEncoding("gzip", rec, 0)
 		_ = d.Feed(nil)
 		_ = d.Feed([]byte{})
 		// An empty body, as in a 204 or a HEAD response, is an empty
 		// plaintext, not a truncated gzip stream.
-		if res := d.Finish(false); !errors.Is(res.Err, ReasonNoUsage) || rec.finishes != 1 || rec.complete {
+		if res := d.Finish(false); !errors.Is(res.Err, reason.NoUsage) || rec.finishes != 1 || rec.complete {
 			t.Fatalf("Finish: %v; inner finished %d times, complete %v", res.Err, rec.finishes, rec.complete)
 		}
 		if d.(*encodedDecoder).started {
@@ -394,9 +395,9 @@ func TestWithEncodingLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("inner feed error", func(t *testing.T) {
-		rec := &encRecorder{feedErr: ReasonTooLarge}
+		rec := &encRecorder{feedErr: reason.TooLarge}
 		d := WithEncoding("gzip", rec, 0)
-		if err := d.Feed(z); !errors.Is(err, ReasonTooLarge) {
+		if err := d.Feed(z); !errors.Is(err, reason.TooLarge) {
 			t.Fatalf("Feed: %v, want inner's error", err)
 		}
 		d.Finish(true)
@@ -514,7 +515,7 @@ func fuzzEncoded(t *testing.T, encoding string, body []byte, split uint) {
 	// The brotli decoder drops the output it holds when it meets corrupt
 	// input, and how much it holds depends on where the input was split;
 	// so for a corrupt br body only "no panic, no hang, no leak" holds.
-	corruptBr := encoding == "br" && (whole.Reason == ReasonUnexpectedShape || parts.Reason == ReasonUnexpectedShape)
+	corruptBr := encoding == "br" && (whole.Reason == reason.UnexpectedShape || parts.Reason == reason.UnexpectedShape)
 	if !corruptBr && !reflect.DeepEqual(whole, parts) {
 		t.Fatalf("split at %d changed the result:\nwhole %+v\nsplit %+v", at, whole, parts)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"net/url"
 	"strconv"
 	"strings"
@@ -387,7 +388,7 @@ func (u geminiUsage) normalise(dialect string) (usage.Usage, error) {
 			"thoughtsTokenCount=%d toolUsePromptTokenCount=%d, audio in %d (cached %d), image out %d, audio out %d: %w",
 			dialect, u.n[guPrompt], u.n[guCached], u.n[guCandidates], u.n[guThoughts], u.n[guToolUse],
 			u.detail[gdPrompt][gmAudio], u.detail[gdCache][gmAudio], u.detail[gdCandidates][gmImage],
-			u.detail[gdCandidates][gmAudio], ReasonInconsistentUsage)
+			u.detail[gdCandidates][gmAudio], reason.InconsistentUsage)
 	}
 	return out, nil
 }
@@ -535,7 +536,7 @@ func (s *geminiStream) errorOf(obj string) error {
 	if status == "" {
 		status = geminiMember(obj, "code")
 	}
-	return fmt.Errorf("%s: provider error %q: %w", s.dialect, status, ReasonProviderError)
+	return fmt.Errorf("%s: provider error %q: %w", s.dialect, status, reason.ProviderError)
 }
 
 // result reports the usage when any arrived, with Err set to, in order:
@@ -554,9 +555,9 @@ func (s *geminiStream) result(cut bool) Result {
 			res.Err = s.provErr
 		case res.Err != nil || s.usageFinal:
 		case s.tooLarge:
-			res.Err = fmt.Errorf("%s: a chunk over %d bytes was dropped after the last usage: %w", s.dialect, s.max, ReasonTooLarge)
+			res.Err = fmt.Errorf("%s: a chunk over %d bytes was dropped after the last usage: %w", s.dialect, s.max, reason.TooLarge)
 		case cut:
-			res.Err = fmt.Errorf("%s: stream cut after a running usage total: %w", s.dialect, ReasonTruncated)
+			res.Err = fmt.Errorf("%s: stream cut after a running usage total: %w", s.dialect, reason.Truncated)
 		}
 		return res
 	}
@@ -564,15 +565,15 @@ func (s *geminiStream) result(cut bool) Result {
 	case s.provErr != nil:
 		res.Err = s.provErr
 	case s.tooLarge:
-		res.Err = fmt.Errorf("%s: a chunk over %d bytes was dropped: %w", s.dialect, s.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: a chunk over %d bytes was dropped: %w", s.dialect, s.max, reason.TooLarge)
 	case cut:
-		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", s.dialect, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", s.dialect, reason.Truncated)
 	case s.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d chunks were not JSON: %w", s.dialect, s.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d chunks were not JSON: %w", s.dialect, s.malformed, reason.MalformedJSON)
 	case s.badShape > 0:
-		res.Err = fmt.Errorf("%s: %d chunks were not responses: %w", s.dialect, s.badShape, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: %d chunks were not responses: %w", s.dialect, s.badShape, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usageMetadata: %w", s.dialect, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usageMetadata: %w", s.dialect, reason.NoUsage)
 	}
 	return res
 }
@@ -588,7 +589,7 @@ func (d *geminiSSE) Feed(chunk []byte) error {
 	err := d.sse.Feed(chunk, d.onEvent)
 	if errors.Is(err, framing.ErrEventTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.dialect, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.dialect, d.max, reason.TooLarge)
 	}
 	return err
 }
@@ -639,10 +640,10 @@ func (d *geminiBody) Feed(chunk []byte) error {
 	switch {
 	case errors.Is(err, framing.ErrElementTooLarge):
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream chunk over %d bytes dropped: %w", d.dialect, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream chunk over %d bytes dropped: %w", d.dialect, d.max, reason.TooLarge)
 	case errors.Is(err, framing.ErrArraySyntax):
 		d.malformed++
-		return fmt.Errorf("%s: %w: %w", d.dialect, err, ReasonMalformedJSON)
+		return fmt.Errorf("%s: %w: %w", d.dialect, err, reason.MalformedJSON)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -77,7 +78,7 @@ func TestGeminiParseRequest(t *testing.T) {
 	tests := []struct {
 		name, path, body string
 		want             Request
-		reason           Reason
+		reason           reason.Reason
 	}{
 		{"text parts and system instruction", flash,
 			`{"systemInstruction":{"parts":[{"text":"Be brief. "}]},"contents":[{"role":"user","parts":[{"text":"Hi \"you\"\n"},{"inlineData":{"mimeType":"image/png","data":"AAAA"}},{"text":"é"}]},{"role":"model","parts":[{"text":"Yo"}]}],"generationConfig":{"maxOutputTokens":256,"temperature":0.2}}`,
@@ -104,14 +105,14 @@ func TestGeminiParseRequest(t *testing.T) {
 		{"no method in the path", "/v1beta/models/gemini-2.0-flash", `{}`, Request{}, ""},
 		// An unreadable body keeps the path's model, and its length bounds
 		// the prompt (Dialect.ParseRequest's contract).
-		{"malformed", flash, `{"contents":[`, Request{Model: "gemini-2.0-flash", PromptBytes: 13}, ReasonMalformedJSON},
-		{"not an object", flash, `[{"contents":[]}]`, Request{Model: "gemini-2.0-flash", PromptBytes: 17}, ReasonUnexpectedShape},
+		{"malformed", flash, `{"contents":[`, Request{Model: "gemini-2.0-flash", PromptBytes: 13}, reason.MalformedJSON},
+		{"not an object", flash, `[{"contents":[]}]`, Request{Model: "gemini-2.0-flash", PromptBytes: 17}, reason.UnexpectedShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, d := range []Dialect{Gemini(), VertexGemini()} {
 				got, newBody, err := d.ParseRequest([]byte(tt.body), RequestOptions{Path: tt.path, InjectStreamUsage: true})
-				if ReasonOf(err) != tt.reason || (err != nil) != (tt.reason != "") {
+				if reason.Of(err) != tt.reason || (err != nil) != (tt.reason != "") {
 					t.Fatalf("%s: err %v, want reason %q", d.Name(), err, tt.reason)
 				}
 				if newBody != nil {
@@ -174,35 +175,35 @@ func TestGeminiStreamEndings(t *testing.T) {
 	tests := []struct {
 		name, ct, body string
 		complete       bool
-		reason         Reason
+		reason         reason.Reason
 		output         int64
 	}{
 		{"array complete", "application/json", "[" + geminiChunk("a", u(1), false) + ",\r\n" + geminiChunk("b", u(2), true) + "]", false, "", 2},
 		{"array cut after the final chunk", "application/json", "[" + geminiChunk("a", u(1), true) + ",", false, "", 1},
-		{"array ended early by the provider", "application/json", "[" + geminiChunk("a", u(1), false), true, ReasonTruncated, 1},
-		{"array with nothing", "application/json", "[", true, ReasonTruncated, 0},
-		{"array of nothing", "application/json", "[]", true, ReasonNoUsage, 0},
-		{"array syntax error", "application/json", `[{"a":1} {"b":2}]`, true, ReasonMalformedJSON, 0},
-		{"array of non-objects", "application/json", `[1, "x"]`, true, ReasonUnexpectedShape, 0},
-		{"array of malformed objects", "application/json", `[{"a":}]`, true, ReasonMalformedJSON, 0},
-		{"dropped chunk after the last usage", "application/json", "[" + geminiChunk("a", u(1), false) + "," + big + "]", true, ReasonTooLarge, 1},
+		{"array ended early by the provider", "application/json", "[" + geminiChunk("a", u(1), false), true, reason.Truncated, 1},
+		{"array with nothing", "application/json", "[", true, reason.Truncated, 0},
+		{"array of nothing", "application/json", "[]", true, reason.NoUsage, 0},
+		{"array syntax error", "application/json", `[{"a":1} {"b":2}]`, true, reason.MalformedJSON, 0},
+		{"array of non-objects", "application/json", `[1, "x"]`, true, reason.UnexpectedShape, 0},
+		{"array of malformed objects", "application/json", `[{"a":}]`, true, reason.MalformedJSON, 0},
+		{"dropped chunk after the last usage", "application/json", "[" + geminiChunk("a", u(1), false) + "," + big + "]", true, reason.TooLarge, 1},
 		{"dropped chunk before the final usage", "application/json", "[" + big + "," + geminiChunk("a", u(5), true) + "]", true, "", 5},
-		{"sse cut", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\n", false, ReasonTruncated, 1},
-		{"sse cut mid-event", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\ndata: {", true, ReasonTruncated, 1},
+		{"sse cut", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\n", false, reason.Truncated, 1},
+		{"sse cut mid-event", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\ndata: {", true, reason.Truncated, 1},
 		{"sse complete without finishReason", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\n", true, "", 1},
-		{"sse error after usage", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\ndata: {\"error\":{\"code\":500,\"status\":\"INTERNAL\"}}\n\n", true, ReasonProviderError, 1},
-		{"sse too large", "text/event-stream", "data: " + big + "\n\n", true, ReasonTooLarge, 0},
-		{"whole body too large", "application/json", big, true, ReasonTooLarge, 0},
-		{"whole body cut", "application/json", `{"usageMetadata":{"promptTokenCount":4`, false, ReasonTruncated, 0},
-		{"whole body without counts", "application/json", `{"usageMetadata":{"trafficType":"ON_DEMAND"}}`, true, ReasonUnexpectedShape, 0},
-		{"whole body without usage", "application/json", `{"candidates":[]}`, true, ReasonNoUsage, 0},
-		{"empty body", "application/json", "", true, ReasonMalformedJSON, 0},
+		{"sse error after usage", "text/event-stream", "data: " + geminiChunk("a", u(1), false) + "\n\ndata: {\"error\":{\"code\":500,\"status\":\"INTERNAL\"}}\n\n", true, reason.ProviderError, 1},
+		{"sse too large", "text/event-stream", "data: " + big + "\n\n", true, reason.TooLarge, 0},
+		{"whole body too large", "application/json", big, true, reason.TooLarge, 0},
+		{"whole body cut", "application/json", `{"usageMetadata":{"promptTokenCount":4`, false, reason.Truncated, 0},
+		{"whole body without counts", "application/json", `{"usageMetadata":{"trafficType":"ON_DEMAND"}}`, true, reason.UnexpectedShape, 0},
+		{"whole body without usage", "application/json", `{"candidates":[]}`, true, reason.NoUsage, 0},
+		{"empty body", "application/json", "", true, reason.MalformedJSON, 0},
 		{"whitespace then object", "application/json", "\r\n " + geminiChunk("a", u(1), true), true, "", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := decodeGemini(tt.ct, tt.complete, []byte(tt.body))
-			if ReasonOf(res.Err) != tt.reason || (res.Err != nil) != (tt.reason != "") || res.Usage.Get(usage.Output) != tt.output {
+			if reason.Of(res.Err) != tt.reason || (res.Err != nil) != (tt.reason != "") || res.Usage.Get(usage.Output) != tt.output {
 				t.Fatalf("got %+v, err %v; want reason %q, output %d", outcomeOf(res), res.Err, tt.reason, tt.output)
 			}
 		})
@@ -214,7 +215,7 @@ func TestGeminiNormalise(t *testing.T) {
 		name   string
 		meta   string
 		want   map[string]int64
-		reason Reason
+		reason reason.Reason
 	}{
 		{"total disagrees: kept, not an error", `{"promptTokenCount":5,"candidatesTokenCount":5,"totalTokenCount":99}`,
 			map[string]int64{"input": 5, "cache_read": 0, "output": 5, "reasoning": 0}, ""},
@@ -227,11 +228,11 @@ func TestGeminiNormalise(t *testing.T) {
 		{"string counts", `{"promptTokenCount":"12","candidatesTokenCount":3}`,
 			map[string]int64{"input": 12, "cache_read": 0, "output": 3, "reasoning": 0}, ""},
 		{"image output over candidates", `{"promptTokenCount":1,"candidatesTokenCount":10,"candidatesTokensDetails":[{"modality":"IMAGE","tokenCount":12}]}`,
-			map[string]int64{"input": 1, "cache_read": 0, "output": 0, "image_output": 10, "reasoning": 0}, ReasonInconsistentUsage},
+			map[string]int64{"input": 1, "cache_read": 0, "output": 0, "image_output": 10, "reasoning": 0}, reason.InconsistentUsage},
 		{"cached audio over prompt audio", `{"promptTokenCount":20,"cachedContentTokenCount":10,"promptTokensDetails":[{"modality":"AUDIO","tokenCount":2}],"cacheTokensDetails":[{"modality":"AUDIO","tokenCount":5}]}`,
-			map[string]int64{"input": 10, "cache_read": 10, "audio_input": 0, "output": 0, "reasoning": 0}, ReasonInconsistentUsage},
+			map[string]int64{"input": 10, "cache_read": 10, "audio_input": 0, "output": 0, "reasoning": 0}, reason.InconsistentUsage},
 		{"negative count", `{"promptTokenCount":-4,"candidatesTokenCount":3,"thoughtsTokenCount":-1}`,
-			map[string]int64{"input": 0, "cache_read": 0, "output": 3, "reasoning": 0}, ReasonInconsistentUsage},
+			map[string]int64{"input": 0, "cache_read": 0, "output": 3, "reasoning": 0}, reason.InconsistentUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,7 +280,7 @@ func FuzzGeminiRequest(f *testing.F) {
 			t.Fatal("rewrote the body")
 		}
 		if err != nil {
-			if r := ReasonOf(err); r != ReasonMalformedJSON && r != ReasonUnexpectedShape {
+			if r := reason.Of(err); r != reason.MalformedJSON && r != reason.UnexpectedShape {
 				t.Fatalf("error without a reason: %v", err)
 			}
 			if req.PromptBytes != int64(len(body)) || req.Prompt != "" {

@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"path/filepath"
 	"testing"
 )
@@ -16,7 +17,7 @@ func TestOpenAIChatLenientFixtures(t *testing.T) {
 	tests := []struct {
 		name   string
 		want   Request
-		reason Reason
+		reason reason.Reason
 	}{
 		{"nan_temperature", want(false, LenientNonFinite), ""},
 		{"infinity_top_p", want(false, LenientNonFinite), ""},
@@ -33,8 +34,8 @@ func TestOpenAIChatLenientFixtures(t *testing.T) {
 		// A NaN where max_tokens is reads as no cap.
 		{"max_tokens_nan", Request{Model: "gpt-4o-mini", Prompt: prompt, PromptBytes: int64(len(prompt)), Lenient: LenientNonFinite}, ""},
 		// Unreadable even so: the error, with what admission can use.
-		{"truncated", Request{Model: "gpt-4o-mini", Stream: true, PromptBytes: 101}, ReasonMalformedJSON},
-		{"nan_glued_to_a_number", Request{Model: "gpt-4o-mini", PromptBytes: 96}, ReasonMalformedJSON},
+		{"truncated", Request{Model: "gpt-4o-mini", Stream: true, PromptBytes: 101}, reason.MalformedJSON},
+		{"nan_glued_to_a_number", Request{Model: "gpt-4o-mini", PromptBytes: 96}, reason.MalformedJSON},
 	}
 	dir := filepath.Join("testdata", "lenient", "openai_chat")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
@@ -46,7 +47,7 @@ func TestOpenAIChatLenientFixtures(t *testing.T) {
 			body := readFile(t, dir, tt.name+".json")
 			for _, inject := range []bool{false, true} {
 				got, newBody, err := OpenAIChat().ParseRequest(body, RequestOptions{InjectStreamUsage: inject})
-				if ReasonOf(err) != tt.reason || (err != nil) != (tt.reason != "") {
+				if reason.Of(err) != tt.reason || (err != nil) != (tt.reason != "") {
 					t.Fatalf("inject=%v: err %v, want reason %q", inject, err, tt.reason)
 				}
 				// A leniently read body passes as sent: a rewrite would
@@ -128,7 +129,7 @@ func TestEveryJSONDialectParsesLeniently(t *testing.T) {
 			}
 			cut := c.body[:len(c.body)-4]
 			got, newBody, err := d.ParseRequest([]byte(cut), opts)
-			if ReasonOf(err) != ReasonMalformedJSON || newBody != nil || got.Model != strict.Model ||
+			if reason.Of(err) != reason.MalformedJSON || newBody != nil || got.Model != strict.Model ||
 				got.PromptBytes != int64(len(cut)) || got.Prompt != "" {
 				t.Errorf("truncated: got %+v, %v; want the model %q and PromptBytes %d", got, err, strict.Model, len(cut))
 			}

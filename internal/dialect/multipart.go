@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 )
 
@@ -72,7 +73,7 @@ var (
 )
 
 func formErr(what string) error {
-	return fmt.Errorf("multipart: %s: %w", what, ReasonUnexpectedShape)
+	return fmt.Errorf("multipart: %s: %w", what, reason.UnexpectedShape)
 }
 
 // Err is why iteration stopped early, or nil when the body ended with its

@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"math/rand/v2"
 	"mime/multipart"
@@ -133,7 +134,7 @@ func TestFormReaderErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := readForm([]byte(tt.body))
-			if !errors.Is(err, ReasonUnexpectedShape) {
+			if !errors.Is(err, reason.UnexpectedShape) {
 				t.Fatalf("err %v, want unexpected_shape", err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {

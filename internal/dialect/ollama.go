@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -242,7 +243,7 @@ func ollamaError(name, raw string) error {
 	if raw == "" || raw == "null" || raw == `""` {
 		return nil
 	}
-	return fmt.Errorf("%s: provider error: %w", name, ReasonProviderError)
+	return fmt.Errorf("%s: provider error: %w", name, reason.ProviderError)
 }
 
 // ollamaUsage is a done object's counts.
@@ -274,9 +275,9 @@ func (u ollamaUsage) normalise(name string) (usage.Usage, error) {
 	out.Set(usage.Output, max(u.out, 0))
 	switch {
 	case u.in < 0 || u.out < 0:
-		return out, fmt.Errorf("%s: usage prompt_eval_count=%d eval_count=%d: %w", name, u.in, u.out, ReasonInconsistentUsage)
+		return out, fmt.Errorf("%s: usage prompt_eval_count=%d eval_count=%d: %w", name, u.in, u.out, reason.InconsistentUsage)
 	case u.odd:
-		return out, fmt.Errorf("%s: a count in the done object is not a number: %w", name, ReasonUnexpectedShape)
+		return out, fmt.Errorf("%s: a count in the done object is not a number: %w", name, reason.UnexpectedShape)
 	}
 	return out, nil
 }
@@ -310,7 +311,7 @@ func (d *ollamaJSON) Finish(complete bool) Result {
 	case perr != nil:
 		res.Err = perr
 	default:
-		res.Err = fmt.Errorf("%s: response is not a done object: %w", d.dialect, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response is not a done object: %w", d.dialect, reason.NoUsage)
 	}
 	return res
 }
@@ -337,7 +338,7 @@ func (d *ollamaStream) Feed(chunk []byte) error {
 	err := d.nd.Feed(chunk, d.onLine)
 	if errors.Is(err, framing.ErrLineTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream line over %d bytes dropped: %w", d.name, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream line over %d bytes dropped: %w", d.name, d.max, reason.TooLarge)
 	}
 	return err
 }
@@ -396,15 +397,15 @@ func (d *ollamaStream) Finish(complete bool) Result {
 	case d.provErr != nil:
 		res.Err = d.provErr
 	case d.tooLarge:
-		res.Err = fmt.Errorf("%s: a line over %d bytes was dropped: %w", d.name, d.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: a line over %d bytes was dropped: %w", d.name, d.max, reason.TooLarge)
 	case d.cut || !complete:
-		res.Err = fmt.Errorf("%s: stream cut before its done object: %w", d.name, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its done object: %w", d.name, reason.Truncated)
 	case d.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d stream lines were not JSON: %w", d.name, d.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d stream lines were not JSON: %w", d.name, d.malformed, reason.MalformedJSON)
 	case d.badShape > 0:
-		res.Err = fmt.Errorf("%s: %d stream lines were not objects: %w", d.name, d.badShape, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: %d stream lines were not objects: %w", d.name, d.badShape, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: stream ended without a done object: %w", d.name, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: stream ended without a done object: %w", d.name, reason.NoUsage)
 	}
 	return res
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -102,7 +103,7 @@ func TestOllamaParseRequest(t *testing.T) {
 			}
 		})
 	}
-	for body, want := range map[string]Reason{`{"model":`: ReasonMalformedJSON, `[1]`: ReasonUnexpectedShape, ``: ReasonMalformedJSON} {
+	for body, want := range map[string]reason.Reason{`{"model":`: reason.MalformedJSON, `[1]`: reason.UnexpectedShape, ``: reason.MalformedJSON} {
 		if _, _, err := OllamaChat().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, want) {
 			t.Errorf("%q: err %v, want %s", body, err, want)
 		}
@@ -156,7 +157,7 @@ func TestOllamaStreamText(t *testing.T) {
 	}
 	gen := `{"model":"m","thinking":"hmm","response":"","done":false}` + "\n" + `{"model":"m","response":"Hi","done":false}` + "\n"
 	res = decodeOllama(false, true, []byte(gen))
-	if string(res.Text) != "hmmHi" || !errors.Is(res.Err, ReasonNoUsage) {
+	if string(res.Text) != "hmmHi" || !errors.Is(res.Err, reason.NoUsage) {
 		t.Fatalf("generate Text %q err %v", res.Text, res.Err)
 	}
 }
@@ -168,32 +169,32 @@ func TestOllamaStreamReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		reason   Reason
+		reason   reason.Reason
 		in, out  int64 // expected when reported
 		reported bool
 	}{
 		{"done", word + done, true, "", 4, 2, true},
 		{"done, client went away after", word + done, false, "", 4, 2, true},
-		{"no done, complete", word, true, ReasonNoUsage, 0, 0, false},
-		{"no done, cut", word, false, ReasonTruncated, 0, 0, false},
-		{"cut mid-line", word + `{"model":"m","mess`, true, ReasonTruncated, 0, 0, false},
-		{"not json", word + "<html>502</html>\n", true, ReasonMalformedJSON, 0, 0, false},
-		{"not an object", "[1,2]\n" + word, true, ReasonUnexpectedShape, 0, 0, false},
-		{"error line wins over done", word + `{"error":"boom"}` + "\n" + done, true, ReasonProviderError, 4, 2, true},
+		{"no done, complete", word, true, reason.NoUsage, 0, 0, false},
+		{"no done, cut", word, false, reason.Truncated, 0, 0, false},
+		{"cut mid-line", word + `{"model":"m","mess`, true, reason.Truncated, 0, 0, false},
+		{"not json", word + "<html>502</html>\n", true, reason.MalformedJSON, 0, 0, false},
+		{"not an object", "[1,2]\n" + word, true, reason.UnexpectedShape, 0, 0, false},
+		{"error line wins over done", word + `{"error":"boom"}` + "\n" + done, true, reason.ProviderError, 4, 2, true},
 		{"empty error is none", `{"error":"","model":"m","done":true,"eval_count":1}` + "\n", true, "", 0, 1, true},
-		{"negative count", `{"done":true,"prompt_eval_count":-3,"eval_count":2}`, true, ReasonInconsistentUsage, 0, 2, true},
-		{"count not a number", `{"done":true,"prompt_eval_count":"3","eval_count":2}`, true, ReasonUnexpectedShape, 0, 2, true},
+		{"negative count", `{"done":true,"prompt_eval_count":-3,"eval_count":2}`, true, reason.InconsistentUsage, 0, 2, true},
+		{"count not a number", `{"done":true,"prompt_eval_count":"3","eval_count":2}`, true, reason.UnexpectedShape, 0, 2, true},
 		{"null count is absent", `{"done":true,"prompt_eval_count":null,"eval_count":2}`, true, "", 0, 2, true},
-		{"done false with counts is no usage", `{"done":false,"prompt_eval_count":3,"eval_count":2}`, true, ReasonNoUsage, 0, 0, false},
+		{"done false with counts is no usage", `{"done":false,"prompt_eval_count":3,"eval_count":2}`, true, reason.NoUsage, 0, 0, false},
 		{"too large line, then done", strings.Repeat("y", 2000) + "\n" + done, true, "", 4, 2, true},
-		{"too large line, no done", word + strings.Repeat("y", 2000) + "\n", true, ReasonTooLarge, 0, 0, false},
-		{"empty body", "", true, ReasonNoUsage, 0, 0, false},
+		{"too large line, no done", word + strings.Repeat("y", 2000) + "\n", true, reason.TooLarge, 0, 0, false},
+		{"empty body", "", true, reason.NoUsage, 0, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := decodeOllama(true, tt.complete, []byte(tt.body))
-			if ReasonOf(res.Err) != tt.reason {
-				t.Fatalf("reason %q (%v), want %q", ReasonOf(res.Err), res.Err, tt.reason)
+			if reason.Of(res.Err) != tt.reason {
+				t.Fatalf("reason %q (%v), want %q", reason.Of(res.Err), res.Err, tt.reason)
 			}
 			u := res.Usage
 			if u.Reported() != tt.reported || u.Get(usage.Input) != tt.in || u.Get(usage.Output) != tt.out {
@@ -210,22 +211,22 @@ func TestOllamaJSONReasons(t *testing.T) {
 	tests := []struct {
 		name, ct, body string
 		complete       bool
-		reason         Reason
+		reason         reason.Reason
 	}{
 		{"done", "application/json", `{"model":"m","response":"x","done":true,"eval_count":1}`, true, ""},
-		{"not done", "application/json", `{"model":"m","response":"x","done":false}`, true, ReasonNoUsage},
-		{"error", "application/json", `{"error":"model requires more system memory"}`, true, ReasonProviderError},
-		{"malformed", "application/json", `{"done":tru`, true, ReasonMalformedJSON},
-		{"cut", "application/json", `{"done":tru`, false, ReasonTruncated},
-		{"array", "APPLICATION/JSON; charset=utf-8", `[{"done":true}]`, true, ReasonUnexpectedShape},
+		{"not done", "application/json", `{"model":"m","response":"x","done":false}`, true, reason.NoUsage},
+		{"error", "application/json", `{"error":"model requires more system memory"}`, true, reason.ProviderError},
+		{"malformed", "application/json", `{"done":tru`, true, reason.MalformedJSON},
+		{"cut", "application/json", `{"done":tru`, false, reason.Truncated},
+		{"array", "APPLICATION/JSON; charset=utf-8", `[{"done":true}]`, true, reason.UnexpectedShape},
 		{"no content type reads lines", "", `{"model":"m","response":"x","done":true,"eval_count":1}`, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dec := OllamaGenerate().NewDecoder(Response{Status: 200, ContentType: tt.ct}, 0)
 			_ = dec.Feed([]byte(tt.body))
-			if res := dec.Finish(tt.complete); ReasonOf(res.Err) != tt.reason {
-				t.Fatalf("reason %q (%v), want %q", ReasonOf(res.Err), res.Err, tt.reason)
+			if res := dec.Finish(tt.complete); reason.Of(res.Err) != tt.reason {
+				t.Fatalf("reason %q (%v), want %q", reason.Of(res.Err), res.Err, tt.reason)
 			}
 		})
 	}

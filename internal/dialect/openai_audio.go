@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math"
 	"strings"
 
@@ -149,7 +150,7 @@ func audioUsage(obj string) (u usage.Usage, has bool, err error) {
 	}
 	if has && !ok {
 		err = fmt.Errorf("%s: usage input_tokens=%d text_tokens=%d audio_tokens=%d output_tokens=%d: %w", openAIAudioName,
-			t.n[auInputTokens], t.n[auTextTokens], t.n[auAudioTokens], t.n[auOutputTokens], ReasonInconsistentUsage)
+			t.n[auInputTokens], t.n[auTextTokens], t.n[auAudioTokens], t.n[auOutputTokens], reason.InconsistentUsage)
 	}
 	return u, has, err
 }
@@ -288,11 +289,11 @@ func (d *audioJSON) Finish(complete bool) Result {
 		res.Usage.SetUnit(usage.AudioMillis, ms)
 		res.Usage.Raw = append(res.Usage.Raw, usage.Field{Name: "duration_ms", Value: ms})
 	case mediaErrorCode(errRaw) != "":
-		res.Err = fmt.Errorf("%s: provider error %q: %w", openAIAudioName, mediaErrorCode(errRaw), ReasonProviderError)
+		res.Err = fmt.Errorf("%s: provider error %q: %w", openAIAudioName, mediaErrorCode(errRaw), reason.ProviderError)
 	case isObject(usageRaw):
-		res.Err = fmt.Errorf("%s: usage has no counts: %w", openAIAudioName, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no counts: %w", openAIAudioName, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIAudioName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIAudioName, reason.NoUsage)
 	}
 	return res
 }
@@ -309,7 +310,7 @@ func (d *audioText) Feed(chunk []byte) error {
 
 func (d *audioText) Finish(bool) Result {
 	return Result{Text: d.text.Bytes(), StreamedTextBytes: d.text.Total(),
-		Err: fmt.Errorf("%s: a plain-text transcript carries no usage: %w", openAIAudioName, ReasonNoUsage)}
+		Err: fmt.Errorf("%s: a plain-text transcript carries no usage: %w", openAIAudioName, reason.NoUsage)}
 }
 
 // audioSSE decodes a streamed transcription.

@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/big"
 	"mime/multipart"
 	"reflect"
@@ -66,11 +67,11 @@ func TestOpenAIAudioParseRequestErrors(t *testing.T) {
 	whole := audioForm(t, "model", "whisper-1", "stream", "true")
 	cut := whole[:bytes.Index(whole, []byte(`name="stream"`))+20]
 	req, _, err := OpenAIAudio().ParseRequest(cut, RequestOptions{})
-	if !errors.Is(err, ReasonUnexpectedShape) || req.Model != "whisper-1" || req.Stream {
+	if !errors.Is(err, reason.UnexpectedShape) || req.Model != "whisper-1" || req.Stream {
 		t.Fatalf("cut form: %+v %v; want the model read and unexpected_shape", req, err)
 	}
 	for _, body := range []string{"", `{"model":"whisper-1"}`, "--\r\n"} {
-		if _, _, err := OpenAIAudio().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, ReasonUnexpectedShape) {
+		if _, _, err := OpenAIAudio().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, reason.UnexpectedShape) {
 			t.Errorf("%q: %v, want unexpected_shape", body, err)
 		}
 	}
@@ -160,26 +161,26 @@ func TestOpenAIAudioReasons(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
 		complete                bool
-		want                    Reason
+		want                    reason.Reason
 	}{
-		{"json array", "application/json", `[]`, true, ReasonUnexpectedShape},
-		{"json malformed", "application/json", `{"text":`, true, ReasonMalformedJSON},
-		{"usage without counts", "application/json", `{"text":"x","usage":{"type":"tokens"}}`, true, ReasonUnexpectedShape},
-		{"negative seconds", "application/json", `{"text":"x","usage":{"type":"duration","seconds":-1}}`, true, ReasonUnexpectedShape},
+		{"json array", "application/json", `[]`, true, reason.UnexpectedShape},
+		{"json malformed", "application/json", `{"text":`, true, reason.MalformedJSON},
+		{"usage without counts", "application/json", `{"text":"x","usage":{"type":"tokens"}}`, true, reason.UnexpectedShape},
+		{"negative seconds", "application/json", `{"text":"x","usage":{"type":"duration","seconds":-1}}`, true, reason.UnexpectedShape},
 		{"usage beats error", "application/json", `{"error":{"code":"x"},"usage":{"seconds":1}}`, true, ""},
-		{"sse done without usage", "text/event-stream", "data: {\"type\":\"transcript.text.done\",\"text\":\"x\"}\n\n", false, ReasonNoUsage},
-		{"sse done with empty usage", "text/event-stream", "data: {\"type\":\"transcript.text.done\",\"usage\":{}}\n\n", true, ReasonUnexpectedShape},
-		{"sse malformed", "text/event-stream", "data: nope\n\n", true, ReasonMalformedJSON},
-		{"sse [DONE] only, cancelled", "text/event-stream", "data: [DONE]\n\n", false, ReasonNoUsage},
-		{"sse empty, cancelled", "text/event-stream", "", false, ReasonTruncated},
-		{"named error event", "text/event-stream", "event: error\ndata: {\"message\":\"x\"}\n\n", true, ReasonProviderError},
-		{"vtt", "text/vtt", "WEBVTT\n", true, ReasonNoUsage},
+		{"sse done without usage", "text/event-stream", "data: {\"type\":\"transcript.text.done\",\"text\":\"x\"}\n\n", false, reason.NoUsage},
+		{"sse done with empty usage", "text/event-stream", "data: {\"type\":\"transcript.text.done\",\"usage\":{}}\n\n", true, reason.UnexpectedShape},
+		{"sse malformed", "text/event-stream", "data: nope\n\n", true, reason.MalformedJSON},
+		{"sse [DONE] only, cancelled", "text/event-stream", "data: [DONE]\n\n", false, reason.NoUsage},
+		{"sse empty, cancelled", "text/event-stream", "", false, reason.Truncated},
+		{"named error event", "text/event-stream", "event: error\ndata: {\"message\":\"x\"}\n\n", true, reason.ProviderError},
+		{"vtt", "text/vtt", "WEBVTT\n", true, reason.NoUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAIAudio().NewDecoder(Response{Status: 200, ContentType: tt.contentType}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(tt.complete).Err); got != tt.want {
+			if got := reason.Of(d.Finish(tt.complete).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})

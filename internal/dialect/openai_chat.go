@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"iter"
 
 	"github.com/tidwall/gjson"
@@ -54,11 +55,11 @@ func (openAIChat) parseRequest(body []byte, opts RequestOptions) (Request, []byt
 func parseOpenAIRequest(name, promptKey string, texts func(string) iter.Seq[string], body []byte, opts RequestOptions) (Request, []byte, error) {
 	s := bstr(body)
 	if !gjson.Valid(s) {
-		return Request{}, nil, fmt.Errorf("%s: request body: %w", name, ReasonMalformedJSON)
+		return Request{}, nil, fmt.Errorf("%s: request body: %w", name, reason.MalformedJSON)
 	}
 	c, ok := scanChatRequest(s, promptKey)
 	if !ok {
-		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", name, ReasonUnexpectedShape)
+		return Request{}, nil, fmt.Errorf("%s: request body is not a JSON object: %w", name, reason.UnexpectedShape)
 	}
 	req := c.request(texts)
 	if !req.Stream || req.IncludeUsage || !opts.InjectStreamUsage {
@@ -350,9 +351,9 @@ func providerError(dialect, raw string) error {
 		if code == "" {
 			code, _ = stringValue(lastMember(raw, "type"))
 		}
-		return fmt.Errorf("%s: provider error %q: %w", dialect, code, ReasonProviderError)
+		return fmt.Errorf("%s: provider error %q: %w", dialect, code, reason.ProviderError)
 	case len(raw) > 0 && raw[0] == '"':
-		return fmt.Errorf("%s: provider error: %w", dialect, ReasonProviderError)
+		return fmt.Errorf("%s: provider error: %w", dialect, reason.ProviderError)
 	}
 	return nil
 }
@@ -376,7 +377,7 @@ func (d *chatJSON) Finish(complete bool) Result {
 	var text TextBuffer
 	o, ok := scanChatObject(s, d.shape, &text)
 	if !ok {
-		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", name, ReasonUnexpectedShape)}
+		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", name, reason.UnexpectedShape)}
 	}
 	res := Result{Text: text.Bytes(), StreamedTextBytes: text.Total(), ServiceTier: openAIServedTier(o.serviceTier)}
 	res.Model, _ = stringValue(o.model)
@@ -392,9 +393,9 @@ func (d *chatJSON) Finish(complete bool) Result {
 	case perr != nil:
 		res.Err = perr
 	case isObject(raw):
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", name, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", name, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", name, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", name, reason.NoUsage)
 	}
 	return res
 }
@@ -422,7 +423,7 @@ func (d *chatSSE) Feed(chunk []byte) error {
 	err := d.sse.Feed(chunk, d.onEvent)
 	if errors.Is(err, framing.ErrEventTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.shape.name, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", d.shape.name, d.max, reason.TooLarge)
 	}
 	return err
 }
@@ -432,7 +433,7 @@ var doneData = []byte("[DONE]")
 func (d *chatSSE) onEvent(ev framing.Event) error {
 	data := bytes.TrimSpace(ev.Data)
 	if string(ev.Name) == "error" && d.provErr == nil {
-		d.provErr = fmt.Errorf("%s: error event: %w", d.shape.name, ReasonProviderError)
+		d.provErr = fmt.Errorf("%s: error event: %w", d.shape.name, reason.ProviderError)
 	}
 	switch {
 	case len(data) == 0:
@@ -493,7 +494,7 @@ func (d *chatSSE) Finish(complete bool) Result {
 	if d.hasUsage {
 		res.Usage, res.Err = d.usage.normalise(name)
 		if res.Err == nil && cut && !d.usageFinal {
-			res.Err = fmt.Errorf("%s: stream cut after a running usage total: %w", name, ReasonTruncated)
+			res.Err = fmt.Errorf("%s: stream cut after a running usage total: %w", name, reason.Truncated)
 		}
 		return res
 	}
@@ -501,15 +502,15 @@ func (d *chatSSE) Finish(complete bool) Result {
 	case d.provErr != nil:
 		res.Err = d.provErr
 	case d.tooLarge:
-		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", name, d.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", name, d.max, reason.TooLarge)
 	case cut:
-		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", name, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its usage: %w", name, reason.Truncated)
 	case d.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", name, d.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", name, d.malformed, reason.MalformedJSON)
 	case d.badShape > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not chunks: %w", name, d.badShape, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: %d stream events were not chunks: %w", name, d.badShape, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: stream carried no usage (stream_options.include_usage not set?): %w", name, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: stream carried no usage (stream_options.include_usage not set?): %w", name, reason.NoUsage)
 	}
 	return res
 }
@@ -645,7 +646,7 @@ func (u chatUsage) normalise(dialect string) (usage.Usage, error) {
 		}
 	}
 	if !ok || !in.ok || !outp.ok {
-		return out, fmt.Errorf("%s: usage %s: %w", dialect, u.describe(), ReasonInconsistentUsage)
+		return out, fmt.Errorf("%s: usage %s: %w", dialect, u.describe(), reason.InconsistentUsage)
 	}
 	return out, nil
 }

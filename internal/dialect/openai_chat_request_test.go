@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strconv"
 	"testing"
 	"unicode/utf8"
@@ -65,15 +66,15 @@ func TestOpenAIChatParseRequestErrors(t *testing.T) {
 	// prompt's bound.
 	tests := []struct {
 		body string
-		want Reason
+		want reason.Reason
 		req  Request
 	}{
-		{``, ReasonMalformedJSON, Request{}},
-		{`{"model":"m",}`, ReasonMalformedJSON, Request{Model: "m", PromptBytes: 14}},
-		{`{"model":"m"`, ReasonMalformedJSON, Request{Model: "m", PromptBytes: 12}},
-		{`{"model":"m","stream":true,"messages":[{"content":"ab`, ReasonMalformedJSON, Request{Model: "m", Stream: true, PromptBytes: 53}},
-		{`[{"model":"m"}]`, ReasonUnexpectedShape, Request{PromptBytes: 15}},
-		{`"model"`, ReasonUnexpectedShape, Request{PromptBytes: 7}},
+		{``, reason.MalformedJSON, Request{}},
+		{`{"model":"m",}`, reason.MalformedJSON, Request{Model: "m", PromptBytes: 14}},
+		{`{"model":"m"`, reason.MalformedJSON, Request{Model: "m", PromptBytes: 12}},
+		{`{"model":"m","stream":true,"messages":[{"content":"ab`, reason.MalformedJSON, Request{Model: "m", Stream: true, PromptBytes: 53}},
+		{`[{"model":"m"}]`, reason.UnexpectedShape, Request{PromptBytes: 15}},
+		{`"model"`, reason.UnexpectedShape, Request{PromptBytes: 7}},
 	}
 	for _, tt := range tests {
 		req, newBody, err := OpenAIChat().ParseRequest([]byte(tt.body), RequestOptions{InjectStreamUsage: true})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -30,9 +31,9 @@ type fixture struct {
 
 // outcome is a Result reduced to what can be compared and written down.
 type outcome struct {
-	Model             string `json:"model"`
-	Reason            Reason `json:"reason"`
-	StreamedTextBytes int64  `json:"streamed_text_bytes"`
+	Model             string        `json:"model"`
+	Reason            reason.Reason `json:"reason"`
+	StreamedTextBytes int64         `json:"streamed_text_bytes"`
 	// Text is the kept generated text; omitted for dialects that keep none.
 	Text   string           `json:"text,omitempty"`
 	Tokens map[string]int64 `json:"tokens"` // the Reported classes; the rest must be zero
@@ -40,7 +41,7 @@ type outcome struct {
 }
 
 func outcomeOf(r Result) outcome {
-	o := outcome{Model: r.Model, Reason: ReasonOf(r.Err), StreamedTextBytes: r.StreamedTextBytes,
+	o := outcome{Model: r.Model, Reason: reason.Of(r.Err), StreamedTextBytes: r.StreamedTextBytes,
 		Text: string(r.Text), Tokens: map[string]int64{}, Raw: map[string]int64{}}
 	for c, n := range r.Usage.Tokens {
 		switch {
@@ -54,7 +55,7 @@ func outcomeOf(r Result) outcome {
 		o.Raw[f.Name] = f.Value
 	}
 	if r.Err != nil && o.Reason == "" {
-		o.Reason = Reason("no reason in: " + r.Err.Error())
+		o.Reason = reason.Reason("no reason in: " + r.Err.Error())
 	}
 	return o
 }
@@ -139,7 +140,7 @@ func TestOpenAIChatNormalise(t *testing.T) {
 		name   string
 		usage  string
 		want   counts
-		reason Reason
+		reason reason.Reason
 	}{
 		{"plain", `{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}`,
 			counts{"input": 10, "output": 5}, ""},
@@ -150,11 +151,11 @@ func TestOpenAIChatNormalise(t *testing.T) {
 		{"zero cached is reported", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":0}}`,
 			counts{"input": 10, "cache_read": 0, "output": 5}, ""},
 		{"cached over prompt", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":12}}`,
-			counts{"input": 0, "cache_read": 10, "output": 5}, ReasonInconsistentUsage},
+			counts{"input": 0, "cache_read": 10, "output": 5}, reason.InconsistentUsage},
 		{"reasoning over completion", `{"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":9}}`,
-			counts{"input": 10, "output": 0, "reasoning": 5}, ReasonInconsistentUsage},
+			counts{"input": 10, "output": 0, "reasoning": 5}, reason.InconsistentUsage},
 		{"negative", `{"prompt_tokens":-3,"completion_tokens":5}`,
-			counts{"input": 0, "output": 5}, ReasonInconsistentUsage},
+			counts{"input": 0, "output": 5}, reason.InconsistentUsage},
 		{"prompt only", `{"prompt_tokens":7}`, counts{"input": 7}, ""},
 		{"last of repeated keys", `{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens":3}`,
 			counts{"input": 3, "output": 2}, ""},
@@ -163,9 +164,9 @@ func TestOpenAIChatNormalise(t *testing.T) {
 			`"completion_tokens_details":{"reasoning_tokens":10,"audio_tokens":40}}`,
 			counts{"input": 50, "cache_read": 20, "audio_input": 30, "output": 10, "reasoning": 10, "audio_output": 40}, ""},
 		{"audio over prompt", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":6,"audio_tokens":6}}`,
-			counts{"input": 0, "cache_read": 6, "audio_input": 4, "output": 5}, ReasonInconsistentUsage},
+			counts{"input": 0, "cache_read": 6, "audio_input": 4, "output": 5}, reason.InconsistentUsage},
 		{"audio output over completion", `{"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2,"audio_tokens":4}}`,
-			counts{"input": 10, "output": 0, "reasoning": 2, "audio_output": 3}, ReasonInconsistentUsage},
+			counts{"input": 10, "output": 0, "reasoning": 2, "audio_output": 3}, reason.InconsistentUsage},
 		{"deepseek hit and miss", `{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}`,
 			counts{"input": 36, "cache_read": 64, "output": 5}, ""},
 		{"deepseek cached_tokens wins", `{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":64},` +
@@ -173,9 +174,9 @@ func TestOpenAIChatNormalise(t *testing.T) {
 			counts{"input": 36, "cache_read": 64, "output": 5}, ""},
 		{"deepseek hit disagrees with cached_tokens", `{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60},` +
 			`"prompt_cache_hit_tokens":64}`,
-			counts{"input": 40, "cache_read": 60, "output": 5}, ReasonInconsistentUsage},
+			counts{"input": 40, "cache_read": 60, "output": 5}, reason.InconsistentUsage},
 		{"deepseek hit and miss do not add up", `{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":30}`,
-			counts{"input": 36, "cache_read": 64, "output": 5}, ReasonInconsistentUsage},
+			counts{"input": 36, "cache_read": 64, "output": 5}, reason.InconsistentUsage},
 		{"deepseek miss only", `{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_miss_tokens":100}`,
 			counts{"input": 100, "output": 5}, ""},
 		{"openrouter extras", `{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"cost":0.00042,"is_byok":false,` +
@@ -205,13 +206,13 @@ func TestOpenAIChatJSONTooLarge(t *testing.T) {
 	if err := d.Feed([]byte(`{"model":`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Feed([]byte(`"gpt-4o"}`)); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(`"gpt-4o"}`)); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed over the cap: %v", err)
 	}
 	if err := d.Feed([]byte(`more`)); err != nil {
 		t.Fatalf("Feed after the cap: %v, want nil (reported once)", err)
 	}
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonTooLarge) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.TooLarge) {
 		t.Fatalf("Finish: %v", r.Err)
 	}
 }
@@ -220,10 +221,10 @@ func TestOpenAIChatSSETooLarge(t *testing.T) {
 	body := "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"" + strings.Repeat("x", 100) + "\"}}]}\n\n" +
 		"data: [DONE]\n\n"
 	d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 64)
-	if err := d.Feed([]byte(body)); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(body)); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed: %v", err)
 	}
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonTooLarge) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.TooLarge) {
 		t.Fatalf("Finish: %v", r.Err)
 	}
 }
@@ -237,7 +238,7 @@ func TestOpenAIChatContentEncoding(t *testing.T) {
 		}
 	}
 	d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "text/event-stream", ContentEncoding: "zstd"}, 0)
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonUnsupportedEncoding) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.UnsupportedEncoding) {
 		t.Fatalf("zstd: %v", r.Err)
 	}
 }
@@ -248,26 +249,26 @@ func TestOpenAIChatSSEReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		want     Reason
+		want     reason.Reason
 	}{
 		{"usage then done", "data: " + usageChunk + "\n\ndata: [DONE]\n\n", true, ""},
 		{"usage, no done, complete", "data: " + usageChunk + "\n\n", true, ""},
 		{"usage, no done, cancelled", "data: " + usageChunk + "\n\n", false, ""},
-		{"done then cancelled", "data: {\"model\":\"m\",\"choices\":[]}\n\ndata: [DONE]\n\n", false, ReasonNoUsage},
-		{"error beats truncation", "data: {\"error\":{\"code\":\"x\"}}\n\ndata: {\"cho", true, ReasonProviderError},
-		{"named error event", "event: error\ndata: {\"message\":\"overloaded\"}\n\n", true, ReasonProviderError},
-		{"truncation beats malformed", "data: nope\n\n", false, ReasonTruncated},
-		{"malformed", "data: nope\n\ndata: [DONE]\n\n", true, ReasonMalformedJSON},
-		{"not a chunk", "data: [1,2]\n\ndata: [DONE]\n\n", true, ReasonUnexpectedShape},
-		{"empty usage", "data: {\"choices\":[],\"usage\":{}}\n\ndata: [DONE]\n\n", true, ReasonUnexpectedShape},
-		{"empty body", "", true, ReasonNoUsage},
-		{"empty body cancelled", "", false, ReasonTruncated},
+		{"done then cancelled", "data: {\"model\":\"m\",\"choices\":[]}\n\ndata: [DONE]\n\n", false, reason.NoUsage},
+		{"error beats truncation", "data: {\"error\":{\"code\":\"x\"}}\n\ndata: {\"cho", true, reason.ProviderError},
+		{"named error event", "event: error\ndata: {\"message\":\"overloaded\"}\n\n", true, reason.ProviderError},
+		{"truncation beats malformed", "data: nope\n\n", false, reason.Truncated},
+		{"malformed", "data: nope\n\ndata: [DONE]\n\n", true, reason.MalformedJSON},
+		{"not a chunk", "data: [1,2]\n\ndata: [DONE]\n\n", true, reason.UnexpectedShape},
+		{"empty usage", "data: {\"choices\":[],\"usage\":{}}\n\ndata: [DONE]\n\n", true, reason.UnexpectedShape},
+		{"empty body", "", true, reason.NoUsage},
+		{"empty body cancelled", "", false, reason.Truncated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(tt.complete).Err); got != tt.want {
+			if got := reason.Of(d.Finish(tt.complete).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})
@@ -279,21 +280,21 @@ func TestOpenAIChatJSONReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		want     Reason
+		want     reason.Reason
 	}{
-		{"cut", `{"model":"m","usage":{"prompt_`, false, ReasonTruncated},
-		{"empty", ``, true, ReasonMalformedJSON},
-		{"array", `[]`, true, ReasonUnexpectedShape},
-		{"string error", `{"error":"upstream timeout"}`, true, ReasonProviderError},
-		{"null error", `{"error":null,"usage":null}`, true, ReasonNoUsage},
+		{"cut", `{"model":"m","usage":{"prompt_`, false, reason.Truncated},
+		{"empty", ``, true, reason.MalformedJSON},
+		{"array", `[]`, true, reason.UnexpectedShape},
+		{"string error", `{"error":"upstream timeout"}`, true, reason.ProviderError},
+		{"null error", `{"error":null,"usage":null}`, true, reason.NoUsage},
 		{"usage wins over error", `{"error":{"code":"x"},"usage":{"prompt_tokens":1,"completion_tokens":0}}`, true, ""},
-		{"usage without counts", `{"usage":{"total_tokens":4}}`, true, ReasonUnexpectedShape},
+		{"usage without counts", `{"usage":{"total_tokens":4}}`, true, reason.UnexpectedShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAIChat().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(tt.complete).Err); got != tt.want {
+			if got := reason.Of(d.Finish(tt.complete).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})

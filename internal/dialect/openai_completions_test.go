@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"testing"
 
 	"github.com/tidwall/gjson"
@@ -40,7 +41,7 @@ func TestOpenAICompletionsParseRequest(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := OpenAICompletions().ParseRequest([]byte(`{"prompt":`), RequestOptions{}); !errors.Is(err, ReasonMalformedJSON) {
+	if _, _, err := OpenAICompletions().ParseRequest([]byte(`{"prompt":`), RequestOptions{}); !errors.Is(err, reason.MalformedJSON) {
 		t.Fatalf("malformed body: %v", err)
 	}
 }

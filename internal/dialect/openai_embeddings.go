@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 
 	"github.com/tidwall/gjson"
 
@@ -81,7 +82,7 @@ func (d *embeddingsJSON) Feed(chunk []byte) error {
 	d.top.feed(chunk)
 	if d.top.tooLarge && !d.overCap {
 		d.overCap = true
-		return fmt.Errorf("%s: a response member over %d bytes was dropped: %w", openAIEmbeddingsName, d.top.max, ReasonTooLarge)
+		return fmt.Errorf("%s: a response member over %d bytes was dropped: %w", openAIEmbeddingsName, d.top.max, reason.TooLarge)
 	}
 	return nil
 }
@@ -95,22 +96,22 @@ func (d *embeddingsJSON) Finish(complete bool) Result {
 	t := d.top
 	switch {
 	case t.state != tmDone && t.state != tmBad && t.state != tmNotObject && !complete:
-		return Result{Err: fmt.Errorf("%s: response body cut: %w", openAIEmbeddingsName, ReasonTruncated)}
+		return Result{Err: fmt.Errorf("%s: response body cut: %w", openAIEmbeddingsName, reason.Truncated)}
 	case t.state == tmNotObject:
-		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", openAIEmbeddingsName, ReasonUnexpectedShape)}
+		return Result{Err: fmt.Errorf("%s: response body is not a JSON object: %w", openAIEmbeddingsName, reason.UnexpectedShape)}
 	case t.state != tmDone:
-		return Result{Err: fmt.Errorf("%s: response body: %w", openAIEmbeddingsName, ReasonMalformedJSON)}
+		return Result{Err: fmt.Errorf("%s: response body: %w", openAIEmbeddingsName, reason.MalformedJSON)}
 	}
 	model, usageObj, errObj := t.value(0), t.value(1), t.value(2)
 	for _, v := range [...]string{model, usageObj, errObj} {
 		if v != "" && !gjson.Valid(v) {
-			return Result{Err: fmt.Errorf("%s: response body: %w", openAIEmbeddingsName, ReasonMalformedJSON)}
+			return Result{Err: fmt.Errorf("%s: response body: %w", openAIEmbeddingsName, reason.MalformedJSON)}
 		}
 	}
 	var res Result
 	res.Model, _ = stringValue(model)
 	if t.tooLarge {
-		res.Err = fmt.Errorf("%s: a response member over %d bytes was dropped: %w", openAIEmbeddingsName, t.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: a response member over %d bytes was dropped: %w", openAIEmbeddingsName, t.max, reason.TooLarge)
 		return res
 	}
 	perr := providerError(openAIEmbeddingsName, errObj)
@@ -121,9 +122,9 @@ func (d *embeddingsJSON) Finish(complete bool) Result {
 	case perr != nil:
 		res.Err = perr
 	case isObject(usageObj):
-		res.Err = fmt.Errorf("%s: usage has no prompt_tokens: %w", openAIEmbeddingsName, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no prompt_tokens: %w", openAIEmbeddingsName, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIEmbeddingsName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIEmbeddingsName, reason.NoUsage)
 	}
 	return res
 }
@@ -156,7 +157,7 @@ func normaliseEmbeddings(prompt, total int64, hasTotal bool) (usage.Usage, error
 	out.Set(usage.Output, 0)
 	if prompt < 0 || (hasTotal && total != prompt) {
 		return out, fmt.Errorf("%s: usage prompt_tokens=%d total_tokens=%d: %w",
-			openAIEmbeddingsName, prompt, total, ReasonInconsistentUsage)
+			openAIEmbeddingsName, prompt, total, reason.InconsistentUsage)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -44,11 +45,11 @@ func TestOpenAIEmbeddingsParseRequest(t *testing.T) {
 		})
 	}
 	for _, body := range []string{``, `{"input":}`} {
-		if _, _, err := OpenAIEmbeddings().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, ReasonMalformedJSON) {
+		if _, _, err := OpenAIEmbeddings().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, reason.MalformedJSON) {
 			t.Errorf("%q: %v", body, err)
 		}
 	}
-	if _, _, err := OpenAIEmbeddings().ParseRequest([]byte(`"x"`), RequestOptions{}); !errors.Is(err, ReasonUnexpectedShape) {
+	if _, _, err := OpenAIEmbeddings().ParseRequest([]byte(`"x"`), RequestOptions{}); !errors.Is(err, reason.UnexpectedShape) {
 		t.Errorf("string body: %v", err)
 	}
 }
@@ -66,30 +67,30 @@ func TestOpenAIEmbeddingsReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		want     Reason
+		want     reason.Reason
 	}{
-		{"empty", ``, true, ReasonMalformedJSON},
-		{"empty, cut", ``, false, ReasonTruncated},
+		{"empty", ``, true, reason.MalformedJSON},
+		{"empty, cut", ``, false, reason.Truncated},
 		{"whitespace around", " \n{\"usage\":{\"prompt_tokens\":1}}\n ", true, ""},
-		{"empty object", `{}`, true, ReasonNoUsage},
-		{"trailing comma", `{"usage":{"prompt_tokens":1},}`, true, ReasonMalformedJSON},
-		{"missing colon", `{"usage" {"prompt_tokens":1}}`, true, ReasonMalformedJSON},
-		{"bare key", `{usage:1}`, true, ReasonMalformedJSON},
-		{"mismatched brackets", `{"data":[{]}],"usage":{"prompt_tokens":1}}`, true, ReasonMalformedJSON},
-		{"kept value invalid", `{"usage":{"prompt_tokens":1,}}`, true, ReasonMalformedJSON},
-		{"two objects", `{}{}`, true, ReasonMalformedJSON},
-		{"number", `42`, true, ReasonUnexpectedShape},
-		{"string error", `{"error":"overloaded"}`, true, ReasonProviderError},
+		{"empty object", `{}`, true, reason.NoUsage},
+		{"trailing comma", `{"usage":{"prompt_tokens":1},}`, true, reason.MalformedJSON},
+		{"missing colon", `{"usage" {"prompt_tokens":1}}`, true, reason.MalformedJSON},
+		{"bare key", `{usage:1}`, true, reason.MalformedJSON},
+		{"mismatched brackets", `{"data":[{]}],"usage":{"prompt_tokens":1}}`, true, reason.MalformedJSON},
+		{"kept value invalid", `{"usage":{"prompt_tokens":1,}}`, true, reason.MalformedJSON},
+		{"two objects", `{}{}`, true, reason.MalformedJSON},
+		{"number", `42`, true, reason.UnexpectedShape},
+		{"string error", `{"error":"overloaded"}`, true, reason.ProviderError},
 		{"usage beats error", `{"error":{"code":"x"},"usage":{"prompt_tokens":2,"total_tokens":2}}`, true, ""},
-		{"usage without prompt", `{"usage":{"total_tokens":2}}`, true, ReasonUnexpectedShape},
-		{"negative", `{"usage":{"prompt_tokens":-2}}`, true, ReasonInconsistentUsage},
-		{"null clears", `{"usage":{"prompt_tokens":2,"prompt_tokens":null}}`, true, ReasonUnexpectedShape},
+		{"usage without prompt", `{"usage":{"total_tokens":2}}`, true, reason.UnexpectedShape},
+		{"negative", `{"usage":{"prompt_tokens":-2}}`, true, reason.InconsistentUsage},
+		{"null clears", `{"usage":{"prompt_tokens":2,"prompt_tokens":null}}`, true, reason.UnexpectedShape},
 		{"scalars skipped", `{"a":true,"b":null,"c":-1.5e3,"d":"x\"}","usage":{"prompt_tokens":1}}`, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := decodeEmbeddings(0, tt.complete, []byte(tt.body))
-			if got := ReasonOf(r.Err); got != tt.want {
+			if got := reason.Of(r.Err); got != tt.want {
 				t.Fatalf("reason %q, want %q (%v)", got, tt.want, r.Err)
 			}
 		})
@@ -99,13 +100,13 @@ func TestOpenAIEmbeddingsReasons(t *testing.T) {
 func TestOpenAIEmbeddingsKeptValueTooLarge(t *testing.T) {
 	body := `{"model":"` + strings.Repeat("m", 100) + `","usage":{"prompt_tokens":3,"total_tokens":3}}`
 	d := OpenAIEmbeddings().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 64)
-	if err := d.Feed([]byte(body[:90])); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(body[:90])); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed over the cap: %v", err)
 	}
 	if err := d.Feed([]byte(body[90:])); err != nil {
 		t.Fatalf("Feed after the cap: %v, want nil (reported once)", err)
 	}
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonTooLarge) || r.Usage.Reported() {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.TooLarge) || r.Usage.Reported() {
 		t.Fatalf("Finish: %+v", r)
 	}
 }
@@ -160,7 +161,7 @@ func FuzzOpenAIEmbeddingsJSON(f *testing.F) {
 		if !gjson.Valid(s) || !gjson.Parse(s).IsObject() || len(body) > 1<<10 {
 			return
 		}
-		if ReasonOf(whole.Err) == ReasonMalformedJSON {
+		if reason.Of(whole.Err) == reason.MalformedJSON {
 			t.Fatalf("valid object read as malformed: %v", whole.Err)
 		}
 		var model, prompt gjson.Result

@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 
 	"github.com/tokenmeter/tokenmeter/internal/framing"
@@ -229,7 +230,7 @@ func normaliseImages(t *tokenFields, u *usage.Usage) error {
 	spOut.set(u, usage.Output, usage.ImageOutput)
 	if !spIn.ok || !spOut.ok {
 		return fmt.Errorf("%s: usage input_tokens=%d (text %d, image %d) output_tokens=%d (text %d, image %d): %w",
-			openAIImagesName, in, inText, inImage, out, outText, outImage, ReasonInconsistentUsage)
+			openAIImagesName, in, inText, inImage, out, outText, outImage, reason.InconsistentUsage)
 	}
 	return nil
 }
@@ -285,11 +286,11 @@ func (d *imagesJSON) Finish(complete bool) Result {
 		}
 		setImageSpec(&res.Usage, size, quality)
 	case mediaErrorCode(errRaw) != "":
-		res.Err = fmt.Errorf("%s: provider error %q: %w", openAIImagesName, mediaErrorCode(errRaw), ReasonProviderError)
+		res.Err = fmt.Errorf("%s: provider error %q: %w", openAIImagesName, mediaErrorCode(errRaw), reason.ProviderError)
 	case isObject(usageRaw):
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", openAIImagesName, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", openAIImagesName, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no data: %w", openAIImagesName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no data: %w", openAIImagesName, reason.NoUsage)
 	}
 	return res
 }
@@ -354,7 +355,7 @@ func (d *imagesSSE) Finish(complete bool) Result {
 	setImageCount(&res.Usage, d.images)
 	res.Usage.ImageSize, res.Usage.ImageQuality = d.size, d.quality
 	if res.Err == nil && cut {
-		res.Err = fmt.Errorf("%s: stream cut after %d images: %w", openAIImagesName, d.images, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut after %d images: %w", openAIImagesName, d.images, reason.Truncated)
 	}
 	return res
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"mime/multipart"
 	"reflect"
 	"strings"
@@ -72,7 +73,7 @@ func TestOpenAIImagesParseRequest(t *testing.T) {
 			}
 		})
 	}
-	for body, want := range map[string]Reason{``: ReasonMalformedJSON, `[]`: ReasonUnexpectedShape, "--b\r\n": ReasonUnexpectedShape} {
+	for body, want := range map[string]reason.Reason{``: reason.MalformedJSON, `[]`: reason.UnexpectedShape, "--b\r\n": reason.UnexpectedShape} {
 		if _, _, err := OpenAIImages().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, want) {
 			t.Errorf("%q: %v, want %v", body, err, want)
 		}
@@ -123,10 +124,10 @@ func TestOpenAIImagesLargeBody(t *testing.T) {
 func TestOpenAIImagesStructureTooLarge(t *testing.T) {
 	body := `{"data":[` + strings.Repeat(`{"url":"u"},`, 1000) + `{"url":"u"}]}`
 	d := OpenAIImages().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 4<<10)
-	if err := d.Feed([]byte(body)); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(body)); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed: %v", err)
 	}
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonTooLarge) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.TooLarge) {
 		t.Fatalf("Finish: %v", r.Err)
 	}
 }
@@ -135,23 +136,23 @@ func TestOpenAIImagesReasons(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
 		complete                bool
-		want                    Reason
+		want                    reason.Reason
 	}{
-		{"no data", "application/json", `{"created":1}`, true, ReasonNoUsage},
-		{"data null", "application/json", `{"created":1,"data":null}`, true, ReasonNoUsage},
-		{"usage without counts", "application/json", `{"usage":{"total_tokens":3}}`, true, ReasonUnexpectedShape},
-		{"string error", "application/json", `{"error":"overloaded"}`, true, ReasonProviderError},
-		{"image over input", "application/json", `{"data":[],"usage":{"input_tokens":5,"input_tokens_details":{"image_tokens":6},"output_tokens":1}}`, true, ReasonInconsistentUsage},
-		{"completed then cut", "text/event-stream", "data: {\"type\":\"image_generation.completed\",\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}\n\ndata: {", false, ReasonTruncated},
+		{"no data", "application/json", `{"created":1}`, true, reason.NoUsage},
+		{"data null", "application/json", `{"created":1,"data":null}`, true, reason.NoUsage},
+		{"usage without counts", "application/json", `{"usage":{"total_tokens":3}}`, true, reason.UnexpectedShape},
+		{"string error", "application/json", `{"error":"overloaded"}`, true, reason.ProviderError},
+		{"image over input", "application/json", `{"data":[],"usage":{"input_tokens":5,"input_tokens_details":{"image_tokens":6},"output_tokens":1}}`, true, reason.InconsistentUsage},
+		{"completed then cut", "text/event-stream", "data: {\"type\":\"image_generation.completed\",\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}\n\ndata: {", false, reason.Truncated},
 		{"completed, then [DONE], cancelled", "text/event-stream", "data: {\"type\":\"image_generation.completed\"}\n\ndata: [DONE]\n\n", false, ""},
-		{"partial only", "text/event-stream", "event: image_generation.partial_image\ndata: {\"b64_json\":\"AAAA\"}\n\n", true, ReasonNoUsage},
-		{"error event", "text/event-stream", "data: {\"type\":\"error\",\"error\":{\"code\":\"moderation_blocked\"}}\n\n", true, ReasonProviderError},
+		{"partial only", "text/event-stream", "event: image_generation.partial_image\ndata: {\"b64_json\":\"AAAA\"}\n\n", true, reason.NoUsage},
+		{"error event", "text/event-stream", "data: {\"type\":\"error\",\"error\":{\"code\":\"moderation_blocked\"}}\n\n", true, reason.ProviderError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAIImages().NewDecoder(Response{Status: 200, ContentType: tt.contentType}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(tt.complete).Err); got != tt.want {
+			if got := reason.Of(d.Finish(tt.complete).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})
@@ -195,7 +196,7 @@ func FuzzOpenAIImagesJSON(f *testing.F) {
 			t.Fatalf("split at %d changed the result:\nwhole %+v\nsplit %+v", at, whole, parts)
 		}
 		r := gjson.ParseBytes(body)
-		if !gjson.ValidBytes(body) || !r.IsObject() || whole.Reason == ReasonTooLarge {
+		if !gjson.ValidBytes(body) || !r.IsObject() || whole.Reason == reason.TooLarge {
 			return
 		}
 		// The count is the unit, whatever else was reported.

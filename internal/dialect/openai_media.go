@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 	"unicode/utf8"
 
@@ -214,7 +215,7 @@ func (s *mediaStream) Feed(chunk []byte) error {
 		err := s.sse.Feed(keep, s.emit)
 		if errors.Is(err, framing.ErrEventTooLarge) {
 			s.tooLarge = true
-			err = fmt.Errorf("%s: stream event over %d bytes dropped: %w", s.dialect, s.max, ReasonTooLarge)
+			err = fmt.Errorf("%s: stream event over %d bytes dropped: %w", s.dialect, s.max, reason.TooLarge)
 		}
 		if err != nil && first == nil {
 			first = err
@@ -262,7 +263,7 @@ func (s *mediaStream) object(ev framing.Event) (obj, typ string, ok bool) {
 
 func (s *mediaStream) providerError(what string) {
 	if s.provErr == nil {
-		s.provErr = fmt.Errorf("%s: %s: %w", s.dialect, strings.TrimSpace(what), ReasonProviderError)
+		s.provErr = fmt.Errorf("%s: %s: %w", s.dialect, strings.TrimSpace(what), reason.ProviderError)
 	}
 }
 
@@ -274,15 +275,15 @@ func (s *mediaStream) missing(cut bool) error {
 	case s.provErr != nil:
 		return s.provErr
 	case s.tooLarge:
-		return fmt.Errorf("%s: an event over %d bytes was dropped: %w", s.dialect, s.max, ReasonTooLarge)
+		return fmt.Errorf("%s: an event over %d bytes was dropped: %w", s.dialect, s.max, reason.TooLarge)
 	case cut:
-		return fmt.Errorf("%s: stream cut before its usage: %w", s.dialect, ReasonTruncated)
+		return fmt.Errorf("%s: stream cut before its usage: %w", s.dialect, reason.Truncated)
 	case s.malformed > 0:
-		return fmt.Errorf("%s: %d stream events were not JSON: %w", s.dialect, s.malformed, ReasonMalformedJSON)
+		return fmt.Errorf("%s: %d stream events were not JSON: %w", s.dialect, s.malformed, reason.MalformedJSON)
 	case s.badShape > 0:
-		return fmt.Errorf("%s: %d stream events were not objects: %w", s.dialect, s.badShape, ReasonUnexpectedShape)
+		return fmt.Errorf("%s: %d stream events were not objects: %w", s.dialect, s.badShape, reason.UnexpectedShape)
 	}
-	return fmt.Errorf("%s: stream carried no usage: %w", s.dialect, ReasonNoUsage)
+	return fmt.Errorf("%s: stream carried no usage: %w", s.dialect, reason.NoUsage)
 }
 
 // mediaMember returns the raw value of obj's last member named key, or "":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -154,7 +155,7 @@ type mediaFixture struct {
 // ones under "unreported_<name>".
 type mediaOutcome struct {
 	Model             string           `json:"model,omitempty"`
-	Reason            Reason           `json:"reason"`
+	Reason            reason.Reason    `json:"reason"`
 	StreamedTextBytes int64            `json:"streamed_text_bytes"`
 	Text              string           `json:"text,omitempty"`
 	Tokens            map[string]int64 `json:"tokens"`
@@ -165,7 +166,7 @@ type mediaOutcome struct {
 }
 
 func mediaOutcomeOf(r Result) mediaOutcome {
-	o := mediaOutcome{Model: r.Model, Reason: ReasonOf(r.Err), StreamedTextBytes: r.StreamedTextBytes, Text: string(r.Text),
+	o := mediaOutcome{Model: r.Model, Reason: reason.Of(r.Err), StreamedTextBytes: r.StreamedTextBytes, Text: string(r.Text),
 		Tokens: map[string]int64{}, Units: map[string]int64{}, Raw: map[string]int64{},
 		ImageSize: r.Usage.ImageSize, ImageQuality: r.Usage.ImageQuality}
 	put := func(m map[string]int64, name string, c usage.Count) {
@@ -186,7 +187,7 @@ func mediaOutcomeOf(r Result) mediaOutcome {
 		o.Raw[f.Name] = f.Value
 	}
 	if r.Err != nil && o.Reason == "" {
-		o.Reason = Reason("no reason in: " + r.Err.Error())
+		o.Reason = reason.Reason("no reason in: " + r.Err.Error())
 	}
 	return o
 }

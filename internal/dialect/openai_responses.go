@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"iter"
 	"strings"
 
@@ -205,7 +206,7 @@ func (o responseObject) failure() error {
 		return err
 	}
 	if jsonStringIs(o.status, "failed") {
-		return fmt.Errorf("%s: response failed: %w", openAIResponsesName, ReasonProviderError)
+		return fmt.Errorf("%s: response failed: %w", openAIResponsesName, reason.ProviderError)
 	}
 	return nil
 }
@@ -274,9 +275,9 @@ func (d *responsesJSON) Finish(complete bool) Result {
 	case failure != nil:
 		res.Err = failure
 	case isObject(o.usage):
-		res.Err = fmt.Errorf("%s: usage has no token counts: %w", openAIResponsesName, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: usage has no token counts: %w", openAIResponsesName, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIResponsesName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: response has no usage: %w", openAIResponsesName, reason.NoUsage)
 	}
 	return res
 }
@@ -301,7 +302,7 @@ func (d *responsesSSE) Feed(chunk []byte) error {
 	err := d.sse.Feed(chunk, d.onEvent)
 	if errors.Is(err, framing.ErrEventTooLarge) {
 		d.tooLarge = true
-		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", openAIResponsesName, d.max, ReasonTooLarge)
+		return fmt.Errorf("%s: stream event over %d bytes dropped: %w", openAIResponsesName, d.max, reason.TooLarge)
 	}
 	return err
 }
@@ -316,7 +317,7 @@ func (d *responsesSSE) onEvent(ev framing.Event) error {
 	if string(ev.Name) == "error" && d.provErr == nil {
 		// The error event may not have the documented shape; its name
 		// alone says the response did not complete.
-		d.provErr = fmt.Errorf("%s: error event: %w", openAIResponsesName, ReasonProviderError)
+		d.provErr = fmt.Errorf("%s: error event: %w", openAIResponsesName, reason.ProviderError)
 	}
 	data := bytes.TrimSpace(ev.Data)
 	if len(data) == 0 {
@@ -379,7 +380,7 @@ func (d *responsesSSE) apply(name string, e responsesEvent) {
 	case "error":
 		if d.provErr == nil {
 			code, _ := stringValue(e.code)
-			d.provErr = fmt.Errorf("%s: error event %q: %w", openAIResponsesName, code, ReasonProviderError)
+			d.provErr = fmt.Errorf("%s: error event %q: %w", openAIResponsesName, code, reason.ProviderError)
 		}
 	default:
 		for _, t := range textDeltas {
@@ -408,7 +409,7 @@ func (d *responsesSSE) finish(typ, response string) {
 	if typ == "response.failed" && d.provErr == nil {
 		d.provErr = o.failure()
 		if d.provErr == nil {
-			d.provErr = fmt.Errorf("%s: response failed: %w", openAIResponsesName, ReasonProviderError)
+			d.provErr = fmt.Errorf("%s: response failed: %w", openAIResponsesName, reason.ProviderError)
 		}
 	}
 }
@@ -435,15 +436,15 @@ func (d *responsesSSE) Finish(complete bool) Result {
 	case d.provErr != nil:
 		res.Err = d.provErr
 	case d.tooLarge:
-		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", openAIResponsesName, d.max, ReasonTooLarge)
+		res.Err = fmt.Errorf("%s: an event over %d bytes was dropped: %w", openAIResponsesName, d.max, reason.TooLarge)
 	case cut:
-		res.Err = fmt.Errorf("%s: stream cut before its terminal event: %w", openAIResponsesName, ReasonTruncated)
+		res.Err = fmt.Errorf("%s: stream cut before its terminal event: %w", openAIResponsesName, reason.Truncated)
 	case d.malformed > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", openAIResponsesName, d.malformed, ReasonMalformedJSON)
+		res.Err = fmt.Errorf("%s: %d stream events were not JSON: %w", openAIResponsesName, d.malformed, reason.MalformedJSON)
 	case d.badShape > 0:
-		res.Err = fmt.Errorf("%s: %d stream events were not event objects: %w", openAIResponsesName, d.badShape, ReasonUnexpectedShape)
+		res.Err = fmt.Errorf("%s: %d stream events were not event objects: %w", openAIResponsesName, d.badShape, reason.UnexpectedShape)
 	default:
-		res.Err = fmt.Errorf("%s: stream carried no usage: %w", openAIResponsesName, ReasonNoUsage)
+		res.Err = fmt.Errorf("%s: stream carried no usage: %w", openAIResponsesName, reason.NoUsage)
 	}
 	return res
 }

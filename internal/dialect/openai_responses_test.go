@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -66,11 +67,11 @@ func TestOpenAIResponsesParseRequest(t *testing.T) {
 func TestOpenAIResponsesParseRequestErrors(t *testing.T) {
 	for _, tt := range []struct {
 		body string
-		want Reason
+		want reason.Reason
 	}{
-		{``, ReasonMalformedJSON},
-		{`{"input":"x",}`, ReasonMalformedJSON},
-		{`["input"]`, ReasonUnexpectedShape},
+		{``, reason.MalformedJSON},
+		{`{"input":"x",}`, reason.MalformedJSON},
+		{`["input"]`, reason.UnexpectedShape},
 	} {
 		req, newBody, err := OpenAIResponses().ParseRequest([]byte(tt.body), RequestOptions{})
 		if !errors.Is(err, tt.want) || newBody != nil || req != (Request{PromptBytes: int64(len(tt.body))}) {
@@ -89,32 +90,32 @@ func TestOpenAIResponsesSSEReasons(t *testing.T) {
 		name     string
 		body     string
 		complete bool
-		want     Reason
+		want     reason.Reason
 		tokens   bool // usage is reported
 	}{
 		{"completed", completed, true, "", true},
 		{"completed, then client gone", completed, false, "", true},
-		{"error event after usage", completed + "event: error\ndata: {}\n\n", true, ReasonProviderError, true},
-		{"failed without error object", "data: {\"type\":\"response.failed\",\"response\":{\"usage\":" + responsesUsageJSON + "}}\n\n", true, ReasonProviderError, true},
-		{"failed without usage", "data: {\"type\":\"response.failed\",\"response\":{\"usage\":null,\"error\":{\"code\":\"server_error\"}}}\n\n", true, ReasonProviderError, false},
+		{"error event after usage", completed + "event: error\ndata: {}\n\n", true, reason.ProviderError, true},
+		{"failed without error object", "data: {\"type\":\"response.failed\",\"response\":{\"usage\":" + responsesUsageJSON + "}}\n\n", true, reason.ProviderError, true},
+		{"failed without usage", "data: {\"type\":\"response.failed\",\"response\":{\"usage\":null,\"error\":{\"code\":\"server_error\"}}}\n\n", true, reason.ProviderError, false},
 		{"incomplete is billed", "data: {\"type\":\"response.incomplete\",\"response\":{\"usage\":" + responsesUsageJSON + "}}\n\n", true, "", true},
-		{"inconsistent", "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"input_tokens_details\":{\"cached_tokens\":2},\"output_tokens\":0}}}\n\n", true, ReasonInconsistentUsage, true},
-		{"completed with null usage", "data: {\"type\":\"response.completed\",\"response\":{\"usage\":null}}\n\n", true, ReasonNoUsage, false},
-		{"completed with empty usage", "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{}}}\n\n", true, ReasonUnexpectedShape, false},
-		{"cut before terminal", "data: {\"type\":\"response.created\",\"response\":{}}\n\n", false, ReasonTruncated, false},
-		{"ended mid-event", "data: {\"type\":\"response.created\",\"response\":{}}\n\ndata: {\"ty", true, ReasonTruncated, false},
-		{"no terminal, complete body", "data: {\"type\":\"response.created\",\"response\":{}}\n\n", true, ReasonNoUsage, false},
-		{"malformed", "data: nope\n\n", true, ReasonMalformedJSON, false},
-		{"not an object", "data: [1]\n\n", true, ReasonUnexpectedShape, false},
-		{"error event beats truncation", "data: {\"type\":\"error\",\"code\":\"x\"}\n\ndata: {\"ty", false, ReasonProviderError, false},
-		{"empty body", "", true, ReasonNoUsage, false},
+		{"inconsistent", "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"input_tokens_details\":{\"cached_tokens\":2},\"output_tokens\":0}}}\n\n", true, reason.InconsistentUsage, true},
+		{"completed with null usage", "data: {\"type\":\"response.completed\",\"response\":{\"usage\":null}}\n\n", true, reason.NoUsage, false},
+		{"completed with empty usage", "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{}}}\n\n", true, reason.UnexpectedShape, false},
+		{"cut before terminal", "data: {\"type\":\"response.created\",\"response\":{}}\n\n", false, reason.Truncated, false},
+		{"ended mid-event", "data: {\"type\":\"response.created\",\"response\":{}}\n\ndata: {\"ty", true, reason.Truncated, false},
+		{"no terminal, complete body", "data: {\"type\":\"response.created\",\"response\":{}}\n\n", true, reason.NoUsage, false},
+		{"malformed", "data: nope\n\n", true, reason.MalformedJSON, false},
+		{"not an object", "data: [1]\n\n", true, reason.UnexpectedShape, false},
+		{"error event beats truncation", "data: {\"type\":\"error\",\"code\":\"x\"}\n\ndata: {\"ty", false, reason.ProviderError, false},
+		{"empty body", "", true, reason.NoUsage, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAIResponses().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 0)
 			_ = d.Feed([]byte(tt.body))
 			r := d.Finish(tt.complete)
-			if got := ReasonOf(r.Err); got != tt.want || r.Usage.Reported() != tt.tokens {
+			if got := reason.Of(r.Err); got != tt.want || r.Usage.Reported() != tt.tokens {
 				t.Fatalf("reason %q reported %v, want %q %v (%v)", got, r.Usage.Reported(), tt.want, tt.tokens, r.Err)
 			}
 		})
@@ -125,20 +126,20 @@ func TestOpenAIResponsesJSONReasons(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
-		want Reason
+		want reason.Reason
 	}{
 		{"completed", `{"status":"completed","error":null,"usage":` + responsesUsageJSON + `}`, ""},
-		{"failed by status alone", `{"status":"failed","usage":` + responsesUsageJSON + `}`, ReasonProviderError},
-		{"error object", `{"error":{"code":"server_error"}}`, ReasonProviderError},
-		{"no usage", `{"status":"completed","usage":null}`, ReasonNoUsage},
-		{"usage without counts", `{"usage":{"total_tokens":3}}`, ReasonUnexpectedShape},
-		{"array", `[]`, ReasonUnexpectedShape},
+		{"failed by status alone", `{"status":"failed","usage":` + responsesUsageJSON + `}`, reason.ProviderError},
+		{"error object", `{"error":{"code":"server_error"}}`, reason.ProviderError},
+		{"no usage", `{"status":"completed","usage":null}`, reason.NoUsage},
+		{"usage without counts", `{"usage":{"total_tokens":3}}`, reason.UnexpectedShape},
+		{"array", `[]`, reason.UnexpectedShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAIResponses().NewDecoder(Response{Status: 200, ContentType: "application/json"}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(true).Err); got != tt.want {
+			if got := reason.Of(d.Finish(true).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})
@@ -166,10 +167,10 @@ func TestOpenAIResponsesSSETooLarge(t *testing.T) {
 	body := "data: {\"type\":\"response.completed\",\"response\":{\"instructions\":\"" + strings.Repeat("x", 100) +
 		"\",\"usage\":" + responsesUsageJSON + "}}\n\n"
 	d := OpenAIResponses().NewDecoder(Response{Status: 200, ContentType: "text/event-stream"}, 64)
-	if err := d.Feed([]byte(body)); !errors.Is(err, ReasonTooLarge) {
+	if err := d.Feed([]byte(body)); !errors.Is(err, reason.TooLarge) {
 		t.Fatalf("Feed: %v", err)
 	}
-	if r := d.Finish(true); !errors.Is(r.Err, ReasonTooLarge) {
+	if r := d.Finish(true); !errors.Is(r.Err, reason.TooLarge) {
 		t.Fatalf("Finish: %v", r.Err)
 	}
 }

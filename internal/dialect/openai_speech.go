@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 	"unicode/utf8"
 
@@ -146,9 +147,9 @@ func (d *speechJSON) Finish(complete bool) Result {
 		return Result{Err: err}
 	}
 	if code := mediaErrorCode(mediaMember(s, "error")); code != "" {
-		return Result{Err: fmt.Errorf("%s: provider error %q: %w", openAISpeechName, code, ReasonProviderError)}
+		return Result{Err: fmt.Errorf("%s: provider error %q: %w", openAISpeechName, code, reason.ProviderError)}
 	}
-	return Result{Err: fmt.Errorf("%s: a JSON response carries no usage: %w", openAISpeechName, ReasonNoUsage)}
+	return Result{Err: fmt.Errorf("%s: a JSON response carries no usage: %w", openAISpeechName, reason.NoUsage)}
 }
 
 // The fields of a speech stream's usage, by index into tokenFields.
@@ -206,7 +207,7 @@ func (d *speechSSE) Finish(complete bool) Result {
 		res.Usage.Set(usage.AudioOutput, max(out, 0))
 	}
 	if in < 0 || out < 0 {
-		res.Err = fmt.Errorf("%s: usage input_tokens=%d output_tokens=%d: %w", openAISpeechName, in, out, ReasonInconsistentUsage)
+		res.Err = fmt.Errorf("%s: usage input_tokens=%d output_tokens=%d: %w", openAISpeechName, in, out, reason.InconsistentUsage)
 	}
 	return res
 }

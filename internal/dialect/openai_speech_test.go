@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func TestOpenAISpeechParseRequest(t *testing.T) {
 			}
 		})
 	}
-	for body, want := range map[string]Reason{``: ReasonMalformedJSON, `{"input":`: ReasonMalformedJSON, `["x"]`: ReasonUnexpectedShape} {
+	for body, want := range map[string]reason.Reason{``: reason.MalformedJSON, `{"input":`: reason.MalformedJSON, `["x"]`: reason.UnexpectedShape} {
 		if _, _, err := OpenAISpeech().ParseRequest([]byte(body), RequestOptions{}); !errors.Is(err, want) {
 			t.Errorf("%q: %v, want %v", body, err, want)
 		}
@@ -99,20 +100,20 @@ func TestOpenAISpeechReasons(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
 		complete                bool
-		want                    Reason
+		want                    reason.Reason
 	}{
-		{"json without error", "application/json", `{"ok":true}`, true, ReasonNoUsage},
-		{"done without usage", "text/event-stream", "data: {\"type\":\"speech.audio.done\"}\n\n", false, ReasonNoUsage},
-		{"done with empty usage", "text/event-stream", "data: {\"type\":\"speech.audio.done\",\"usage\":{}}\n\n", true, ReasonUnexpectedShape},
-		{"negative", "text/event-stream", "data: {\"type\":\"speech.audio.done\",\"usage\":{\"input_tokens\":-1,\"output_tokens\":3}}\n\n", true, ReasonInconsistentUsage},
-		{"deltas, complete", "text/event-stream", "data: {\"type\":\"speech.audio.delta\",\"audio\":\"AAAA\"}\n\n", true, ReasonNoUsage},
-		{"error type", "text/event-stream", "data: {\"type\":\"error\",\"error\":{\"code\":\"server_error\"}}\n\n", true, ReasonProviderError},
+		{"json without error", "application/json", `{"ok":true}`, true, reason.NoUsage},
+		{"done without usage", "text/event-stream", "data: {\"type\":\"speech.audio.done\"}\n\n", false, reason.NoUsage},
+		{"done with empty usage", "text/event-stream", "data: {\"type\":\"speech.audio.done\",\"usage\":{}}\n\n", true, reason.UnexpectedShape},
+		{"negative", "text/event-stream", "data: {\"type\":\"speech.audio.done\",\"usage\":{\"input_tokens\":-1,\"output_tokens\":3}}\n\n", true, reason.InconsistentUsage},
+		{"deltas, complete", "text/event-stream", "data: {\"type\":\"speech.audio.delta\",\"audio\":\"AAAA\"}\n\n", true, reason.NoUsage},
+		{"error type", "text/event-stream", "data: {\"type\":\"error\",\"error\":{\"code\":\"server_error\"}}\n\n", true, reason.ProviderError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := OpenAISpeech().NewDecoder(Response{Status: 200, ContentType: tt.contentType}, 0)
 			_ = d.Feed([]byte(tt.body))
-			if got := ReasonOf(d.Finish(tt.complete).Err); got != tt.want {
+			if got := reason.Of(d.Finish(tt.complete).Err); got != tt.want {
 				t.Fatalf("reason %q, want %q", got, tt.want)
 			}
 		})

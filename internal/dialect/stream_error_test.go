@@ -3,6 +3,7 @@ package dialect
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -63,14 +64,14 @@ func TestStreamsKeepOutputBeforeAnError(t *testing.T) {
 				t.Fatalf("no fixture %s", dir)
 			}
 			var want struct {
-				Reason            Reason `json:"reason"`
-				StreamedTextBytes int64  `json:"streamed_text_bytes"`
-				Text              string `json:"text"`
+				Reason            reason.Reason `json:"reason"`
+				StreamedTextBytes int64         `json:"streamed_text_bytes"`
+				Text              string        `json:"text"`
 			}
 			if err := json.Unmarshal(readFile(t, dir, "expected.json"), &want); err != nil {
 				t.Fatal(err)
 			}
-			if want.Reason != ReasonProviderError || want.Text == "" || want.StreamedTextBytes != int64(len(want.Text)) {
+			if want.Reason != reason.ProviderError || want.Text == "" || want.StreamedTextBytes != int64(len(want.Text)) {
 				t.Fatalf("%s does not prove it: want %+v", dir, want)
 			}
 			decode := func(chunks ...[]byte) Result {
@@ -85,8 +86,8 @@ func TestStreamsKeepOutputBeforeAnError(t *testing.T) {
 			for i := 0; i <= len(f.body); i++ {
 				got := decode(f.body[:i], f.body[i:])
 				how := fmt.Sprintf("split at %d", i)
-				if ReasonOf(got.Err) != want.Reason || string(got.Text) != want.Text || got.StreamedTextBytes != want.StreamedTextBytes {
-					t.Fatalf("%s: reason %q, text %q (%d bytes); want %q, %q", how, ReasonOf(got.Err), got.Text, got.StreamedTextBytes, want.Reason, want.Text)
+				if reason.Of(got.Err) != want.Reason || string(got.Text) != want.Text || got.StreamedTextBytes != want.StreamedTextBytes {
+					t.Fatalf("%s: reason %q, text %q (%d bytes); want %q, %q", how, reason.Of(got.Err), got.Text, got.StreamedTextBytes, want.Reason, want.Text)
 				}
 				if !reflect.DeepEqual(got.Usage, whole.Usage) {
 					t.Fatalf("%s: usage %+v, whole %+v", how, got.Usage, whole.Usage)

@@ -3,6 +3,7 @@
 package ledger
 
 import (
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
@@ -110,8 +111,8 @@ type Record struct {
 	Fallback bool
 
 	Outcome Outcome
-	Reason  string // why metering fell short (a dialect.Reason, "client_disconnect", ...)
-	Budget  string // the budget that denied it, for Denied
+	Reason  reason.Reason // why metering fell short; package reason says which one a record keeps
+	Budget  string        // the budget that denied it, for Denied
 }
 
 // Sink receives records. Implementations must not block: they are called on

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
@@ -174,7 +175,7 @@ func encodeRecord(b []byte, r *ledger.Record, namesID uint64) []byte {
 	b = appendTime(b, r.FX.EffectiveFrom)
 	b = appendString(b, r.FX.Source)
 	b = appendString(b, string(r.Outcome))
-	b = appendString(b, r.Reason)
+	b = appendString(b, string(r.Reason))
 	b = appendString(b, r.Budget)
 	if flags&flagServiceTier != 0 {
 		b = appendString(b, r.ServiceTier)
@@ -428,7 +429,7 @@ func decodeRecordValue(val []byte, r *ledger.Record, ns nameSets) error {
 	r.FX.EffectiveFrom = d.time()
 	r.FX.Source = d.str()
 	r.Outcome = ledger.Outcome(d.str())
-	r.Reason, r.Budget = d.str(), d.str()
+	r.Reason, r.Budget = reason.Reason(d.str()), d.str()
 	if flags&flagServiceTier != 0 {
 		r.ServiceTier = d.str()
 	}

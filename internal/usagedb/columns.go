@@ -3,6 +3,7 @@ package usagedb
 import (
 	"errors"
 	"fmt"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"math"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ func columns(dims []string) []column {
 		boolean("stream", func(r *ledger.Record) *bool { return &r.Stream }),
 		column{"outcome", kindString, func(r *ledger.Record, b []byte) []byte { return append(b, r.Outcome...) },
 			func(r *ledger.Record, s string) error { r.Outcome = ledger.Outcome(s); return nil }},
-		str("reason", func(r *ledger.Record) *string { return &r.Reason }),
+		str("reason", func(r *ledger.Record) *reason.Reason { return &r.Reason }),
 		str("budget", func(r *ledger.Record) *string { return &r.Budget }),
 	)
 	for c := usage.Class(0); c < usage.NumClasses; c++ {
@@ -135,10 +136,10 @@ func costColumns() []column {
 	}
 }
 
-func str(name string, f func(*ledger.Record) *string) column {
+func str[S ~string](name string, f func(*ledger.Record) *S) column {
 	return column{name, kindString,
 		func(r *ledger.Record, b []byte) []byte { return append(b, *f(r)...) },
-		func(r *ledger.Record, s string) error { *f(r) = s; return nil }}
+		func(r *ledger.Record, s string) error { *f(r) = S(s); return nil }}
 }
 
 func millis(name string, f func(*ledger.Record) *time.Duration) column {

@@ -3,6 +3,7 @@ package mockllm_test
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"mime/multipart"
 	"net/http"
 	"reflect"
@@ -129,7 +130,7 @@ func TestTranscriptionFormats(t *testing.T) {
 		if r.status != http.StatusOK || string(r.body) != want || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
 			t.Fatalf("%s: %d %q %q", format, r.status, r.body, r.header.Get("Content-Type"))
 		}
-		if _, res := mediaMeter(t, dialect.OpenAIAudio(), body, r); dialect.ReasonOf(res.Err) != dialect.ReasonNoUsage ||
+		if _, res := mediaMeter(t, dialect.OpenAIAudio(), body, r); reason.Of(res.Err) != reason.NoUsage ||
 			res.StreamedTextBytes != int64(len(want)) {
 			t.Fatalf("%s: %+v", format, res)
 		}
@@ -162,7 +163,7 @@ func TestTranscriptionErrors(t *testing.T) {
 	for _, tt := range tests {
 		r := do(t, http.MethodPost, base+"/v1/audio/transcriptions", tt.body, tt.headers)
 		_, res := mediaMeter(t, dialect.OpenAIAudio(), ok, r)
-		if r.status != tt.status || dialect.ReasonOf(res.Err) != dialect.ReasonProviderError {
+		if r.status != tt.status || reason.Of(res.Err) != reason.ProviderError {
 			t.Errorf("%s: status %d, reason %v: %s", tt.name, r.status, res.Err, r.body)
 		}
 	}

@@ -2,6 +2,7 @@ package mockllm_test
 
 import (
 	"encoding/json"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"net/http"
 	"testing"
 
@@ -78,7 +79,7 @@ func TestBedrockInvokeLlamaMeteredFromHeaders(t *testing.T) {
 		switch {
 		case withHeaders && (res.Err != nil || in != 1000 || out != 20):
 			t.Errorf("with headers: input %d, output %d, err %v; want 1000, 20, nil", in, out, res.Err)
-		case !withHeaders && (dialect.ReasonOf(res.Err) != dialect.ReasonNoUsage || in != 0 || out != 0):
+		case !withHeaders && (reason.Of(res.Err) != reason.NoUsage || in != 0 || out != 0):
 			t.Errorf("without headers: input %d, output %d, err %v; want no usage", in, out, res.Err)
 		}
 	}

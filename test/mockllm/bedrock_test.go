@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"net/http"
 	"reflect"
@@ -197,11 +198,11 @@ func TestBedrockStreamEnds(t *testing.T) {
 			dec := d.NewDecoder(dialect.Response{Status: r.status, ContentType: r.header.Get("Content-Type"),
 				Header: func(name string) string { return r.header.Get(name) }}, 0)
 			_ = dec.Feed(r.body)
-			want := dialect.ReasonProviderError
+			want := reason.ProviderError
 			if tc.cut {
-				want = dialect.ReasonTruncated
+				want = reason.Truncated
 			}
-			if res := dec.Finish(!tc.cut); dialect.ReasonOf(res.Err) != want {
+			if res := dec.Finish(!tc.cut); reason.Of(res.Err) != want {
 				t.Fatalf("meter: %v, want %s", res.Err, want)
 			}
 		})

@@ -3,6 +3,7 @@ package mockllm_test
 import (
 	"bytes"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"net/http"
 	"strings"
@@ -183,13 +184,13 @@ func TestCohereStreamEndings(t *testing.T) {
 			}
 			res := decodeWith(dialect.CohereChat(), r, !tc.cut)
 			if tc.cut {
-				if dialect.ReasonOf(res.Err) != dialect.ReasonTruncated {
+				if reason.Of(res.Err) != reason.Truncated {
 					t.Fatalf("decoder: %v", res.Err)
 				}
 				return
 			}
 			if res.Usage.Get(tmusage.Input) != coherePrompt || res.Usage.Get(tmusage.Output) != int64(tc.wantWords) ||
-				(dialect.ReasonOf(res.Err) == dialect.ReasonProviderError) != tc.wantError {
+				(reason.Of(res.Err) == reason.ProviderError) != tc.wantError {
 				t.Fatalf("decoder: usage %+v err %v", res.Usage.Tokens, res.Err)
 			}
 		})
@@ -250,7 +251,7 @@ func TestCohereErrors(t *testing.T) {
 			if r.status != tc.status || e.Message == "" || e.ID == "" || r.header.Get("Content-Type") != "application/json" {
 				t.Errorf("status %d body %s; want %d", r.status, r.body, tc.status)
 			}
-			if res := decodeWith(dialect.CohereChat(), r, true); dialect.ReasonOf(res.Err) != dialect.ReasonProviderError {
+			if res := decodeWith(dialect.CohereChat(), r, true); reason.Of(res.Err) != reason.ProviderError {
 				t.Errorf("decoder: %v", res.Err)
 			}
 		})

@@ -3,6 +3,7 @@ package mockllm_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"testing"
 
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
@@ -78,7 +79,7 @@ func TestEmbeddingsErrors(t *testing.T) {
 		}
 	}
 	r := postPath(t, base, "/v1/embeddings", `{"model":"m","input":"x"}`, map[string]string{"X-Mock-Status": "429"})
-	if res := meter(dialect.OpenAIEmbeddings(), r); r.status != 429 || dialect.ReasonOf(res.Err) != dialect.ReasonProviderError {
+	if res := meter(dialect.OpenAIEmbeddings(), r); r.status != 429 || reason.Of(res.Err) != reason.ProviderError {
 		t.Fatalf("429: %d %v", r.status, res.Err)
 	}
 	a := postPath(t, base, "/v1/embeddings", `{"model":"m","input":["x","y"]}`, nil)

@@ -2,6 +2,7 @@ package mockllm_test
 
 import (
 	"encoding/json"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"testing"
 
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
@@ -46,7 +47,7 @@ func TestLegacyCompletions(t *testing.T) {
 		headers map[string]string
 		words   int
 		want    map[tmusage.Class]int64
-		reason  dialect.Reason
+		reason  reason.Reason
 	}{
 		{"json", "", map[string]string{"X-Mock-Cached-Tokens": "2"}, 8,
 			map[tmusage.Class]int64{tmusage.Input: prompt - 2, tmusage.CacheRead: 2, tmusage.Output: 8, tmusage.Reasoning: 0}, ""},
@@ -56,8 +57,8 @@ func TestLegacyCompletions(t *testing.T) {
 			map[tmusage.Class]int64{tmusage.Input: prompt, tmusage.CacheRead: 0, tmusage.Output: 8, tmusage.Reasoning: 0}, ""},
 		{"usage with choices", `"stream":true,"stream_options":{"include_usage":true}`, map[string]string{"X-Mock-Usage-With-Choices": "true"}, 8,
 			map[tmusage.Class]int64{tmusage.Input: prompt, tmusage.CacheRead: 0, tmusage.Output: 8, tmusage.Reasoning: 0}, ""},
-		{"stream without usage", `"stream":true`, nil, 8, nil, dialect.ReasonNoUsage},
-		{"cut", `"stream":true,"stream_options":{"include_usage":true}`, map[string]string{"X-Mock-Stop-After": "2"}, 2, nil, dialect.ReasonTruncated},
+		{"stream without usage", `"stream":true`, nil, 8, nil, reason.NoUsage},
+		{"cut", `"stream":true,"stream_options":{"include_usage":true}`, map[string]string{"X-Mock-Stop-After": "2"}, 2, nil, reason.Truncated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,7 +68,7 @@ func TestLegacyCompletions(t *testing.T) {
 				t.Fatalf("text %q model %q (%s)", res.Text, res.Model, r.body)
 			}
 			if tt.reason != "" {
-				if got := dialect.ReasonOf(res.Err); got != tt.reason {
+				if got := reason.Of(res.Err); got != tt.reason {
 					t.Fatalf("reason %q, want %q", got, tt.reason)
 				}
 				return

@@ -3,6 +3,7 @@ package mockllm_test
 import (
 	"bytes"
 	"errors"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"io"
 	"net/http"
 	"strings"
@@ -216,11 +217,11 @@ func TestOllamaStreamEndings(t *testing.T) {
 				t.Fatalf("%d words; want %d, error=%v:\n%s", words, tc.wantWords, tc.wantError, got)
 			}
 			res := decodeWith(dialect.OllamaChat(), r, !tc.cut)
-			want := dialect.ReasonTruncated
+			want := reason.Truncated
 			if tc.wantError {
-				want = dialect.ReasonProviderError
+				want = reason.ProviderError
 			}
-			if dialect.ReasonOf(res.Err) != want || res.StreamedTextBytes != int64(len(mockllm.ReplyText(tc.wantWords))) {
+			if reason.Of(res.Err) != want || res.StreamedTextBytes != int64(len(mockllm.ReplyText(tc.wantWords))) {
 				t.Fatalf("decoder: %v, %d text bytes", res.Err, res.StreamedTextBytes)
 			}
 		})
@@ -272,7 +273,7 @@ func TestOllamaErrors(t *testing.T) {
 			if e := decode[ollamaLine](t, b); r.status != tc.status || e.Error == "" {
 				t.Errorf("status %d body %s; want %d", r.status, b, tc.status)
 			}
-			if res := decodeWith(dialect.OllamaChat(), r, true); dialect.ReasonOf(res.Err) != dialect.ReasonProviderError {
+			if res := decodeWith(dialect.OllamaChat(), r, true); reason.Of(res.Err) != reason.ProviderError {
 				t.Errorf("decoder: %v", res.Err)
 			}
 		})

@@ -2,6 +2,7 @@ package mockllm_test
 
 import (
 	"encoding/json"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"strings"
 	"testing"
 
@@ -190,11 +191,11 @@ func TestResponsesEndings(t *testing.T) {
 	if r.readErr == nil {
 		t.Fatal("the cut stream read to its end")
 	}
-	if res := meter(dialect.OpenAIResponses(), r); dialect.ReasonOf(res.Err) != dialect.ReasonTruncated || string(res.Text) != mockllm.ReplyText(2) {
+	if res := meter(dialect.OpenAIResponses(), r); reason.Of(res.Err) != reason.Truncated || string(res.Text) != mockllm.ReplyText(2) {
 		t.Fatalf("cut stream: %+v", res)
 	}
 	r = postPath(t, base, "/v1/responses", respBody(""), map[string]string{"X-Mock-Status": "503"})
-	if res := meter(dialect.OpenAIResponses(), r); r.status != 503 || dialect.ReasonOf(res.Err) != dialect.ReasonProviderError {
+	if res := meter(dialect.OpenAIResponses(), r); r.status != 503 || reason.Of(res.Err) != reason.ProviderError {
 		t.Fatalf("503: %d %s %v", r.status, r.body, res.Err)
 	}
 	for _, tt := range []struct{ body, header string }{
