@@ -67,7 +67,12 @@ func TestLoadErrors(t *testing.T) {
 		file string
 		want string
 	}{
-		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: "inject_stream_usgae": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline`},
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: unknown key; want one of admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline`},
+		// The walker's problems, worded as in catalogs and rates files.
+		{"repeated_key.yaml", `testdata/repeated_key.yaml:4: extproc.default_max_tokens: repeated key; first at line 3`},
+		{"yaml_alias.yaml", `testdata/yaml_alias.yaml:2: listen.admin: YAML aliases are not supported; write the value out`},
+		{"missing_value.yaml", `testdata/missing_value.yaml:3: extproc.admission: missing value; want estimate (the default: prompt bytes / 4 plus max_tokens) or strict (an upper bound: one token per prompt byte)`},
+		{"second_document.yaml", `testdata/second_document.yaml:2: a second YAML document; a file holds one, split others into their own files`},
 		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day, month, week, year, total`},
 		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests, concurrent`},
 		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
@@ -87,7 +92,7 @@ func TestLoadErrors(t *testing.T) {
 			"testdata/budget_after_invalid.yaml:4: budgets[1].match.tenant: \"tenant\": not a configured dimension; configured: project, team, user"},
 		{"bad_adjustment.yaml", "testdata/bad_adjustment.yaml:3: adjustments[0].percent: \"-100\": a discount must be less than 100%\n" +
 			"testdata/bad_adjustment.yaml:4: adjustments[1].percent: \"0.00000001\": want a decimal percentage with at most 7 decimal places, such as \"10\" or \"-12.5\"\n" +
-			"testdata/bad_adjustment.yaml:7: adjustments[4].name: required\n" +
+			"testdata/bad_adjustment.yaml:7: adjustments[4].name: missing; want the adjustment's name\n" +
 			"testdata/bad_adjustment.yaml:5: adjustments[2].match.tenant: \"tenant\": not a configured dimension\n" +
 			"testdata/bad_adjustment.yaml:6: adjustments[3].name: \"c\": adjustment name used twice"},
 		{"fallback_unknown_model.yaml", `testdata/fallback_unknown_model.yaml:2: unpriced.fallback_model: "gpt-9": not a model in the catalog`},
@@ -108,7 +113,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 		{"observer_deadline_too_short.yaml", `testdata/observer_deadline_too_short.yaml:3: extproc.observer_deadline: "10ms": want 0 (off) or at least 1s, e.g. "10s"`},
 		// One run reports the config's mistakes and the catalogs' together.
-		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: "max_message_bytez": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +
+		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: unknown key; want one of admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +
 			"\n" + `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 	}
 	for _, tt := range tests {
