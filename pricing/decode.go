@@ -1,19 +1,14 @@
 package pricing
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"github.com/tokenmeter/tokenmeter/internal/yamlcheck"
-	"io"
-	"strconv"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
+	"github.com/tokenmeter/tokenmeter/internal/yamlwalk"
 )
 
 // The keys each mapping accepts; anything else is reported as unknown.
@@ -41,13 +36,17 @@ type catalogFile struct {
 // decoder walks the YAML node tree of one file. It reads every value from
 // the node's text, so no price ever passes through float64, and it keeps
 // going after a problem so that one run reports them all.
-type decoder struct{ yamlcheck.Checker }
+type decoder struct{ yamlwalk.Walker }
 
 func decodeFile(file string, data []byte, errs *cfgerr.List) *catalogFile {
-	d := &decoder{yamlcheck.Checker{File: file, Errs: errs}}
+	d := &decoder{yamlwalk.Walker{File: file, Errs: errs}}
 	f := &catalogFile{file: file, currency: money.USD}
-	root := d.document(data)
+	root, ok := d.Document(data)
+	if !ok {
+		return f
+	}
 	if root == nil {
+		d.Errs.Add(&cfgerr.Error{File: d.File, Reason: `empty catalog; want a "models" list`})
 		return f
 	}
 	fs, ok := d.Fields(root, "", topKeys)
@@ -60,66 +59,18 @@ func decodeFile(file string, data []byte, errs *cfgerr.List) *catalogFile {
 	}
 	models := fs["models"]
 	if models == nil {
-		d.Fail(root, "models", "missing; want a list of models")
+		d.Missing(root, "models", "a list of models")
 		return f
 	}
-	if !d.Want(models, yaml.SequenceNode, "models", "a list of models") {
-		return f
-	}
-	if len(models.Content) == 0 {
+	if models.Kind == yaml.SequenceNode && len(models.Content) == 0 {
 		d.Fail(models, "models", "empty; want at least one model")
 	}
-	for i, n := range models.Content {
-		if e := d.entry(n, fmt.Sprintf("models[%d]", i)); e != nil {
+	d.Sequence(models, "models", "a list of models", func(n *yaml.Node, key string) {
+		if e := d.entry(n, key); e != nil {
 			f.entries = append(f.entries, e)
 		}
-	}
+	})
 	return f
-}
-
-// document returns the root node of the file's single YAML document, or nil
-// after reporting why there is none.
-func (d *decoder) document(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	err := dec.Decode(&doc)
-	if errors.Is(err, io.EOF) || (err == nil && isEmpty(&doc)) {
-		d.Errs.Add(&cfgerr.Error{File: d.File, Reason: `empty catalog; want a "models" list`})
-		return nil
-	}
-	if err != nil {
-		d.Errs.Add(d.syntaxError(err))
-		return nil
-	}
-	// A second document would be ignored by a plain Unmarshal, and with it
-	// every price it holds.
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		d.Errs.Add(d.syntaxError(err))
-	default:
-		d.Errs.Add(&cfgerr.Error{File: d.File, Line: next.Line,
-			Reason: "a second YAML document; a catalog file holds one, split others into their own files"})
-	}
-	return doc.Content[0]
-}
-
-func isEmpty(doc *yaml.Node) bool {
-	return len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null")
-}
-
-// syntaxError turns "yaml: line 3: did not find ..." into a located error.
-func (d *decoder) syntaxError(err error) *cfgerr.Error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	e := &cfgerr.Error{File: d.File, Reason: "invalid YAML: " + msg}
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		num, text, found := strings.Cut(rest, ": ")
-		if n, err := strconv.Atoi(num); found && err == nil {
-			e.Line, e.Reason = n, "invalid YAML: "+text
-		}
-	}
-	return e
 }
 
 func (d *decoder) currency(n *yaml.Node) money.Currency {

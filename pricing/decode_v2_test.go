@@ -165,11 +165,29 @@ func TestParseV2Fields(t *testing.T) {
 	if c.Len() != 16 {
 		t.Errorf("Len = %d, want 16 (every version counts)", c.Len())
 	}
+	tests := []struct {
+		name  string
+		check func(*testing.T, *Catalog)
+	}{
+		{"effective_from in UTC", checkV2EffectiveFrom},
+		{"context tiers", checkV2ContextTiers},
+		{"service tiers", checkV2ServiceTiers},
+		{"unit prices", checkV2Units},
+		{"match as written", checkV2Match},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.check(t, c) })
+	}
+}
+
+func checkV2EffectiveFrom(t *testing.T, c *Catalog) {
 	o3 := mustLookup(t, c, "", "o3", time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	if want := time.Date(2027, 1, 1, 8, 0, 0, 0, time.UTC); !o3.EffectiveFrom.Equal(want) || o3.EffectiveFrom.Location() != time.UTC {
 		t.Errorf("EffectiveFrom = %s, want %s in UTC", o3.EffectiveFrom, want)
 	}
+}
 
+func checkV2ContextTiers(t *testing.T, c *Catalog) {
 	tiered := mustLookup(t, c, "", "tiered", now)
 	// input, cache_read, cache_write, cache_write_1h, output, reasoning.
 	wantTiers := [][6]string{
@@ -190,14 +208,18 @@ func TestParseV2Fields(t *testing.T) {
 			t.Errorf("tier %d prices audio the base does not", i)
 		}
 	}
+}
 
+func checkV2ServiceTiers(t *testing.T, c *Catalog) {
 	g := mustLookup(t, c, "google", "gemini-2.5-pro", now)
 	if len(g.ServiceTiers) != 2 || g.ServiceTiers[0].Name != "batch" || g.ServiceTiers[0].Multiplier != money.MustParse("0.5") ||
 		g.ServiceTiers[1].Name != "priority" || g.ServiceTiers[1].Multiplier != money.Scale ||
 		!g.ServiceTiers[1].Set[usage.Input] || g.ServiceTiers[1].Set[usage.Output] || g.ServiceTiers[1].Prices[usage.Input] != pm("3") {
 		t.Errorf("service tiers = %+v", g.ServiceTiers)
 	}
+}
 
+func checkV2Units(t *testing.T, c *Catalog) {
 	d3 := mustLookup(t, c, "", "dall-e-3", now)
 	wantImages := map[string]string{"1024x1024/standard": "0.04", "1024x1024/hd": "0.08", "1792x1024/hd": "0.12", "1792x1024": "0.10"}
 	if len(d3.Units.Image) != len(wantImages) {
@@ -215,6 +237,9 @@ func TestParseV2Fields(t *testing.T) {
 	if s := mustLookup(t, c, "perplexity", "sonar", now); s.Units.Request != money.MustParse("0.005") {
 		t.Errorf("sonar request = %s", s.Units.Request)
 	}
+}
+
+func checkV2Match(t *testing.T, c *Catalog) {
 	if m := mustLookup(t, c, "openai", "gpt-4o-mini", now); len(m.Match) != 1 || m.Match[0] != "GPT-4o-Mini-*" {
 		t.Errorf("match = %q, want as written", m.Match)
 	}

@@ -1,8 +1,6 @@
 package pricing
 
 import (
-	"fmt"
-	"github.com/tokenmeter/tokenmeter/internal/yamlcheck"
 	"strings"
 	"time"
 
@@ -10,6 +8,7 @@ import (
 
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
+	"github.com/tokenmeter/tokenmeter/internal/yamlwalk"
 )
 
 // Entry is the price of one model, possibly through one provider, from one
@@ -181,23 +180,21 @@ func (d *decoder) names(fs map[string]*yaml.Node, n *yaml.Node, path string, e *
 	}
 	prefix := e.Provider + "\x00"
 	e.keys = append(e.keys, entryKey{key: prefix + lowerASCII(e.Name), value: e.Name, path: path + ".name", line: nameNode.Line})
-	if v := fs["aliases"]; v != nil && d.Want(v, yaml.SequenceNode, path+".aliases", "a list of model names") {
-		for i, a := range v.Content {
-			ap := fmt.Sprintf("%s.aliases[%d]", path, i)
+	if v := fs["aliases"]; v != nil {
+		d.Sequence(v, path+".aliases", "a list of model names", func(a *yaml.Node, ap string) {
 			if alias := d.name(a, ap, "a model name"); alias != "" {
 				e.Aliases = append(e.Aliases, alias)
 				e.keys = append(e.keys, entryKey{key: prefix + lowerASCII(alias), value: alias, path: ap, line: a.Line})
 			}
-		}
+		})
 	}
-	if v := fs["match"]; v != nil && d.Want(v, yaml.SequenceNode, path+".match", "a list of globs such as gpt-4o-*") {
-		for i, g := range v.Content {
-			gp := fmt.Sprintf("%s.match[%d]", path, i)
+	if v := fs["match"]; v != nil {
+		d.Sequence(v, path+".match", "a list of globs such as gpt-4o-*", func(g *yaml.Node, gp string) {
 			if glob := d.glob(g, gp); glob != "" {
 				e.Match = append(e.Match, glob)
 				e.globKeys = append(e.globKeys, entryKey{key: prefix + lowerASCII(glob), value: glob, path: gp, line: g.Line})
 			}
-		}
+		})
 	}
 	return true
 }
@@ -206,7 +203,7 @@ func (d *decoder) names(fs map[string]*yaml.Node, n *yaml.Node, path string, e *
 func (d *decoder) required(fs map[string]*yaml.Node, n *yaml.Node, path, key, what string) *yaml.Node {
 	v := fs[key]
 	if v == nil {
-		d.Fail(n, yamlcheck.Join(path, key), "missing; want "+what)
+		d.Missing(n, yamlwalk.Join(path, key), what)
 	}
 	return v
 }

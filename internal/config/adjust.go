@@ -36,32 +36,29 @@ func (a *Adjustment) Applies(d attribution.Dimensions, provider string) bool {
 func (w *walker) adjustment(n *yaml.Node, key string) (Adjustment, bool) {
 	before := len(w.errs)
 	var a Adjustment
+	const percentWhat = `a decimal percentage with at most 7 decimal places, such as "10" or "-12.5"`
 	var percent string
 	var pctNode *yaml.Node
+	pctOK := false
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
 		"name":     w.str(&a.Name),
 		"provider": w.str(&a.Provider),
-		"match": func(n *yaml.Node, k string) {
-			w.pairs(n, k, func(dim string, v *yaml.Node, k string) {
-				if val, ok := w.scalar(v, k); ok {
-					a.Match = append(a.Match, ratelimit.Match{Dimension: dim, Value: val})
-				}
-			})
-		},
-		"percent": func(n *yaml.Node, k string) { pctNode = n; percent, _ = w.scalar(n, k) },
+		"match":    w.match(&a.Match),
+		"percent":  func(n *yaml.Node, k string) { pctNode = n; percent, pctOK = w.Scalar(n, k, percentWhat) },
 	})
 	if a.Name == "" {
-		w.fail(n, join(key, "name"), "required")
+		w.Missing(n, join(key, "name"), "the adjustment's name")
 	}
 	pct, err := money.Parse(percent)
 	// percent/100 must stay exact at nine decimals: at most seven in percent.
 	switch {
 	case pctNode == nil:
-		w.fail(n, join(key, "percent"), "required: a markup such as \"10\" or a discount such as \"-20\"")
+		w.Missing(n, join(key, "percent"), `a markup such as "10" or a discount such as "-20"`)
+	case !pctOK:
 	case err != nil || pct%100 != 0:
-		w.fail(pctNode, join(key, "percent"), "want a decimal percentage with at most 7 decimal places, such as \"10\" or \"-12.5\"")
+		w.Fail(pctNode, join(key, "percent"), "want "+percentWhat)
 	case pct <= -100*money.Scale:
-		w.fail(pctNode, join(key, "percent"), "a discount must be less than 100%")
+		w.Fail(pctNode, join(key, "percent"), "a discount must be less than 100%")
 	default:
 		a.Factor = money.Scale + pct/100
 	}

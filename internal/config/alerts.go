@@ -40,21 +40,21 @@ func (w *walker) alerts(c *Config) func(*yaml.Node, string) {
 			"interval": func(n *yaml.Node, k string) {
 				w.duration(&c.Alerts.Interval)(n, k)
 				if c.Alerts.Interval < time.Second {
-					w.fail(n, k, "want at least 1s")
+					w.Fail(n, k, "want at least 1s")
 				}
 			},
 			"forecast_interval": func(n *yaml.Node, k string) {
 				w.duration(&c.Alerts.ForecastInterval)(n, k)
 				if c.Alerts.ForecastInterval < time.Second {
-					w.fail(n, k, "want at least 1s")
+					w.Fail(n, k, "want at least 1s")
 				}
 			},
 			"anomaly": func(n *yaml.Node, k string) { c.Alerts.Anomaly = w.anomaly(n, k) },
 			"webhooks": func(n *yaml.Node, k string) {
-				w.sequence(n, k, func(item *yaml.Node, k string) {
+				w.Sequence(n, k, "a list of webhooks", func(item *yaml.Node, k string) {
 					if t, ok := w.webhook(item, k); ok {
 						if slices.ContainsFunc(c.Alerts.Webhooks, func(o webhook.Target) bool { return o.Name == t.Name }) {
-							w.fail(item, join(k, "name"), "webhook name used twice")
+							w.Fail(item, join(k, "name"), "webhook name used twice")
 							return
 						}
 						c.Alerts.Webhooks = append(c.Alerts.Webhooks, t)
@@ -64,6 +64,8 @@ func (w *walker) alerts(c *Config) func(*yaml.Node, string) {
 		})
 	}
 }
+
+const groupByWhat = "the dimensions whose spend is watched, e.g. [project]"
 
 // anomaly reads:
 //
@@ -76,37 +78,35 @@ func (w *walker) anomaly(n *yaml.Node, key string) *alerting.Anomaly {
 	a := &alerting.Anomaly{Factor: money.MustParse("3"), BaselineDays: 7}
 	var days int64 = 7
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
-		"group_by": func(n *yaml.Node, k string) {
-			w.sequence(n, k, func(item *yaml.Node, k string) {
-				if v, ok := w.scalar(item, k); ok {
-					a.GroupBy = append(a.GroupBy, v)
-					w.remember(k, item)
-				}
-			})
-		},
+		"group_by": w.scalars(groupByWhat, func(v string, item *yaml.Node, k string) {
+			a.GroupBy = append(a.GroupBy, v)
+			w.remember(k, item)
+		}),
 		"factor": func(n *yaml.Node, k string) {
-			v, _ := w.scalar(n, k)
-			f, err := money.Parse(v)
-			if err != nil || f <= money.MustParse("1") {
-				w.fail(n, k, "want a decimal factor above 1, e.g. \"3\"")
-				return
-			}
-			a.Factor = f
+			w.value(n, k, `a decimal factor above 1, e.g. "3"`, func(v string) bool {
+				f, err := money.Parse(v)
+				if err != nil || f <= money.MustParse("1") {
+					return false
+				}
+				a.Factor = f
+				return true
+			})
 		},
 		"baseline_days": w.integer(&days, 3, 90),
 		"min_spend": func(n *yaml.Node, k string) {
-			v, _ := w.scalar(n, k)
-			m, err := money.Parse(v)
-			if err != nil || m < 0 {
-				w.fail(n, k, "want a decimal amount in the reporting currency, e.g. \"5.00\"")
-				return
-			}
-			a.MinSpend = m
+			w.value(n, k, `a decimal amount in the reporting currency, e.g. "5.00"`, func(v string) bool {
+				m, err := money.Parse(v)
+				if err != nil || m < 0 {
+					return false
+				}
+				a.MinSpend = m
+				return true
+			})
 		},
 	})
 	a.BaselineDays = int(days)
 	if len(a.GroupBy) == 0 {
-		w.fail(n, join(key, "group_by"), "required: the dimensions whose spend is watched, e.g. [project]")
+		w.Missing(n, join(key, "group_by"), groupByWhat)
 	}
 	return a
 }
@@ -121,15 +121,15 @@ func (w *walker) webhook(n *yaml.Node, key string) (webhook.Target, bool) {
 		"url_env": w.str(&urlEnv),
 		"format":  w.str(&format),
 		"headers_env": func(n *yaml.Node, k string) {
-			w.pairs(n, k, func(header string, v *yaml.Node, k string) {
-				env, ok := w.scalar(v, k)
+			w.pairs(n, k, "a mapping of header to environment variable", func(header string, v *yaml.Node, k string) {
+				env, ok := w.Scalar(v, k, "the name of an environment variable")
 				if !ok {
 					return
 				}
 				val := os.Getenv(env)
 				if val == "" {
 					// The value is a secret: name the variable, never the value.
-					w.fail(v, k, "this environment variable is empty or unset")
+					w.Fail(v, k, "this environment variable is empty or unset")
 					return
 				}
 				if t.Headers == nil {
@@ -141,13 +141,13 @@ func (w *walker) webhook(n *yaml.Node, key string) (webhook.Target, bool) {
 	})
 	switch {
 	case t.Name == "":
-		w.fail(n, join(key, "name"), "required")
+		w.Missing(n, join(key, "name"), "the webhook's name")
 	case !budgetName(t.Name):
-		w.fail(n, join(key, "name"), "want letters, digits, '-', '_' or '.'")
+		w.Fail(n, join(key, "name"), "want letters, digits, '-', '_' or '.'")
 	}
 	switch {
 	case (url == "") == (urlEnv == ""):
-		w.fail(n, key, "want exactly one of url, url_env")
+		w.Fail(n, key, "want exactly one of url, url_env")
 	case urlEnv != "":
 		if url = os.Getenv(urlEnv); url == "" {
 			w.failKey(join(key, "url_env"), urlEnv, "this environment variable is empty or unset")
@@ -162,7 +162,7 @@ func (w *walker) webhook(n *yaml.Node, key string) (webhook.Target, bool) {
 	if len(w.errs) == before && url != "" {
 		if err := t.Validate(); err != nil {
 			// Validate never quotes the URL or a header value.
-			w.fail(n, key, err.Error())
+			w.Fail(n, key, err.Error())
 		}
 	}
 	return t, len(w.errs) == before

@@ -31,7 +31,7 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 	r := &budgetReader{w: w}
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
 		"name":           w.str(&r.b.Name),
-		"match":          r.match,
+		"match":          w.match(&r.b.Match),
 		"limit":          r.limit,
 		"unpriced":       r.unpriced,
 		"window":         r.window,
@@ -53,12 +53,16 @@ func (w *walker) budget(n *yaml.Node, key string) (ratelimit.Budget, bool) {
 	return r.b, len(w.errs) == before
 }
 
-func (r *budgetReader) match(n *yaml.Node, k string) {
-	r.w.pairs(n, k, func(dim string, v *yaml.Node, k string) {
-		if val, ok := r.w.scalar(v, k); ok {
-			r.b.Match = append(r.b.Match, ratelimit.Match{Dimension: dim, Value: val})
-		}
-	})
+// match reads a dimension selector, a budget's or an adjustment's. Its
+// dimensions are checked against the configured ones after the walk.
+func (w *walker) match(dst *[]ratelimit.Match) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		w.pairs(n, k, "a mapping of dimension to value", func(dim string, v *yaml.Node, k string) {
+			if val, ok := w.Scalar(v, k, "a single value"); ok {
+				*dst = append(*dst, ratelimit.Match{Dimension: dim, Value: val})
+			}
+		})
+	}
 }
 
 func (r *budgetReader) limit(n *yaml.Node, k string) {
@@ -75,72 +79,72 @@ func (r *budgetReader) limit(n *yaml.Node, k string) {
 		"concurrent": w.count(b, &r.limits, ratelimit.Concurrent),
 	})
 	if r.limits != 1 {
-		w.fail(n, k, "want exactly one of money, tokens, requests, concurrent")
+		w.Fail(n, k, "want exactly one of money, tokens, requests, concurrent")
 	}
 	if b.Currency != "" && b.Unit != ratelimit.Money {
-		w.fail(n, join(k, "currency"), "only a money limit has a currency")
+		w.Fail(n, join(k, "currency"), "only a money limit has a currency")
 	}
 }
 
 func (r *budgetReader) money(n *yaml.Node, k string) {
 	r.limits++
 	r.b.Unit = ratelimit.Money
-	v, _ := r.w.scalar(n, k)
-	a, err := money.Parse(v)
-	if err != nil || a <= 0 {
-		r.w.fail(n, k, "want a positive decimal amount, e.g. \"25.00\" (in limit.currency, default the reporting currency)")
-		return
-	}
-	r.b.Limit = int64(a)
+	r.w.value(n, k, `a positive decimal amount, e.g. "25.00" (in limit.currency, default the reporting currency)`, func(v string) bool {
+		a, err := money.Parse(v)
+		if err != nil || a <= 0 {
+			return false
+		}
+		r.b.Limit = int64(a)
+		return true
+	})
 }
 
 func (r *budgetReader) unpriced(n *yaml.Node, k string) {
-	v, _ := r.w.scalar(n, k)
-	switch p := UnpricedPolicy(v); p {
-	case UnpricedDeny, UnpricedAllow:
-		r.w.budgetUnpriced = p
-	default:
-		r.w.fail(n, k, "want deny or allow")
-	}
+	r.w.value(n, k, "deny or allow", func(v string) bool {
+		switch p := UnpricedPolicy(v); p {
+		case UnpricedDeny, UnpricedAllow:
+			r.w.budgetUnpriced = p
+			return true
+		}
+		return false
+	})
 }
 
 func (r *budgetReader) window(n *yaml.Node, k string) {
-	v, _ := r.w.scalar(n, k)
-	win, ok := ratelimit.ParseWindow(v)
-	if !ok {
-		r.w.fail(n, k, "want "+strings.Join(ratelimit.WindowNames(), ", "))
-	}
-	r.b.Window, r.windowNode = win, n
+	// The node is kept even when invalid: the budget has a window, only a
+	// wrong one, and checkWindow should not also say it has none.
+	r.windowNode = n
+	r.w.value(n, k, strings.Join(ratelimit.WindowNames(), ", "), func(v string) bool {
+		win, ok := ratelimit.ParseWindow(v)
+		r.b.Window = win
+		return ok
+	})
 }
 
 func (r *budgetReader) rolling(n *yaml.Node, k string) {
 	d := &r.b.Rolling
 	r.w.duration(d)(n, k)
 	if *d != 0 && (*d < time.Second || *d > 24*time.Hour || *d%time.Second != 0) {
-		r.w.fail(n, k, "want a whole number of seconds from 1s to 24h, e.g. 1m for a per-minute rate")
+		r.w.Fail(n, k, "want a whole number of seconds from 1s to 24h, e.g. 1m for a per-minute rate")
 	}
 	r.rollingNode = n
 }
 
 func (r *budgetReader) timeZone(n *yaml.Node, k string) {
-	v, _ := r.w.scalar(n, k)
-	loc, err := time.LoadLocation(v)
-	if err != nil || v == "" || v == "Local" {
-		r.w.fail(n, k, "want an IANA time zone name such as Europe/Paris or UTC")
-		return
+	if loc, ok := r.w.timeZone(n, k); ok {
+		r.b.Location, r.zoneNode = loc, n
 	}
-	r.b.Location, r.zoneNode = loc, n
 }
 
 func (r *budgetReader) alertAt(n *yaml.Node, k string) {
-	r.w.sequence(n, k, func(item *yaml.Node, k string) {
+	r.w.Sequence(n, k, "a list of percentages of the limit, such as [50, 80, 100]", func(item *yaml.Node, k string) {
 		var pct int64
 		r.w.integer(&pct, 1, 1000)(item, k)
 		if pct == 0 {
 			return
 		}
 		if at := r.b.AlertAt; len(at) > 0 && int(pct) <= at[len(at)-1] {
-			r.w.fail(item, k, "want thresholds in ascending order, each once")
+			r.w.Fail(item, k, "want thresholds in ascending order, each once")
 			return
 		}
 		r.b.AlertAt = append(r.b.AlertAt, int(pct))
@@ -148,13 +152,10 @@ func (r *budgetReader) alertAt(n *yaml.Node, k string) {
 }
 
 func (r *budgetReader) onStoreError(n *yaml.Node, k string) {
-	switch v, _ := r.w.scalar(n, k); v {
-	case "allow":
-	case "deny":
-		r.b.FailClosed = true
-	default:
-		r.w.fail(n, k, "want allow (fail open, the default) or deny (fail closed)")
-	}
+	r.w.value(n, k, "allow (fail open, the default) or deny (fail closed)", func(v string) bool {
+		r.b.FailClosed = v == "deny"
+		return v == "allow" || v == "deny"
+	})
 }
 
 // checkWindow holds the rules between the limit and its window.
@@ -164,27 +165,27 @@ func (r *budgetReader) checkWindow(n *yaml.Node, key string) {
 	concurrent := b.Unit == ratelimit.Concurrent
 	switch {
 	case calendar && rolling:
-		w.fail(r.rollingNode, join(key, "rolling"), "a budget has a calendar window or a rolling one, not both")
+		w.Fail(r.rollingNode, join(key, "rolling"), "a budget has a calendar window or a rolling one, not both")
 	case concurrent && (calendar || rolling):
-		w.fail(n, key, "a concurrent limit counts requests in flight: it has no window")
+		w.Fail(n, key, "a concurrent limit counts requests in flight: it has no window")
 	case rolling && r.zoneNode != nil:
-		w.fail(r.zoneNode, join(key, "time_zone"), "a rolling window has no calendar: time_zone applies to window")
+		w.Fail(r.zoneNode, join(key, "time_zone"), "a rolling window has no calendar: time_zone applies to window")
 	case len(b.AlertAt) > 0 && (b.Rolling > 0 || concurrent):
-		w.fail(n, join(key, "alert_at"), "thresholds apply to calendar windows, not to rolling or concurrent limits")
+		w.Fail(n, join(key, "alert_at"), "thresholds apply to calendar windows, not to rolling or concurrent limits")
 	case r.limits > 0 && !concurrent && !calendar && !rolling:
-		w.fail(n, key, "want a window ("+strings.Join(ratelimit.WindowNames(), ", ")+") or a rolling period such as 1m")
+		w.Fail(n, key, "want a window ("+strings.Join(ratelimit.WindowNames(), ", ")+") or a rolling period such as 1m")
 	}
 }
 
 // checkRequired holds the keys every budget needs.
 func (r *budgetReader) checkRequired(n *yaml.Node, key string) {
 	if r.b.Name == "" {
-		r.w.fail(n, join(key, "name"), "required")
+		r.w.Missing(n, join(key, "name"), "the budget's name")
 	}
 	if r.limits == 0 {
-		r.w.fail(n, join(key, "limit"), "required")
+		r.w.Missing(n, join(key, "limit"), "one of money, tokens, requests, concurrent")
 	}
 	if r.b.Name != "" && !budgetName(r.b.Name) {
-		r.w.fail(n, join(key, "name"), fmt.Sprintf("%q: want letters, digits, '-', '_' or '.'", r.b.Name))
+		r.w.Fail(n, join(key, "name"), fmt.Sprintf("%q: want letters, digits, '-', '_' or '.'", r.b.Name))
 	}
 }

@@ -218,20 +218,20 @@ func Parse(file string, data []byte) (*Config, error) {
 		Alerts:            Alerts{Interval: 10 * time.Second, ForecastInterval: 5 * time.Minute},
 		Ledger:            Ledger{Dir: DefaultLedgerDir},
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, cfgerr.List{yamlError(file, err)}
+	w := newWalker(file)
+	root, ok := w.Document(data)
+	if !ok {
+		return nil, w.errs.Err()
 	}
-	if root.Kind == 0 || len(root.Content) == 0 {
+	if root == nil {
 		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
 	}
-	w := &walker{file: file}
 	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
 	w.currencyNodes = cur
 	var tokenEnv string
 	var routePolicies []routePolicy
 	var fallback fallbackRef
-	w.mapping(root.Content[0], "", map[string]func(*yaml.Node, string){
+	w.mapping(root, "", map[string]func(*yaml.Node, string){
 		"listen": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"grpc":  w.str(&c.GRPCListen),
@@ -258,7 +258,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			})
 		},
 		"routes": func(n *yaml.Node, k string) {
-			w.sequence(n, k, func(item *yaml.Node, k string) {
+			w.Sequence(n, k, "a list of routes", func(item *yaml.Node, k string) {
 				if r, p, ok := w.route(item, k); ok {
 					c.Routes = append(c.Routes, r)
 					routePolicies = append(routePolicies, p)
@@ -271,7 +271,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if c.Dimensions == nil {
 		c.Dimensions = attribution.DefaultDimensions()
 	}
-	w.crossCheck(c, root.Content[0])
+	w.crossCheck(c, root)
 	w.checkMetrics(c)
 	if tokenEnv != "" {
 		c.AdminToken = os.Getenv(tokenEnv)
@@ -382,19 +382,6 @@ func loadCatalog(withBuiltin bool, paths []string) (*pricing.Catalog, error) {
 	return pricing.LoadSources(srcs...)
 }
 
-// yamlError is a syntax error with its line in the file:line position
-// every other config error has, rather than inside the reason.
-func yamlError(file string, err error) *cfgerr.Error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	e := &cfgerr.Error{File: file, Reason: "not valid YAML: " + msg}
-	var line int
-	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 && line > 0 {
-		e.Line = line
-		e.Reason = "not valid YAML: " + strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
-	}
-	return e
-}
-
 // resolve makes a path in the config file relative to the file itself, so a
 // config works whatever the working directory.
 func resolve(configFile, p string) string {
@@ -406,20 +393,20 @@ func resolve(configFile, p string) string {
 
 func (w *walker) dimensions(n *yaml.Node, key string) []attribution.Dimension {
 	var dims []attribution.Dimension
-	w.sequence(n, key, func(item *yaml.Node, k string) {
+	w.Sequence(n, key, "a list of dimensions, each with name and header", func(item *yaml.Node, k string) {
 		var d attribution.Dimension
 		w.mapping(item, k, map[string]func(*yaml.Node, string){
 			"name":   w.str(&d.Name),
 			"header": w.str(&d.Header),
 		})
 		if err := attribution.Validate(append(dims, d)); err != nil {
-			w.fail(item, k, err.Error())
+			w.Fail(item, k, err.Error())
 			return
 		}
 		dims = append(dims, d)
 	})
 	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
-		w.fail(n, key, "want at least one dimension")
+		w.Fail(n, key, "want at least one dimension")
 	}
 	return dims
 }
@@ -447,20 +434,20 @@ func (w *walker) route(n *yaml.Node, key string) (dialect.Route, routePolicy, bo
 				"policy": w.unpricedPolicy(&p.policy),
 				"fallback_model": func(n *yaml.Node, k string) {
 					p.modelNode, p.modelKey = n, k
-					p.model, _ = w.scalar(n, k)
+					p.model, _ = w.Scalar(n, k, "the catalog model unknown models are priced at")
 				},
 			})
 			switch {
 			case p.policy == UnpricedFallback && p.model == "":
-				w.fail(n, k, "fallback_model is required with policy fallback")
+				w.Fail(n, k, "fallback_model is required with policy fallback")
 			case p.policy != UnpricedFallback && p.model != "":
-				w.fail(p.modelNode, p.modelKey, "only policy fallback uses a fallback_model")
+				w.Fail(p.modelNode, p.modelKey, "only policy fallback uses a fallback_model")
 			}
 		},
 	})
 	switch {
 	case host == "" && prefix == "":
-		w.fail(n, key, "want a host, a prefix, or both")
+		w.Fail(n, key, "want a host, a prefix, or both")
 	case prefix != "" && !strings.HasPrefix(prefix, "/"):
 		w.failKey(join(key, "prefix"), prefix, "want a path prefix starting with /")
 	case strings.ContainsAny(host, ":/ ") || (strings.Contains(host, "*") && !strings.HasPrefix(host, "*.")):
@@ -484,12 +471,16 @@ func (w *walker) route(n *yaml.Node, key string) (dialect.Route, routePolicy, bo
 //	limit: {tokens: 100000}          # every user not listed
 //	key_limits: {"user=ann": 500000} # keys as the budget names them
 func (w *walker) keyLimits(b *ratelimit.Budget, n *yaml.Node, key string) {
-	w.pairs(n, key, func(name string, v *yaml.Node, k string) {
+	w.pairs(n, key, "a mapping of key to limit", func(name string, v *yaml.Node, k string) {
 		if err := b.CheckKey(name); err != nil {
 			w.failKey(k, name, err.Error())
 			return
 		}
-		val, ok := w.scalar(v, k)
+		what := fmt.Sprintf("a whole number from 1 to %d", int64(1)<<62)
+		if b.Unit == ratelimit.Money {
+			what = "a positive decimal amount, as the budget's money limit"
+		}
+		val, ok := w.Scalar(v, k, what)
 		if !ok {
 			return
 		}
@@ -497,14 +488,14 @@ func (w *walker) keyLimits(b *ratelimit.Budget, n *yaml.Node, key string) {
 		if b.Unit == ratelimit.Money {
 			a, err := money.Parse(val)
 			if err != nil || a <= 0 {
-				w.fail(v, k, "want a positive decimal amount, as the budget's money limit")
+				w.Fail(v, k, "want "+what)
 				return
 			}
 			limit = int64(a)
 		} else {
 			i, err := strconv.ParseInt(val, 10, 64)
 			if err != nil || i < 1 || i > 1<<62 {
-				w.fail(v, k, fmt.Sprintf("want a whole number from 1 to %d", int64(1)<<62))
+				w.Fail(v, k, "want "+what)
 				return
 			}
 			limit = i
@@ -565,6 +556,6 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 		}
 	}
 	if len(c.CatalogFiles) == 0 && !c.BuiltinCatalog {
-		w.fail(root, "catalog.files", "required with catalog.builtin: false: at least one price catalog file")
+		w.Fail(root, "catalog.files", "required with catalog.builtin: false: at least one price catalog file")
 	}
 }

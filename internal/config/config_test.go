@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,37 +16,61 @@ import (
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 
+// budgetView is what valid.yaml sets in a budget.
+type budgetView struct {
+	Name   string
+	Unit   ratelimit.Unit
+	Limit  int64
+	Window ratelimit.Window
+	Match  []ratelimit.Match
+}
+
+// routeView is what valid.yaml sets in a route.
+type routeView struct{ Host, Prefix, Dialect string }
+
+// Every key valid.yaml sets, as read.
 func TestLoadValid(t *testing.T) {
 	c, err := Load("testdata/valid.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.GRPCListen != "127.0.0.1:7000" || c.AdminListen != "127.0.0.1:7001" || c.MaxMessageBytes != 16<<20 ||
-		c.InjectStreamUsage || c.DefaultMaxTokens != 1000 || c.StoreDir != "/var/lib/tokenmeter" || !c.StoreSyncWrites ||
-		c.Unpriced != UnpricedAllow {
-		t.Fatalf("scalars: %+v", c)
+	var budgets []budgetView
+	for _, b := range c.Budgets {
+		budgets = append(budgets, budgetView{b.Name, b.Unit, b.Limit, b.Window, b.Match})
 	}
-	if c.CatalogFiles[0] != filepath.Join("testdata", "prices.yaml") || c.Catalog.Len() != 1 {
-		t.Fatalf("catalog %v (%d)", c.CatalogFiles, c.Catalog.Len())
+	var routes []routeView
+	for _, r := range c.Routes {
+		routes = append(routes, routeView{r.Host, r.Prefix, r.Dialect.Name()})
 	}
-	wantDims := []attribution.Dimension{{Name: "project", Header: "x-project"}, {Name: "cost_centre", Header: "x-cost-centre"}}
-	if len(c.Dimensions) != 2 || c.Dimensions[0] != wantDims[0] || c.Dimensions[1] != wantDims[1] {
-		t.Fatalf("dimensions %+v", c.Dimensions)
+	tests := []struct {
+		key       string
+		got, want any
+	}{
+		{"listen.grpc", c.GRPCListen, "127.0.0.1:7000"},
+		{"listen.admin", c.AdminListen, "127.0.0.1:7001"},
+		{"extproc.max_message_bytes", c.MaxMessageBytes, int64(16 << 20)},
+		{"extproc.inject_stream_usage", c.InjectStreamUsage, false},
+		{"extproc.default_max_tokens", c.DefaultMaxTokens, int64(1000)},
+		{"store.dir", c.StoreDir, "/var/lib/tokenmeter"},
+		{"store.sync_writes", c.StoreSyncWrites, true},
+		{"catalog.builtin", c.BuiltinCatalog, false},
+		{"catalog.files", c.CatalogFiles, []string{filepath.Join("testdata", "prices.yaml")}},
+		{"catalog entries", c.Catalog.Len(), 1},
+		{"unpriced.policy", c.Unpriced, UnpricedAllow},
+		{"attribution.dimensions", c.Dimensions,
+			[]attribution.Dimension{{Name: "project", Header: "x-project"}, {Name: "cost_centre", Header: "x-cost-centre"}}},
+		{"budgets", budgets, []budgetView{
+			{"daily", ratelimit.Money, int64(money.MustParse("12.5")), ratelimit.Day, []ratelimit.Match{{Dimension: "project", Value: "demo"}}},
+			{"per-cc", ratelimit.Tokens, 1_000_000, ratelimit.Month, []ratelimit.Match{{Dimension: "cost_centre", Value: ratelimit.Wildcard}}},
+		}},
+		{"routes", routes, []routeView{{Prefix: "/team-x/", Dialect: "openai_chat"}, {Host: "api.groq.com", Dialect: "openai_chat"}}},
 	}
-	if len(c.Budgets) != 2 {
-		t.Fatalf("budgets %+v", c.Budgets)
-	}
-	b := c.Budgets[0]
-	if b.Name != "daily" || b.Unit != ratelimit.Money || b.Limit != int64(money.MustParse("12.5")) || b.Window != ratelimit.Day ||
-		len(b.Match) != 1 || b.Match[0] != (ratelimit.Match{Dimension: "project", Value: "demo"}) {
-		t.Fatalf("budget 0: %+v", b)
-	}
-	if len(c.Routes) != 2 || c.Routes[0].Prefix != "/team-x/" || c.Routes[0].Dialect.Name() != "openai_chat" || c.Routes[1].Host != "api.groq.com" {
-		t.Fatalf("routes %+v", c.Routes)
-	}
-	b = c.Budgets[1]
-	if b.Unit != ratelimit.Tokens || b.Limit != 1_000_000 || b.Window != ratelimit.Month || b.Match[0].Value != ratelimit.Wildcard {
-		t.Fatalf("budget 1: %+v", b)
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			if !reflect.DeepEqual(tt.got, tt.want) {
+				t.Errorf("got %+v, want %+v", tt.got, tt.want)
+			}
+		})
 	}
 }
 
@@ -67,7 +92,12 @@ func TestLoadErrors(t *testing.T) {
 		file string
 		want string
 	}{
-		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: "inject_stream_usgae": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline`},
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:4: extproc.inject_stream_usgae: unknown key; want one of admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline`},
+		// The walker's problems, worded as in catalogs and rates files.
+		{"repeated_key.yaml", `testdata/repeated_key.yaml:4: extproc.default_max_tokens: repeated key; first at line 3`},
+		{"yaml_alias.yaml", `testdata/yaml_alias.yaml:2: listen.admin: YAML aliases are not supported; write the value out`},
+		{"missing_value.yaml", `testdata/missing_value.yaml:3: extproc.admission: missing value; want estimate (the default: prompt bytes / 4 plus max_tokens) or strict (an upper bound: one token per prompt byte)`},
+		{"second_document.yaml", `testdata/second_document.yaml:2: a second YAML document; a file holds one, split others into their own files`},
 		{"bad_window.yaml", `testdata/bad_window.yaml:5: budgets[0].window: "fortnight": want minute, hour, day, month, week, year, total`},
 		{"two_limits.yaml", `testdata/two_limits.yaml:4: budgets[0].limit: want exactly one of money, tokens, requests, concurrent`},
 		{"unknown_dimension.yaml", `testdata/unknown_dimension.yaml:4: budgets[0].match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
@@ -87,7 +117,7 @@ func TestLoadErrors(t *testing.T) {
 			"testdata/budget_after_invalid.yaml:4: budgets[1].match.tenant: \"tenant\": not a configured dimension; configured: project, team, user"},
 		{"bad_adjustment.yaml", "testdata/bad_adjustment.yaml:3: adjustments[0].percent: \"-100\": a discount must be less than 100%\n" +
 			"testdata/bad_adjustment.yaml:4: adjustments[1].percent: \"0.00000001\": want a decimal percentage with at most 7 decimal places, such as \"10\" or \"-12.5\"\n" +
-			"testdata/bad_adjustment.yaml:7: adjustments[4].name: required\n" +
+			"testdata/bad_adjustment.yaml:7: adjustments[4].name: missing; want the adjustment's name\n" +
 			"testdata/bad_adjustment.yaml:5: adjustments[2].match.tenant: \"tenant\": not a configured dimension\n" +
 			"testdata/bad_adjustment.yaml:6: adjustments[3].name: \"c\": adjustment name used twice"},
 		{"fallback_unknown_model.yaml", `testdata/fallback_unknown_model.yaml:2: unpriced.fallback_model: "gpt-9": not a model in the catalog`},
@@ -108,7 +138,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 		{"observer_deadline_too_short.yaml", `testdata/observer_deadline_too_short.yaml:3: extproc.observer_deadline: "10ms": want 0 (off) or at least 1s, e.g. "10s"`},
 		// One run reports the config's mistakes and the catalogs' together.
-		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: "max_message_bytez": unknown key; accepted: admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +
+		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: unknown key; want one of admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +
 			"\n" + `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
 	"github.com/tokenmeter/tokenmeter/internal/fx"
 	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/yamlwalk"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
 
@@ -37,28 +38,23 @@ func (w *walker) currency(c *Config, nodes *currencyNodes) func(*yaml.Node, stri
 					c.Reporting = cur
 				}
 			},
-			"rates_files": func(n *yaml.Node, k string) {
-				w.sequence(n, k, func(item *yaml.Node, k string) {
-					if v, ok := w.scalar(item, k); ok {
-						c.RatesFiles = append(c.RatesFiles, resolve(c.File, v))
-					}
-				})
-			},
+			"rates_files": w.scalars("a list of exchange rates files", func(v string, _ *yaml.Node, _ string) {
+				c.RatesFiles = append(c.RatesFiles, resolve(c.File, v))
+			}),
 		})
 	}
 }
 
 func (w *walker) currencyCode(n *yaml.Node, k string) (money.Currency, bool) {
-	v, ok := w.scalar(n, k)
-	if !ok {
-		return "", false
-	}
-	cur, err := money.ParseCurrency(v)
-	if err != nil {
-		w.fail(n, k, "want an active ISO 4217 currency code such as USD or EUR")
-		return "", false
-	}
-	return cur, true
+	var cur money.Currency
+	ok := false
+	w.value(n, k, "an active ISO 4217 currency code such as USD or EUR", func(v string) bool {
+		var err error
+		cur, err = money.ParseCurrency(v)
+		ok = err == nil
+		return ok
+	})
+	return cur, ok
 }
 
 // loadRates reads every rates file into one table. A file's problems are
@@ -71,12 +67,13 @@ func loadRates(paths []string) (*fx.Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read exchange rates: %w", err)
 		}
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err != nil {
-			errs = append(errs, yamlError(p, err))
+		// A syntax error or a second document is worded as in every other
+		// file; an empty one (nil root) is fx's to report.
+		root, ok := (&yamlwalk.Walker{File: p, Errs: &errs}).Document(data)
+		if !ok {
 			continue
 		}
-		rates, err := fx.ParseRates(p, &root)
+		rates, err := fx.ParseRates(p, root)
 		var list cfgerr.List
 		if errors.As(err, &list) {
 			errs = append(errs, list...)

@@ -38,7 +38,7 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"budgets[].limit.", "budgets: [{limit: {zz_probe: 1}}]"},
 }
 
-var acceptedRE = regexp.MustCompile(`zz_probe": unknown key; accepted: ([a-z_, ]+)`)
+var acceptedRE = regexp.MustCompile(`zz_probe: unknown key; want one of ([a-z_, ]+)`)
 
 // docs/config.md lists every key the parser accepts, and nothing else.
 func TestConfigDocListsEveryKey(t *testing.T) {

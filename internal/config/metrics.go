@@ -65,11 +65,7 @@ func (w *walker) metrics(m *Metrics) func(*yaml.Node, string) {
 			"max_label_sets":   w.integer(&m.MaxLabelSets, 1, 1_000_000),
 			"max_budget_keys":  w.integer(&m.MaxBudgetKeys, 1, 100_000),
 			"dimensions": func(n *yaml.Node, k string) {
-				w.pairs(n, k, func(name string, v *yaml.Node, key string) {
-					if slices.ContainsFunc(m.given, func(g givenDimension) bool { return g.Name == name }) {
-						w.failKey(key, name, "key given twice")
-						return
-					}
+				w.pairs(n, k, "a mapping of dimension name to its settings", func(name string, v *yaml.Node, key string) {
 					g := givenDimension{MetricDimension: MetricDimension{Name: name}, key: key}
 					w.mapping(v, key, map[string]func(*yaml.Node, string){
 						"enabled": func(n *yaml.Node, k string) {

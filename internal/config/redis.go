@@ -37,13 +37,13 @@ func (w *walker) redis(r *Redis) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){
 			"addrs": func(n *yaml.Node, k string) {
-				w.sequence(n, k, func(item *yaml.Node, k string) {
-					v, ok := w.scalar(item, k)
+				w.Sequence(n, k, "a list of host:port addresses", func(item *yaml.Node, k string) {
+					v, ok := w.Scalar(item, k, "host:port")
 					if !ok {
 						return
 					}
 					if i := strings.LastIndexByte(v, ':'); i <= 0 || i == len(v)-1 {
-						w.fail(item, k, "want host:port")
+						w.Fail(item, k, "want host:port")
 						return
 					}
 					r.Addrs = append(r.Addrs, v)
@@ -54,7 +54,7 @@ func (w *walker) redis(r *Redis) func(*yaml.Node, string) {
 			"password_env": func(n *yaml.Node, k string) {
 				w.str(&r.PasswordEnv)(n, k)
 				if r.Password = os.Getenv(r.PasswordEnv); r.Password == "" {
-					w.fail(n, k, "this environment variable is empty or unset")
+					w.Fail(n, k, "this environment variable is empty or unset")
 				}
 			},
 			"db":      w.integer(&r.DB, 0, 1<<20),
@@ -62,12 +62,12 @@ func (w *walker) redis(r *Redis) func(*yaml.Node, string) {
 			"key_prefix": func(n *yaml.Node, k string) {
 				w.str(&r.KeyPrefix)(n, k)
 				if strings.ContainsAny(r.KeyPrefix, "{}") {
-					w.fail(n, k, "must not contain { or }: they would change the Cluster hash tag")
+					w.Fail(n, k, "must not contain { or }: they would change the Cluster hash tag")
 				}
 			},
 		})
 		if r.Cluster && r.DB != 0 {
-			w.fail(n, join(k, "db"), "Redis Cluster has only database 0")
+			w.Fail(n, join(k, "db"), "Redis Cluster has only database 0")
 		}
 	}
 }

@@ -35,7 +35,8 @@ func (c *Config) ParseBudget(source string, data []byte) (RuntimeBudget, error) 
 		return RuntimeBudget{}, cfgerr.List{{File: source, Reason: "empty; want a budget object"}}
 	}
 	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
-	w := &walker{file: source, currencyNodes: cur}
+	w := newWalker(source)
+	w.currencyNodes = cur
 	b, ok := w.budget(root.Content[0], "")
 	if err := w.errs.Err(); err != nil || !ok {
 		return RuntimeBudget{}, err

@@ -27,7 +27,7 @@ func TestParseBudget(t *testing.T) {
 		{`{"name":"a","limit":{"tokens":5},"window":"fortnight"}`, `PUT:1: window: "fortnight": want minute, hour, day, month, week, year, total`},
 		{`{"name":"a","match":{"tenant":"x"},"limit":{"tokens":5},"window":"day"}`, `PUT:1: match.tenant: "tenant": not a configured dimension; configured: project, team, user`},
 		{`{"name":"a","limit":{"money":"5","currency":"CHF"},"window":"day"}`, `PUT:1: limit.currency: "CHF": the catalog is in USD and no USD→CHF (or CHF→USD) rate is in force now; add one to currency.rates_files`},
-		{`{"name":"a","limit":{"tokens":5},"window":"day","colour":"red"}`, `PUT:1: colour: "colour": unknown key; accepted: alert_at, key_limits, limit, match, name, on_store_error, rolling, shadow, time_zone, unpriced, window`},
+		{`{"name":"a","limit":{"tokens":5},"window":"day","colour":"red"}`, `PUT:1: colour: unknown key; want one of alert_at, key_limits, limit, match, name, on_store_error, rolling, shadow, time_zone, unpriced, window`},
 		{`{"name":`, `PUT: not valid JSON: line 1: did not find expected node content`},
 	} {
 		_, err := c.ParseBudget("PUT", []byte(tt.def))

@@ -23,17 +23,19 @@ func (w *walker) extprocSection(c *Config) func(*yaml.Node, string) {
 				// a shorter deadline would sweep handoffs whose observers
 				// are on their way.
 				if c.ObserverDeadline > 0 && c.ObserverDeadline < time.Second {
-					w.fail(n, k, `want 0 (off) or at least 1s, e.g. "10s"`)
+					w.Fail(n, k, `want 0 (off) or at least 1s, e.g. "10s"`)
 				}
 			},
 			"gate_deadline": w.duration(&c.GateDeadline),
 			"admission": func(n *yaml.Node, k string) {
-				switch v, _ := w.scalar(n, k); Admission(v) {
-				case AdmissionEstimate, AdmissionStrict:
-					c.Admission = Admission(v)
-				default:
-					w.fail(n, k, "want estimate (the default: prompt bytes / 4 plus max_tokens) or strict (an upper bound: one token per prompt byte)")
-				}
+				w.value(n, k, "estimate (the default: prompt bytes / 4 plus max_tokens) or strict (an upper bound: one token per prompt byte)", func(v string) bool {
+					switch a := Admission(v); a {
+					case AdmissionEstimate, AdmissionStrict:
+						c.Admission = a
+						return true
+					}
+					return false
+				})
 			},
 		})
 	}
@@ -46,17 +48,19 @@ func (w *walker) storeSection(c *Config) func(*yaml.Node, string) {
 			"sync_writes":            w.boolean(&c.StoreSyncWrites),
 			"settle_before_response": w.boolean(&c.SettleBeforeResponse),
 			"type": func(n *yaml.Node, k string) {
-				switch v, _ := w.scalar(n, k); v {
-				case "badger", "redis":
-					c.StoreType = v
-				default:
-					w.fail(n, k, "want badger (embedded, the default) or redis (shared by replicas)")
-				}
+				w.value(n, k, "badger (embedded, the default) or redis (shared by replicas)", func(v string) bool {
+					switch v {
+					case "badger", "redis":
+						c.StoreType = v
+						return true
+					}
+					return false
+				})
 			},
 			"redis": w.redis(&c.Redis),
 		})
 		if c.StoreType == "redis" && len(c.Redis.Addrs) == 0 {
-			w.fail(n, join(k, "redis.addrs"), "required with store type redis")
+			w.Fail(n, join(k, "redis.addrs"), "required with store type redis")
 		}
 	}
 }
@@ -65,13 +69,9 @@ func (w *walker) catalogSection(c *Config) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){
 			"builtin": w.boolean(&c.BuiltinCatalog),
-			"files": func(n *yaml.Node, k string) {
-				w.sequence(n, k, func(item *yaml.Node, k string) {
-					if v, ok := w.scalar(item, k); ok {
-						c.CatalogFiles = append(c.CatalogFiles, resolve(c.File, v))
-					}
-				})
-			},
+			"files": w.scalars("a list of price catalog files", func(v string, _ *yaml.Node, _ string) {
+				c.CatalogFiles = append(c.CatalogFiles, resolve(c.File, v))
+			}),
 		})
 	}
 }
@@ -84,13 +84,9 @@ func (w *walker) ledgerSection(c *Config) func(*yaml.Node, string) {
 			"retention_days": w.integer(&days, 0, 36500),
 			"queue_size":     w.integer(&c.Ledger.QueueSize, 16, 1<<24),
 			"time_zone": func(n *yaml.Node, k string) {
-				v, _ := w.scalar(n, k)
-				loc, err := time.LoadLocation(v)
-				if err != nil || v == "" || v == "Local" {
-					w.fail(n, k, "want an IANA time zone name such as Europe/Paris or UTC")
-					return
+				if loc, ok := w.timeZone(n, k); ok {
+					c.Ledger.TimeZone = loc
 				}
-				c.Ledger.TimeZone = loc
 			},
 		})
 		c.Ledger.Retention = time.Duration(days) * 24 * time.Hour
@@ -107,15 +103,18 @@ type fallbackRef struct {
 func (w *walker) unpricedSection(c *Config, fallback *fallbackRef) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){
-			"policy":         w.unpricedPolicy(&c.Unpriced),
-			"fallback_model": func(n *yaml.Node, k string) { fallback.node = n; fallback.model, _ = w.scalar(n, k) },
+			"policy": w.unpricedPolicy(&c.Unpriced),
+			"fallback_model": func(n *yaml.Node, k string) {
+				fallback.node = n
+				fallback.model, _ = w.Scalar(n, k, "the catalog model unknown models are priced at")
+			},
 		})
 	}
 }
 
 func (w *walker) adjustmentsSection(c *Config) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
-		w.sequence(n, k, func(item *yaml.Node, k string) {
+		w.Sequence(n, k, "a list of adjustments", func(item *yaml.Node, k string) {
 			if a, ok := w.adjustment(item, k); ok {
 				c.Adjustments = append(c.Adjustments, a)
 				w.keepItem("adjustments", k)
@@ -126,7 +125,7 @@ func (w *walker) adjustmentsSection(c *Config) func(*yaml.Node, string) {
 
 func (w *walker) budgetsSection(c *Config) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
-		w.sequence(n, k, func(item *yaml.Node, k string) {
+		w.Sequence(n, k, "a list of budgets", func(item *yaml.Node, k string) {
 			w.budgetUnpriced = ""
 			if b, ok := w.budget(item, k); ok {
 				c.Budgets = append(c.Budgets, b)
@@ -145,12 +144,25 @@ func (w *walker) budgetsSection(c *Config) func(*yaml.Node, string) {
 // unpricedPolicy reads an unknown-model policy (the global one, a route's).
 func (w *walker) unpricedPolicy(dst *UnpricedPolicy) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
-		v, _ := w.scalar(n, k)
-		switch p := UnpricedPolicy(v); p {
-		case UnpricedDeny, UnpricedAllow, UnpricedFallback:
-			*dst = p
-		default:
-			w.fail(n, k, "want deny, allow or fallback")
-		}
+		w.value(n, k, "deny, allow or fallback", func(v string) bool {
+			switch p := UnpricedPolicy(v); p {
+			case UnpricedDeny, UnpricedAllow, UnpricedFallback:
+				*dst = p
+				return true
+			}
+			return false
+		})
 	}
+}
+
+// timeZone reads an IANA time zone name (the ledger's, a budget's). Local is
+// refused: it would be whatever the host says, different on each replica.
+func (w *walker) timeZone(n *yaml.Node, k string) (loc *time.Location, ok bool) {
+	w.value(n, k, "an IANA time zone name such as Europe/Paris or UTC", func(v string) bool {
+		var err error
+		loc, err = time.LoadLocation(v)
+		ok = err == nil && v != "" && v != "Local"
+		return ok
+	})
+	return loc, ok
 }

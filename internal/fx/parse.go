@@ -3,7 +3,6 @@ package fx
 import (
 	"errors"
 	"fmt"
-	"github.com/tokenmeter/tokenmeter/internal/yamlcheck"
 	"strings"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
 	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/yamlwalk"
 )
 
 // The keys each mapping accepts; anything else is reported as unknown.
@@ -38,7 +38,7 @@ var (
 // accepted by NewTable.
 func ParseRates(file string, node *yaml.Node) ([]Rate, error) {
 	d := &decoder{}
-	d.Checker = yamlcheck.Checker{File: file, Errs: &d.list}
+	d.Walker = yamlwalk.Walker{File: file, Errs: &d.list}
 	rates := d.top(node)
 	if err := d.list.Err(); err != nil {
 		return nil, err
@@ -49,7 +49,7 @@ func ParseRates(file string, node *yaml.Node) ([]Rate, error) {
 // decoder walks the node tree and keeps going after a problem, so that one
 // `tokenmeter check` shows them all.
 type decoder struct {
-	yamlcheck.Checker
+	yamlwalk.Walker
 	list cfgerr.List
 }
 
@@ -76,18 +76,15 @@ func (d *decoder) top(node *yaml.Node) []Rate {
 	}
 	list := fs["rates"]
 	if list == nil {
-		d.Fail(node, "rates", "missing; want a list of rates")
-		return nil
-	}
-	if !d.Want(list, yaml.SequenceNode, "rates", "a list of rates") {
+		d.Missing(node, "rates", "a list of rates")
 		return nil
 	}
 	var all []located
-	for i, item := range list.Content {
-		if r, ok := d.rate(item, fmt.Sprintf("rates[%d]", i)); ok {
+	d.Sequence(list, "rates", "a list of rates", func(item *yaml.Node, key string) {
+		if r, ok := d.rate(item, key); ok {
 			all = append(all, r)
 		}
-	}
+	})
 	d.duplicates(all)
 	rates := make([]Rate, len(all))
 	for i, l := range all {
@@ -112,21 +109,21 @@ func (d *decoder) rate(n *yaml.Node, path string) (located, bool) {
 	get := func(key, what string) *yaml.Node {
 		v := fs[key]
 		if v == nil {
-			d.Fail(n, yamlcheck.Join(path, key), "missing; want "+what)
+			d.Missing(n, yamlwalk.Join(path, key), what)
 		}
 		return v
 	}
 	var l located
-	from, okFrom := d.currency(get("from", "the currency converted from, such as EUR"), yamlcheck.Join(path, "from"))
-	to, okTo := d.currency(get("to", "the currency converted to, such as USD"), yamlcheck.Join(path, "to"))
+	from, okFrom := d.currency(get("from", "the currency converted from, such as EUR"), yamlwalk.Join(path, "from"))
+	to, okTo := d.currency(get("to", "the currency converted to, such as USD"), yamlwalk.Join(path, "to"))
 	if okFrom && okTo && from == to {
-		d.Fail(fs["to"], yamlcheck.Join(path, "to"), "same currency as from; a rate converts between two currencies")
+		d.Fail(fs["to"], yamlwalk.Join(path, "to"), "same currency as from; a rate converts between two currencies")
 		okTo = false
 	}
-	rate, okRate := d.decimal(get("rate", `the units of to that one unit of from buys, such as "1.0834"`), yamlcheck.Join(path, "rate"))
-	l.at, l.atKey = get("effective_from", "the instant the rate takes effect, such as 2026-11-01T00:00:00Z"), yamlcheck.Join(path, "effective_from")
+	rate, okRate := d.decimal(get("rate", `the units of to that one unit of from buys, such as "1.0834"`), yamlwalk.Join(path, "rate"))
+	l.at, l.atKey = get("effective_from", "the instant the rate takes effect, such as 2026-11-01T00:00:00Z"), yamlwalk.Join(path, "effective_from")
 	at, okAt := d.instant(l.at, l.atKey)
-	src, okSrc := d.text(get("source", `where the rate was read, such as "ECB reference rate"`), yamlcheck.Join(path, "source"))
+	src, okSrc := d.text(get("source", `where the rate was read, such as "ECB reference rate"`), yamlwalk.Join(path, "source"))
 	l.r = Rate{From: from, To: to, Rate: rate, EffectiveFrom: at, Source: src}
 	return l, okFrom && okTo && okRate && okAt && okSrc
 }
