@@ -3,6 +3,7 @@ module github.com/tokenmeter/tokenmeter
 go 1.26.8
 
 require (
+	github.com/alecthomas/kong v1.17.0
 	github.com/andybalholm/brotli v1.2.8
 	github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream v1.7.26
 	github.com/dgraph-io/badger/v4 v4.9.6

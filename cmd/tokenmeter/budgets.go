@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,86 +16,99 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/admin"
 )
 
-const budgetsUsage = `usage: tokenmeter budgets <list|set|delete|reset> [flags]
+// budgetsCmd is "budgets list|set|delete|reset": the budgets of a running
+// tokenmeter, through its admin API.
+type budgetsCmd struct {
+	List   budgetsListCmd   `cmd:"" help:"Every budget and the status of its keys."`
+	Set    budgetsSetCmd    `cmd:"" help:"Create or replace a runtime budget."`
+	Delete budgetsDeleteCmd `cmd:"" help:"Delete a runtime budget."`
+	Reset  budgetsResetCmd  `cmd:"" help:"Zero a budget's counters (one key, or all)."`
+}
 
-  list   [--json]                       every budget and the status of its keys
-  set    NAME (--file FILE | DEFINITION) create or replace a runtime budget; DEFINITION is
-                                        JSON in the config's budget schema, e.g.
-                                        '{"match":{"team":"x"},"limit":{"money":"50"},"window":"month"}'
-  delete NAME                           delete a runtime budget
-  reset  NAME [--key KEY]               zero a budget's counters (one key, or all)
+type budgetsListCmd struct {
+	adminFlags
+	JSON bool `name:"json" help:"Print the API's JSON."`
+}
 
-` + adminFlagsUsage
+func (c *budgetsListCmd) Run(ctx context.Context, s stdio) error {
+	return c.client().list(ctx, s.out, c.JSON)
+}
 
-// budgetsCmd talks to a running tokenmeter's admin API.
-func budgetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{budgetsUsage}
+type budgetsSetCmd struct {
+	adminFlags
+	File       string `name:"file" placeholder:"FILE" help:"Read the definition from FILE (- for stdin) instead of DEFINITION."`
+	Name       string `arg:"" name:"name" help:"The budget's name."`
+	Definition string `arg:"" optional:"" name:"definition" help:"The budget, as JSON in the config's budget schema."`
+}
+
+func (*budgetsSetCmd) Help() string {
+	return `The definition is JSON in the config's budget schema, e.g. '{"match":{"team":"x"},"limit":{"money":"50"},"window":"month"}'; ` +
+		"a name in it must be NAME's. A budget of the config file cannot be replaced."
+}
+
+// Validate is called by kong once the flags and arguments are read.
+func (c *budgetsSetCmd) Validate() error {
+	if (c.File == "") == (c.Definition == "") {
+		return errors.New("want the definition as DEFINITION or in --file FILE, one of the two")
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("budgets "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := adminFlags(fs)
-	asJSON := fs.Bool("json", false, "list: print the API's JSON")
-	file := fs.String("file", "", "set: read the definition from `file` (- for stdin)")
-	key := fs.String("key", "", "reset: only this counter key, e.g. project=demo")
-	// Flags may follow the positional NAME, as people type them.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return flagError(err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	return nil
+}
+
+func (c *budgetsSetCmd) Run(ctx context.Context, s stdio) error {
+	var def []byte
+	var err error
+	switch c.File {
+	case "":
+		def = []byte(c.Definition)
+	case "-":
+		def, err = io.ReadAll(os.Stdin)
+	default:
+		def, err = os.ReadFile(c.File)
 	}
-	c := client()
-	switch {
-	case sub == "list" && len(pos) == 0:
-		return c.list(ctx, stdout, *asJSON)
-	case sub == "set" && (len(pos) == 1 && *file != "" || len(pos) == 2 && *file == ""):
-		var def []byte
-		var err error
-		switch {
-		case *file == "-":
-			def, err = io.ReadAll(os.Stdin)
-		case *file != "":
-			def, err = os.ReadFile(*file)
-		default:
-			def = []byte(pos[1])
-		}
-		if err != nil {
-			return fmt.Errorf("read definition: %w", err)
-		}
-		def, err = withName(def, pos[0])
-		if err != nil {
-			return usageError{err.Error()}
-		}
-		var bi admin.BudgetInfo
-		if err := c.do(ctx, "PUT", "/v1/budgets/"+url.PathEscape(pos[0]), def, &bi); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "budget %s set: %s %s per %s\n", bi.Name, bi.Limit, unitLabel(bi), bi.Period)
-		return nil
-	case sub == "delete" && len(pos) == 1:
-		if err := c.do(ctx, "DELETE", "/v1/budgets/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "budget %s deleted\n", pos[0])
-		return nil
-	case sub == "reset" && len(pos) == 1:
-		path := "/v1/budgets/" + url.PathEscape(pos[0]) + "/reset"
-		if *key != "" {
-			path += "?key=" + url.QueryEscape(*key)
-		}
-		if err := c.do(ctx, "POST", path, nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "budget %s reset\n", pos[0])
-		return nil
+	if err != nil {
+		return fmt.Errorf("read definition: %w", err)
 	}
-	return usageError{budgetsUsage}
+	def, err = withName(def, c.Name)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	var bi admin.BudgetInfo
+	if err := c.client().do(ctx, "PUT", "/v1/budgets/"+url.PathEscape(c.Name), def, &bi); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(s.out, "budget %s set: %s %s per %s\n", bi.Name, bi.Limit, unitLabel(bi), bi.Period)
+	return err
+}
+
+type budgetsDeleteCmd struct {
+	adminFlags
+	Name string `arg:"" name:"name" help:"The runtime budget to delete."`
+}
+
+func (c *budgetsDeleteCmd) Run(ctx context.Context, s stdio) error {
+	if err := c.client().do(ctx, "DELETE", "/v1/budgets/"+url.PathEscape(c.Name), nil, nil); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(s.out, "budget %s deleted\n", c.Name)
+	return err
+}
+
+type budgetsResetCmd struct {
+	adminFlags
+	Key  string `name:"key" placeholder:"KEY" help:"Only this counter key, e.g. project=demo (default: every key)."`
+	Name string `arg:"" name:"name" help:"The budget whose counters to zero."`
+}
+
+func (c *budgetsResetCmd) Run(ctx context.Context, s stdio) error {
+	path := "/v1/budgets/" + url.PathEscape(c.Name) + "/reset"
+	if c.Key != "" {
+		path += "?key=" + url.QueryEscape(c.Key)
+	}
+	if err := c.client().do(ctx, "POST", path, nil, nil); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(s.out, "budget %s reset\n", c.Name)
+	return err
 }
 
 // withName puts name into a definition that has none, and refuses one that
@@ -157,20 +170,16 @@ type adminClient struct {
 	base, token string
 }
 
-// adminFlags adds --admin and --token-env to fs; the returned function, called
-// after parsing, makes the client they describe.
-// adminFlagsUsage ends the help of every command that talks to the admin
-// API: the flags adminFlags defines.
-const adminFlagsUsage = `flags for every subcommand:
-  --admin URL        the admin API (default http://127.0.0.1:9464)
-  --token-env NAME   environment variable holding the admin bearer token (default TOKENMETER_ADMIN_TOKEN)`
+// adminFlags are the flags of every command that talks to the admin API.
+type adminFlags struct {
+	Admin    string `name:"admin" default:"http://127.0.0.1:9464" placeholder:"URL" help:"The admin API (default: ${default})."`
+	TokenEnv string `name:"token-env" default:"TOKENMETER_ADMIN_TOKEN" placeholder:"NAME" help:"Environment variable holding the admin bearer token (default: ${default})."`
+}
 
-func adminFlags(fs *flag.FlagSet) func() *adminClient {
-	adminURL := fs.String("admin", "http://127.0.0.1:9464", "admin API `URL`")
-	tokenEnv := fs.String("token-env", "TOKENMETER_ADMIN_TOKEN", "environment `variable` holding the bearer token")
-	return func() *adminClient {
-		return &adminClient{base: strings.TrimRight(*adminURL, "/"), token: os.Getenv(*tokenEnv)}
-	}
+// client is the admin API the flags describe; the token is read here, not
+// by kong, so that its value is in no flag's default and no help text.
+func (a adminFlags) client() *adminClient {
+	return &adminClient{base: strings.TrimRight(a.Admin, "/"), token: os.Getenv(a.TokenEnv)}
 }
 
 func (c *adminClient) do(ctx context.Context, method, path string, body []byte, out any) error {

@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
-	"io"
 )
 
-// check validates a config and its catalogs without serving, for CI and for
-// a reload dry run. Every problem is listed, one a line.
-func check(args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig("check", args, stderr, nil)
+// checkCmd validates a config and its catalogs without serving, for CI and
+// for a reload dry run. Every problem is listed, one a line.
+type checkCmd struct {
+	configFlag
+}
+
+func (c *checkCmd) Run(s stdio) error {
+	cfg, err := c.load()
 	if err != nil {
 		return err
 	}
@@ -19,7 +22,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 	if cfg.BuiltinCatalog {
 		sources = "the built-in catalog and " + sources
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d priced models in %s from %s, %d budgets, %d dimensions)\n",
+	_, err = fmt.Fprintf(s.out, "%s: ok (%d priced models in %s from %s, %d budgets, %d dimensions)\n",
 		cfg.File, cfg.Catalog.Len(), cfg.Catalog.Currency(), sources, len(cfg.Budgets), len(cfg.Dimensions))
-	return nil
+	return err
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,20 +19,16 @@ import (
 // lookupFlags are the flags show and cost share: which catalog, which
 // provider qualification, which instant.
 type lookupFlags struct {
-	config, provider, at string
-}
-
-func (l *lookupFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.config, "config", "", "config `file` naming the catalogs (default: tokenmeter.yaml if present, else the built-in catalog)")
-	fs.StringVar(&l.provider, "provider", "", "provider qualification, e.g. openai, azure, bedrock")
-	fs.StringVar(&l.at, "at", "", "price in force at this RFC 3339 instant (default: now)")
+	Config   string `name:"config" placeholder:"FILE" help:"Config file naming the catalogs (default: tokenmeter.yaml if present, else the built-in catalog)."`
+	Provider string `name:"provider" placeholder:"P" help:"Provider qualification, e.g. openai, azure, bedrock."`
+	At       string `name:"at" placeholder:"INSTANT" help:"Price in force at this RFC 3339 instant (default: now)."`
 }
 
 // load reads --config; without it, tokenmeter.yaml in the working
 // directory, or the built-in catalog when there is none, so that prices can
 // be looked up before any config is written.
 func (l *lookupFlags) load() (*config.Config, error) {
-	path := l.config
+	path := l.Config
 	if path == "" {
 		path = "tokenmeter.yaml"
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -50,43 +45,38 @@ func (l *lookupFlags) resolve(model string) (*pricing.Entry, *config.Config, err
 		return nil, nil, configError{err}
 	}
 	at := time.Now()
-	if l.at != "" {
-		if at, err = time.Parse(time.RFC3339, l.at); err != nil {
-			return nil, nil, usageError{fmt.Sprintf("--at %q: want an RFC 3339 instant", l.at)}
+	if l.At != "" {
+		if at, err = time.Parse(time.RFC3339, l.At); err != nil {
+			return nil, nil, usageError{fmt.Sprintf("--at %q: want an RFC 3339 instant", l.At)}
 		}
 	}
-	e, ok := cfg.Catalog.Lookup(l.provider, model, at)
-	if l.provider == "" {
+	e, ok := cfg.Catalog.Lookup(l.Provider, model, at)
+	if l.Provider == "" {
 		// Without --provider, a provider-qualified entry is still found.
 		e, ok = cfg.Catalog.LookupAnyProvider(model, at)
 	}
 	if !ok {
 		return nil, nil, fmt.Errorf("model %q (provider %q) has no price in the catalog at %s: it would be metered as unpriced",
-			model, l.provider, at.UTC().Format(time.RFC3339))
+			model, l.Provider, at.UTC().Format(time.RFC3339))
 	}
 	return e, cfg, nil
 }
 
-// pricesShow prints the entry a model resolves to, and where each number
+// pricesShowCmd prints the entry a model resolves to, and where each number
 // came from.
-func pricesShow(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("prices show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var l lookupFlags
-	l.register(fs)
-	rest, err := parseInterspersed(fs, args)
+type pricesShowCmd struct {
+	lookupFlags
+	Model string `arg:"" name:"model" help:"The model, as a request names it."`
+}
+
+func (cmd *pricesShowCmd) Run(s stdio) error {
+	e, cfg, err := cmd.resolve(cmd.Model)
 	if err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		return usageError{"usage: tokenmeter prices show [--config FILE] [--provider P] [--at INSTANT] MODEL"}
-	}
-	e, cfg, err := l.resolve(rest[0])
-	if err != nil {
-		return err
-	}
+	stdout := s.out
 	cur := cfg.Catalog.Currency()
-	fmt.Fprintf(stdout, "%s resolves to %s", rest[0], e.Name)
+	fmt.Fprintf(stdout, "%s resolves to %s", cmd.Model, e.Name)
 	if e.Provider != "" {
 		fmt.Fprintf(stdout, " (provider %s)", e.Provider)
 	}
@@ -147,36 +137,30 @@ func showUnits(w io.Writer, e *pricing.Entry) {
 	}
 }
 
-// pricesCost prices a usage given by hand: --usage input=1000,output=200,...
-func pricesCost(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("prices cost", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var l lookupFlags
-	l.register(fs)
-	model := fs.String("model", "", "model `name`")
-	spec := fs.String("usage", "", "usage as class=count,...: "+classList()+", images, audio_ms, characters")
-	tier := fs.String("service-tier", "", "service tier: batch, flex or priority")
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
-	}
-	if *model == "" || *spec == "" || fs.NArg() > 0 {
-		return usageError{"usage: tokenmeter prices cost --model M --usage input=1000,output=200 [--service-tier T] [--config FILE] [--provider P] [--at INSTANT]"}
-	}
-	u, err := parseUsage(*spec)
+// pricesCostCmd prices a usage given by hand: --usage input=1000,output=200,...
+type pricesCostCmd struct {
+	lookupFlags
+	Model       string `name:"model" required:"" placeholder:"M" help:"Model name."`
+	Usage       string `name:"usage" required:"" placeholder:"SPEC" help:"Usage as class=count,...: ${usage_classes}, images, audio_ms, characters."`
+	ServiceTier string `name:"service-tier" placeholder:"T" help:"Service tier: batch, flex or priority."`
+}
+
+func (c *pricesCostCmd) Run(s stdio) error {
+	u, err := parseUsage(c.Usage)
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	e, cfg, err := l.resolve(*model)
+	e, cfg, err := c.resolve(c.Model)
 	if err != nil {
 		return err
 	}
-	cost, err := e.Cost(&u, pricing.CostOptions{ServiceTier: *tier})
+	cost, err := e.Cost(&u, pricing.CostOptions{ServiceTier: c.ServiceTier})
 	if err != nil && !errors.Is(err, pricing.ErrUnknownServiceTier) {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s %s\n", money.Amount(cost).String(), cfg.Catalog.Currency())
+	fmt.Fprintf(s.out, "%s %s\n", money.Amount(cost).String(), cfg.Catalog.Currency())
 	if err != nil {
-		fmt.Fprintf(stderr, "note: %v\n", err)
+		fmt.Fprintf(s.err, "note: %v\n", err)
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,11 +30,6 @@ func TestPricesShowAndCost(t *testing.T) {
 		{"units without a unit price are refused, not guessed",
 			[]string{"prices", "cost", "--config", cfg, "--model", "gpt-4o", "--usage", "characters=10"}, exitFail, nil, "no price for this usage"},
 		{"unknown model", []string{"prices", "show", "--config", cfg, "mystery"}, exitFail, nil, `"mystery" (provider "") has no price`},
-		// No --config and no tokenmeter.yaml here: the built-in catalog.
-		{"show without a config reads the built-in catalog", []string{"prices", "show", "gpt-4o"}, exitOK,
-			[]string{"resolves to gpt-4o (provider openai)"}, ""},
-		{"cost without a config reads the built-in catalog", []string{"prices", "cost", "--model", "gpt-4o", "--usage", "input=1000,output=200"},
-			exitOK, []string{"0.0045 USD\n"}, ""}, // 1000 × $2.50/M + 200 × $10/M
 		{"bad usage", []string{"prices", "cost", "--config", cfg, "--model", "gpt-4o", "--usage", "inptu=3"}, exitConfig, nil, `unknown class "inptu"`},
 	}
 	for _, tt := range tests {
@@ -54,5 +51,57 @@ func TestPricesShowAndCost(t *testing.T) {
 				t.Fatalf("stderr %q lacks %q", stderr.String(), tt.stderr)
 			}
 		})
+	}
+}
+
+// Without --config, show and cost read tokenmeter.yaml in the working
+// directory, or the built-in catalog when there is none: prices can be
+// looked up before any config is written.
+func TestPricesWithoutConfigFlag(t *testing.T) {
+	t.Run("no tokenmeter.yaml: the built-in catalog", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		code, stdout, stderr := runCLI("prices", "show", "gpt-4o", "--at", "2026-01-01T00:00:00Z")
+		if code != exitOK || stderr != "" {
+			t.Fatalf("show: exit %d, stderr %q", code, stderr)
+		}
+		for _, want := range []string{"gpt-4o resolves to gpt-4o (provider openai)\n  defined at builtin (", "  per million tokens, USD:\n",
+			"    input           2.5\n", "    output          10\n"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("show lacks %q:\n%s", want, stdout)
+			}
+		}
+		// 1000 × $2.50/M + 200 × $10/M
+		code, stdout, stderr = runCLI("prices", "cost", "--model", "gpt-4o", "--usage", "input=1000,output=200")
+		if code != exitOK || stdout != "0.0045 USD\n" || stderr != "" {
+			t.Fatalf("cost: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+	t.Run("tokenmeter.yaml in the working directory", func(t *testing.T) {
+		dir := t.TempDir()
+		t.Chdir(dir)
+		writeFile(t, filepath.Join(dir, "tokenmeter.yaml"), "catalog: {builtin: false, files: [prices.yaml]}\n")
+		writeFile(t, filepath.Join(dir, "prices.yaml"), `currency: USD
+models:
+  - name: house-model
+    source: https://example.com/prices
+    as_of: 2026-01-01
+    prices: {input: 1, output: 3}
+`)
+		code, stdout, stderr := runCLI("prices", "cost", "--model", "house-model", "--usage", "input=1000000,output=1000000")
+		if code != exitOK || stdout != "4 USD\n" || stderr != "" {
+			t.Fatalf("cost: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		code, stdout, stderr = runCLI("prices", "show", "gpt-4o")
+		want := "tokenmeter: model \"gpt-4o\" (provider \"\") has no price in the catalog at "
+		if code != exitFail || stdout != "" || !strings.HasPrefix(stderr, want) {
+			t.Fatalf("show of a model the file lacks: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"runtime/pprof"
@@ -12,20 +10,22 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/daemon"
 )
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	var level slog.Level
-	var cpuProfile string
-	cfg, err := loadConfig("serve", args, stderr, func(fs *flag.FlagSet) {
-		fs.TextVar(&level, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
-		// Opt-in, for the benchmark harness (bench/cmd/tmbench): the
-		// profile covers the whole run and is written on shutdown.
-		fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to `file` until shutdown")
-	})
+// serveCmd runs the ext_proc server until ctx ends.
+type serveCmd struct {
+	configFlag
+	LogLevel slog.Level `name:"log-level" default:"info" placeholder:"LEVEL" help:"Log level: debug, info, warn, error (default: ${default})."`
+	// Opt-in, for the benchmark harness (bench/cmd/tmbench): the profile
+	// covers the whole run and is written on shutdown.
+	CPUProfile string `name:"cpuprofile" placeholder:"FILE" help:"Write a CPU profile to FILE until shutdown."`
+}
+
+func (c *serveCmd) Run(ctx context.Context, s stdio) (err error) {
+	cfg, err := c.load()
 	if err != nil {
 		return err
 	}
-	if cpuProfile != "" {
-		stop, err := startCPUProfile(cpuProfile)
+	if c.CPUProfile != "" {
+		stop, err := startCPUProfile(c.CPUProfile)
 		if err != nil {
 			return err
 		}
@@ -35,10 +35,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) (err er
 			}
 		}()
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewJSONHandler(s.err, &slog.HandlerOptions{Level: c.LogLevel}))
 	return daemon.Run(ctx, cfg, log, func(a daemon.Addrs) {
 		// One line on stdout once both listeners are bound, for scripts and tests.
-		fmt.Fprintf(stdout, "tokenmeter ready grpc=%s admin=%s\n", a.GRPC, a.Admin)
+		fmt.Fprintf(s.out, "tokenmeter ready grpc=%s admin=%s\n", a.GRPC, a.Admin)
 	})
 }
 

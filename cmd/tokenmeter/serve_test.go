@@ -46,7 +46,7 @@ ledger: {dir: "`+filepath.Join(dir, "ledger")+`"}
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, []string{"--config", cfg, "--log-level", "error", "--cpuprofile", prof}, &stdout, &stderr)
+		done <- run(ctx, []string{"serve", "--config", cfg, "--log-level", "error", "--cpuprofile", prof}, &stdout, &stderr)
 	}()
 	for !strings.Contains(stdout.String(), "tokenmeter ready") {
 		select {
@@ -75,7 +75,7 @@ func TestServeCPUProfileUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	err := serve(context.Background(), []string{"--config", cfg, "--cpuprofile", "/nonexistent/dir/cpu.pprof"}, &stdout, &stderr)
+	err := run(context.Background(), []string{"serve", "--config", cfg, "--cpuprofile", "/nonexistent/dir/cpu.pprof"}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "cpu profile") {
 		t.Fatalf("err = %v, want a cpu profile error", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,147 +14,125 @@ import (
 	"time"
 )
 
-const usageCmdText = `usage: tokenmeter usage <report|statement|export> [flags]
+// usageCmd is "usage report|statement|export": the stored ledger of a
+// running tokenmeter, read through its admin API, because Badger allows one
+// process per directory and that is the server.
+type usageCmd struct {
+	Report    usageReportCmd    `cmd:"" help:"Requests, tokens and cost over a range, grouped and bucketed."`
+	Statement usageStatementCmd `cmd:"" help:"A month's statement for one value of a dimension."`
+	Export    usageExportCmd    `cmd:"" help:"The ledger's records over a range, as CSV or JSONL."`
+}
 
-  report    --from F --to T [--group-by project,model] [--bucket day] [--filter project=x] [--tz Zone] [--json]
-  statement --month YYYY-MM --dimension project --value alpha [--tz Zone] [--json]
-  export    --from F --to T [--format csv|jsonl] [--out FILE]
+// rangeFlags are [--from, --to), which the server checks.
+type rangeFlags struct {
+	From string `name:"from" placeholder:"F" help:"Start of the range: an RFC 3339 instant or a YYYY-MM-DD date."`
+	To   string `name:"to" placeholder:"T" help:"End of the range, excluded: an RFC 3339 instant or a YYYY-MM-DD date."`
+}
 
-F and T are RFC 3339 instants or YYYY-MM-DD dates; the range is [F, T).
+// tzFlag is every usage subcommand's --tz.
+type tzFlag struct {
+	TZ string `name:"tz" placeholder:"ZONE" help:"Time zone aligning days, weeks and months (default: the server's ledger.time_zone)."`
+}
 
-` + adminFlagsUsage
+type usageReportCmd struct {
+	adminFlags
+	rangeFlags
+	GroupBy string   `name:"group-by" placeholder:"KEYS" help:"Comma-separated keys: dimensions, provider, model, dialect, outcome, currency."`
+	Bucket  string   `name:"bucket" placeholder:"B" help:"none, hour, day, week or month."`
+	Filter  []string `name:"filter" sep:"none" placeholder:"KEY=VALUE" help:"Only records with this value; repeatable."`
+	tzFlag
+	JSON bool `name:"json" help:"Print the API's JSON."`
+}
 
-// usageCmd reads the stored ledger of a running tokenmeter through its admin
-// API: Badger allows one process per directory, and that is the server.
-func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{usageCmdText}
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("usage "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := adminFlags(fs)
-	var o usageOpts
-	if !o.register(fs, sub) {
-		return usageError{usageCmdText}
-	}
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
-	}
-	if fs.NArg() > 0 {
-		return usageError{"unexpected argument " + fs.Arg(0)}
-	}
-	c := client()
-	q := url.Values{}
-	set := func(k, v string) {
-		if v != "" {
-			q.Set(k, v)
+func (c *usageReportCmd) Run(ctx context.Context, s stdio) error {
+	q := query{"tz": c.TZ, "from": c.From, "to": c.To, "group_by": c.GroupBy, "bucket": c.Bucket}.values()
+	for _, f := range c.Filter {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return usageError{fmt.Sprintf("--filter %q: want key=value", f)}
 		}
+		q.Set("filter."+k, v)
 	}
-	set("tz", o.tz)
-	switch sub {
-	case "report":
-		set("from", o.from)
-		set("to", o.to)
-		set("group_by", o.groupBy)
-		set("bucket", o.bucket)
-		for _, f := range o.filters {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				return usageError{fmt.Sprintf("--filter %q: want key=value", f)}
-			}
-			q.Set("filter."+k, v)
-		}
-		var rep reportOut
-		raw, err := c.get(ctx, "/v1/usage/report?"+q.Encode(), &rep)
+	var rep reportOut
+	raw, err := c.client().get(ctx, "/v1/usage/report?"+q.Encode(), &rep)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(s.out, raw)
+	}
+	printReport(s.out, &rep)
+	return nil
+}
+
+type usageStatementCmd struct {
+	adminFlags
+	Month     string `name:"month" placeholder:"YYYY-MM" help:"The month."`
+	Dimension string `name:"dimension" placeholder:"D" help:"The dimension, e.g. project."`
+	Value     string `name:"value" placeholder:"V" help:"Its value."`
+	tzFlag
+	JSON bool `name:"json" help:"Print the API's JSON."`
+}
+
+func (c *usageStatementCmd) Run(ctx context.Context, s stdio) error {
+	q := query{"tz": c.TZ, "month": c.Month, "dimension": c.Dimension, "value": c.Value}.values()
+	var st struct{ Statements []statementOut }
+	raw, err := c.client().get(ctx, "/v1/usage/statement?"+q.Encode(), &st)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(s.out, raw)
+	}
+	for _, stmt := range st.Statements {
+		printStatement(s.out, &stmt)
+	}
+	if len(st.Statements) == 0 {
+		fmt.Fprintf(s.out, "no usage for %s=%s in %s\n", c.Dimension, c.Value, c.Month)
+	}
+	return nil
+}
+
+type usageExportCmd struct {
+	adminFlags
+	rangeFlags
+	Format string `name:"format" default:"csv" placeholder:"FORMAT" help:"csv or jsonl (default: ${default})."`
+	Out    string `name:"out" placeholder:"FILE" help:"Write to FILE instead of stdout."`
+	tzFlag
+}
+
+func (c *usageExportCmd) Run(ctx context.Context, s stdio) (err error) {
+	q := query{"tz": c.TZ, "from": c.From, "to": c.To, "format": c.Format}.values()
+	w := s.out
+	if c.Out != "" {
+		f, err := os.Create(c.Out)
 		if err != nil {
-			return err
+			return fmt.Errorf("export: %w", err)
 		}
-		if o.asJSON {
-			return writeJSON(stdout, raw)
-		}
-		printReport(stdout, &rep)
-		return nil
-	case "statement":
-		set("month", o.month)
-		set("dimension", o.dimension)
-		set("value", o.value)
-		var st struct{ Statements []statementOut }
-		raw, err := c.get(ctx, "/v1/usage/statement?"+q.Encode(), &st)
-		if err != nil {
-			return err
-		}
-		if o.asJSON {
-			return writeJSON(stdout, raw)
-		}
-		for _, s := range st.Statements {
-			printStatement(stdout, &s)
-		}
-		if len(st.Statements) == 0 {
-			fmt.Fprintf(stdout, "no usage for %s=%s in %s\n", o.dimension, o.value, o.month)
-		}
-		return nil
-	case "export":
-		set("from", o.from)
-		set("to", o.to)
-		set("format", o.format)
-		w := stdout
-		if o.out != "" {
-			f, err := os.Create(o.out)
-			if err != nil {
-				return fmt.Errorf("export: %w", err)
+		defer func() {
+			// A write the kernel deferred can fail here: the file is not whole.
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("export: %w", cerr)
 			}
-			defer f.Close()
-			w = f
+		}()
+		w = f
+	}
+	return c.client().stream(ctx, "/v1/usage/export?"+q.Encode(), w)
+}
+
+// query is an admin API query; a flag left empty leaves its parameter to
+// the server's default.
+type query map[string]string
+
+func (q query) values() url.Values {
+	v := url.Values{}
+	for k, s := range q {
+		if s != "" {
+			v.Set(k, s)
 		}
-		return c.stream(ctx, "/v1/usage/export?"+q.Encode(), w)
 	}
-	return usageError{usageCmdText}
+	return v
 }
-
-// usageOpts are the flags of the usage subcommands; each registers its own,
-// so that its help lists only what it reads.
-type usageOpts struct {
-	from, to, groupBy, bucket, tz string
-	filters                       multiFlag
-	asJSON                        bool
-	month, dimension, value       string
-	format, out                   string
-}
-
-// register adds sub's flags to fs; false when there is no such subcommand.
-func (o *usageOpts) register(fs *flag.FlagSet, sub string) bool {
-	rangeFlags := func() {
-		fs.StringVar(&o.from, "from", "", "start of the range")
-		fs.StringVar(&o.to, "to", "", "end of the range (excluded)")
-	}
-	switch sub {
-	case "report":
-		rangeFlags()
-		fs.StringVar(&o.groupBy, "group-by", "", "comma-separated keys: dimensions, provider, model, dialect, outcome, currency")
-		fs.StringVar(&o.bucket, "bucket", "", "none, hour, day, week or month")
-		fs.Var(&o.filters, "filter", "key=value, repeatable")
-		fs.BoolVar(&o.asJSON, "json", false, "print the API's JSON")
-	case "statement":
-		fs.StringVar(&o.month, "month", "", "YYYY-MM")
-		fs.StringVar(&o.dimension, "dimension", "", "the dimension, e.g. project")
-		fs.StringVar(&o.value, "value", "", "its value")
-		fs.BoolVar(&o.asJSON, "json", false, "print the API's JSON")
-	case "export":
-		rangeFlags()
-		fs.StringVar(&o.format, "format", "csv", "csv or jsonl")
-		fs.StringVar(&o.out, "out", "", "write to `file` instead of stdout")
-	default:
-		return false
-	}
-	fs.StringVar(&o.tz, "tz", "", "time zone aligning days, weeks and months (default the server's ledger.time_zone)")
-	return true
-}
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 type reportOut struct {
 	Bucket  string   `json:"bucket"`
