@@ -67,18 +67,14 @@ test: tools test-deps
 	$(MAKE) bench-smoke
 
 # Guard rails: staticcheck clean; no Go file over 30 KB; no function over
-# cyclomatic complexity 25 but those in .ci/complexity-debt.txt, a list that
-# may only shrink (one that dropped under 25 must leave it). The tools are
-# pinned in go.mod's tool block.
+# cyclomatic complexity 25. The tools are pinned in go.mod's tool block.
 lint:
 	$(GO) tool staticcheck ./...
 	@big=$$(find . -name '*.go' -not -path './.tools/*' -size +30k); \
 	if [ -n "$$big" ]; then echo "Go files over 30 KB (split them): $$big"; exit 1; fi
-	@now=$$(mktemp); $(GO) tool gocyclo -over 25 . | awk '{print $$2, $$3}' | LC_ALL=C sort > $$now; \
-	new=$$(LC_ALL=C comm -23 $$now .ci/complexity-debt.txt); gone=$$(LC_ALL=C comm -13 $$now .ci/complexity-debt.txt); rm -f $$now; \
-	if [ -n "$$new" ]; then echo "functions over cyclomatic complexity 25 (split them):"; echo "$$new"; exit 1; fi; \
-	if [ -n "$$gone" ]; then echo "no longer over 25, remove from .ci/complexity-debt.txt:"; echo "$$gone"; exit 1; fi
-	@echo "lint: staticcheck clean, no Go file over 30 KB, complexity debt $$(wc -l < .ci/complexity-debt.txt) functions"
+	@over=$$($(GO) tool gocyclo -over 25 .); \
+	if [ -n "$$over" ]; then echo "functions over cyclomatic complexity 25 (split them):"; echo "$$over"; exit 1; fi
+	@echo "lint: staticcheck clean, no Go file over 30 KB, no function over cyclomatic complexity 25"
 
 # The benchmark harness (issue 7): each scenario through Envoy with and without
 # tokenmeter, about 10 minutes on 2 cores. Writes bench/results/<date>-*.md and

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -26,11 +27,30 @@ type dialectFixture struct {
 	headers map[string]string
 }
 
+// caseDirs lists the cases under testdata/<name>: its directories. Files
+// beside them are the dialect's own (request.json).
+func caseDirs(t *testing.T, name string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", name, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		} else if fi.IsDir() {
+			dirs = append(dirs, p)
+		}
+	}
+	return dirs
+}
+
 func loadDialectFixtures(t *testing.T, name string) []dialectFixture {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join("testdata", name, "*"))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no fixtures for %s: %v", name, err)
+	dirs := caseDirs(t, name)
+	if len(dirs) == 0 {
+		t.Fatalf("no fixtures for %s", name)
 	}
 	var fs []dialectFixture
 	for _, dir := range dirs {

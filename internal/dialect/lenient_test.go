@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"cmp"
 	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"path/filepath"
 	"testing"
@@ -66,8 +67,8 @@ func TestOpenAIChatLenientFixtures(t *testing.T) {
 	}
 }
 
-// jsonRequestCases holds, for every dialect that takes a JSON body, a path
-// it is reached by and a strict body with a model, a prompt and a cap.
+// jsonRequestCases adds bodies to each dialect's testdata/<dialect>/request.json:
+// a stream flag, a cap, a deployment's or Vertex's path.
 var jsonRequestCases = []struct{ path, body string }{
 	{"/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hello there"}]}`},
 	{"/openai/deployments/prod/chat/completions", `{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`},
@@ -93,52 +94,64 @@ var jsonRequestCases = []struct{ path, body string }{
 }
 
 // Every JSON dialect reads each lenient variant of its strict body as it
-// reads the strict one, and an unreadable body as its contract says.
+// reads the strict one, and an unreadable body as its contract says: the
+// bodies of jsonRequestCases and every JSON request.json under testdata,
+// which every dialect has (TestEveryDialectHasItsRequest). A multipart body
+// (openai_audio) is not JSON and has no lenient variants.
 func TestEveryJSONDialectParsesLeniently(t *testing.T) {
 	r := DefaultRegistry()
-	covered := map[string]bool{"openai_audio": true} // multipart, not JSON
-	bom := "\xef\xbb\xbf"
+	type jsonCase struct{ name, path, body string }
+	var cases []jsonCase
 	for _, c := range jsonRequestCases {
+		cases = append(cases, jsonCase{"", c.path, c.body})
+	}
+	for _, rf := range requestFixtures(t) {
+		if rf.json() {
+			cases = append(cases, jsonCase{filepath.ToSlash(rf.file), rf.path, string(rf.body)})
+		}
+	}
+	for _, c := range cases {
 		d, ok := r.ForPath(c.path)
 		if !ok {
 			t.Fatalf("no dialect for %s", c.path)
 		}
-		covered[d.Name()] = true
-		t.Run(d.Name()+c.path, func(t *testing.T) {
-			opts := RequestOptions{Path: c.path}
-			strict, _, err := d.ParseRequest([]byte(c.body), opts)
-			if err != nil || strict.Lenient != 0 || strict.Model == "" || strict.PromptBytes == 0 {
-				t.Fatalf("strict body: %+v, %v", strict, err)
-			}
-			withNaN := `{"temperature":NaN,"top_p":-Infinity,"seed":Infinity,` + c.body[1:]
-			for _, v := range []struct {
-				name, body string
-				how        Leniency
-			}{
-				{"non-finite", withNaN, LenientNonFinite},
-				{"bom", bom + c.body, LenientBOM},
-				{"trailing", c.body + "}garbage", LenientTrailing},
-				{"all", bom + " " + withNaN + "\n\x00", LenientBOM | LenientNonFinite | LenientTrailing},
-			} {
-				got, newBody, err := d.ParseRequest([]byte(v.body), opts)
-				want := strict
-				want.Lenient = v.how
-				if err != nil || newBody != nil || got != want {
-					t.Errorf("%s: got %+v, %q, %v\nwant %+v", v.name, got, newBody, err, want)
-				}
-			}
-			cut := c.body[:len(c.body)-4]
-			got, newBody, err := d.ParseRequest([]byte(cut), opts)
-			if reason.Of(err) != reason.MalformedJSON || newBody != nil || got.Model != strict.Model ||
-				got.PromptBytes != int64(len(cut)) || got.Prompt != "" {
-				t.Errorf("truncated: got %+v, %v; want the model %q and PromptBytes %d", got, err, strict.Model, len(cut))
-			}
-		})
+		t.Run(cmp.Or(c.name, d.Name()+c.path), func(t *testing.T) { checkLenientVariants(t, d, c.path, c.body) })
 	}
-	for _, name := range r.Names() {
-		if !covered[name] {
-			t.Errorf("dialect %s has no case in jsonRequestCases", name)
+}
+
+// checkLenientVariants parses body strictly, then each lenient variant of
+// it (which must read the same, noted), then body cut short (which must
+// fail with what admission can use).
+func checkLenientVariants(t *testing.T, d Dialect, path, body string) {
+	t.Helper()
+	const bom = "\xef\xbb\xbf"
+	opts := RequestOptions{Path: path}
+	strict, _, err := d.ParseRequest([]byte(body), opts)
+	if err != nil || strict.Lenient != 0 || strict.Model == "" || strict.PromptBytes == 0 {
+		t.Fatalf("strict body: %+v, %v", strict, err)
+	}
+	withNaN := `{"temperature":NaN,"top_p":-Infinity,"seed":Infinity,` + body[1:]
+	for _, v := range []struct {
+		name, body string
+		how        Leniency
+	}{
+		{"non-finite", withNaN, LenientNonFinite},
+		{"bom", bom + body, LenientBOM},
+		{"trailing", body + "}garbage", LenientTrailing},
+		{"all", bom + " " + withNaN + "\n\x00", LenientBOM | LenientNonFinite | LenientTrailing},
+	} {
+		got, newBody, err := d.ParseRequest([]byte(v.body), opts)
+		want := strict
+		want.Lenient = v.how
+		if err != nil || newBody != nil || got != want {
+			t.Errorf("%s: got %+v, %q, %v\nwant %+v", v.name, got, newBody, err, want)
 		}
+	}
+	cut := body[:len(body)-4]
+	got, newBody, err := d.ParseRequest([]byte(cut), opts)
+	if reason.Of(err) != reason.MalformedJSON || newBody != nil || got.Model != strict.Model ||
+		got.PromptBytes != int64(len(cut)) || got.Prompt != "" {
+		t.Errorf("truncated: got %+v, %v; want the model %q and PromptBytes %d", got, err, strict.Model, len(cut))
 	}
 }
 

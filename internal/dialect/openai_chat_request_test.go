@@ -259,39 +259,67 @@ func FuzzOpenAIChatRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, inject bool) {
 		req, newBody, err := OpenAIChat().ParseRequest(body, RequestOptions{InjectStreamUsage: inject})
 		if err != nil {
-			if newBody != nil || req.Prompt != "" || req.PromptBytes != int64(len(body)) || req.MaxTokens != 0 {
-				t.Fatalf("error %v with %+v: want only what salvage reads", err, req)
-			}
+			checkSalvaged(t, body, req, newBody, err)
 			return
 		}
 		if json.Valid(body) && utf8.Valid(body) {
-			if want, ok := oracleRequest(body); ok && (want.Model != req.Model || want.Stream != req.Stream ||
-				want.MaxTokens != req.MaxTokens || want.PromptBytes != req.PromptBytes || want.Prompt != req.Prompt ||
-				(newBody == nil && want.IncludeUsage != req.IncludeUsage)) {
-				t.Fatalf("got %+v, encoding/json reads %+v", req, want)
-			}
+			checkAgainstOracle(t, body, req, newBody)
 		}
 		if newBody == nil {
-			// A BOM before a body read is the only difference it makes.
-			if req.Lenient&LenientBOM == 0 {
-				bommed, nb, err := OpenAIChat().ParseRequest(append([]byte("\xef\xbb\xbf"), body...), RequestOptions{})
-				want := req
-				want.Lenient |= LenientBOM
-				if err != nil || nb != nil || bommed.Model != want.Model || bommed.Stream != want.Stream ||
-					bommed.MaxTokens != want.MaxTokens || bommed.PromptBytes != want.PromptBytes || bommed.Lenient != want.Lenient {
-					t.Fatalf("with a BOM %q read as %+v %v, want %+v", body, bommed, err, want)
-				}
-			}
+			checkBOMChangesNothing(t, body, req)
 			return
 		}
-		if !req.Stream || !req.IncludeUsage || !inject || !gjson.ValidBytes(newBody) {
-			t.Fatalf("bad rewrite of %q: %+v %q", body, req, newBody)
-		}
-		again, _, err := OpenAIChat().ParseRequest(newBody, RequestOptions{})
-		if err != nil || again != req {
-			t.Fatalf("rewrite %q re-parsed as %+v %v, want %+v", newBody, again, err, req)
-		}
+		checkRewrite(t, body, inject, req, newBody)
 	})
+}
+
+// checkSalvaged: a body that cannot be read yields only what salvage reads.
+func checkSalvaged(t *testing.T, body []byte, req Request, newBody []byte, err error) {
+	t.Helper()
+	if newBody != nil || req.Prompt != "" || req.PromptBytes != int64(len(body)) || req.MaxTokens != 0 {
+		t.Fatalf("error %v with %+v: want only what salvage reads", err, req)
+	}
+}
+
+// checkAgainstOracle: valid JSON reads as encoding/json reads it (the
+// injected include_usage aside, which a rewrite sets).
+func checkAgainstOracle(t *testing.T, body []byte, req Request, newBody []byte) {
+	t.Helper()
+	if want, ok := oracleRequest(body); ok && (want.Model != req.Model || want.Stream != req.Stream ||
+		want.MaxTokens != req.MaxTokens || want.PromptBytes != req.PromptBytes || want.Prompt != req.Prompt ||
+		(newBody == nil && want.IncludeUsage != req.IncludeUsage)) {
+		t.Fatalf("got %+v, encoding/json reads %+v", req, want)
+	}
+}
+
+// checkBOMChangesNothing: a BOM before a body read is the only difference
+// it makes.
+func checkBOMChangesNothing(t *testing.T, body []byte, req Request) {
+	t.Helper()
+	if req.Lenient&LenientBOM != 0 {
+		return
+	}
+	bommed, nb, err := OpenAIChat().ParseRequest(append([]byte("\xef\xbb\xbf"), body...), RequestOptions{})
+	want := req
+	want.Lenient |= LenientBOM
+	if err != nil || nb != nil || bommed.Model != want.Model || bommed.Stream != want.Stream ||
+		bommed.MaxTokens != want.MaxTokens || bommed.PromptBytes != want.PromptBytes || bommed.Lenient != want.Lenient {
+		t.Fatalf("with a BOM %q read as %+v %v, want %+v", body, bommed, err, want)
+	}
+}
+
+// checkRewrite: a body is rewritten only when injection was asked for, on a
+// stream, which then carries usage; the rewrite is valid JSON and reads back
+// as the request it replaced.
+func checkRewrite(t *testing.T, body []byte, inject bool, req Request, newBody []byte) {
+	t.Helper()
+	if !req.Stream || !req.IncludeUsage || !inject || !gjson.ValidBytes(newBody) {
+		t.Fatalf("bad rewrite of %q: %+v %q", body, req, newBody)
+	}
+	again, _, err := OpenAIChat().ParseRequest(newBody, RequestOptions{})
+	if err != nil || again != req {
+		t.Fatalf("rewrite %q re-parsed as %+v %v, want %+v", newBody, again, err, req)
+	}
 }
 
 // chatRequestBody is a realistic multi-turn request of about 4 KB.

@@ -62,9 +62,9 @@ func outcomeOf(r Result) outcome {
 
 func loadFixtures(t *testing.T) []fixture {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join("testdata", "openai_chat", "*"))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no fixtures: %v", err)
+	dirs := caseDirs(t, "openai_chat")
+	if len(dirs) == 0 {
+		t.Fatal("no fixtures")
 	}
 	var fs []fixture
 	for _, dir := range dirs {

@@ -194,9 +194,9 @@ func mediaOutcomeOf(r Result) mediaOutcome {
 
 func loadMediaFixtures(t *testing.T, name string) []mediaFixture {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join("testdata", name, "*"))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no fixtures for %s: %v", name, err)
+	dirs := caseDirs(t, name)
+	if len(dirs) == 0 {
+		t.Fatalf("no fixtures for %s", name)
 	}
 	read := func(dir, file string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, file))

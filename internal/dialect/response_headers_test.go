@@ -2,7 +2,6 @@ package dialect
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -71,12 +70,12 @@ type responseFixture struct {
 	body    []byte
 }
 
-// responseFixtures loads testdata/<name>/*, none when the dialect has none.
+// responseFixtures loads the cases under testdata/<name>, none when the
+// dialect has none.
 func responseFixtures(t *testing.T, name string) []responseFixture {
 	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join("testdata", name, "*"))
 	var fs []responseFixture
-	for _, dir := range dirs {
+	for _, dir := range caseDirs(t, name) {
 		var meta struct {
 			Status          int               `json:"status"`
 			ContentType     string            `json:"content_type"`

@@ -2,13 +2,14 @@ package metrics
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
-	"mime/multipart"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,75 +34,42 @@ type fixtureRequest struct {
 	body              []byte
 }
 
-func jsonRequest(path, body string) fixtureRequest {
-	return fixtureRequest{path: path, contentType: "application/json", body: []byte(body)}
-}
-
-// requestFor builds the request for fixture name of dialect d; ok is false
-// for a dialect this test does not know, which fails it: every dialect's
-// fixtures are replayed.
-func requestFor(d, name string, sse bool) (fixtureRequest, bool) {
-	const msgs = `"messages":[{"role":"user","content":"hi"}]`
-	switch d {
-	case "openai_chat":
-		return jsonRequest("/v1/chat/completions", `{"model":"gpt-4o-mini",`+msgs+`}`), true
-	case "azure_openai_chat":
-		return jsonRequest("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", `{`+msgs+`}`), true
-	case "anthropic_messages":
-		return jsonRequest("/v1/messages", `{"model":"claude-3-5-haiku-20241022","max_tokens":100,`+msgs+`}`), true
-	case "bedrock_converse":
-		return jsonRequest("/model/anthropic.claude-3-haiku-20240307-v1:0/converse", `{"messages":[{"role":"user","content":[{"text":"hi"}]}]}`), true
-	case "bedrock_converse_stream":
-		return jsonRequest("/model/anthropic.claude-3-haiku-20240307-v1:0/converse-stream", `{"messages":[{"role":"user","content":[{"text":"hi"}]}]}`), true
-	case "bedrock_invoke":
-		return jsonRequest("/model/meta.llama3-8b-instruct-v1:0/invoke", `{"prompt":"hi","max_gen_len":50}`), true
-	case "bedrock_invoke_stream":
-		return jsonRequest("/model/meta.llama3-8b-instruct-v1:0/invoke-with-response-stream", `{"prompt":"hi","max_gen_len":50}`), true
-	case "cohere_chat":
-		return jsonRequest("/v2/chat", `{"model":"command-r",`+msgs+`}`), true
-	case "cohere_chat_v1":
-		return jsonRequest("/v1/chat", `{"model":"command-r","message":"hi","stream":true}`), true
-	case "gemini":
-		path := "/v1beta/models/gemini-2.0-flash:generateContent"
-		if sse || strings.HasPrefix(name, "array_stream") {
-			path = "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
-		}
-		return jsonRequest(path, `{"contents":[{"parts":[{"text":"hi"}]}]}`), true
-	case "ollama_chat":
-		return jsonRequest("/api/chat", `{"model":"llama3",`+msgs+`}`), true
-	case "ollama_generate":
-		return jsonRequest("/api/generate", `{"model":"llama3","prompt":"hi"}`), true
-	case "openai_completions":
-		return jsonRequest("/v1/completions", `{"model":"gpt-4o-mini","prompt":"hi"}`), true
-	case "openai_embeddings":
-		return jsonRequest("/v1/embeddings", `{"model":"text-embedding-3-small","input":"hi"}`), true
-	case "openai_responses":
-		return jsonRequest("/v1/responses", `{"model":"gpt-4o-mini","input":"hi"}`), true
-	case "openai_speech":
-		return jsonRequest("/v1/audio/speech", `{"model":"tts-1","input":"hello world","voice":"alloy"}`), true
-	case "openai_images":
-		model := `"dall-e-3","quality":"standard","size":"1024x1024"`
-		switch {
-		case strings.HasPrefix(name, "dalle2"):
-			model = `"dall-e-2","size":"1024x1024"`
-		case strings.HasPrefix(name, "gpt_image"), strings.HasPrefix(name, "sse"):
-			model = `"gpt-image-1","quality":"low","size":"1024x1024"`
-		}
-		return jsonRequest("/v1/images/generations", `{"model":`+model+`,"prompt":"a cat"}`), true
-	case "openai_audio":
-		var buf bytes.Buffer
-		w := multipart.NewWriter(&buf)
-		model := "whisper-1"
-		if strings.Contains(name, "tokens") || strings.HasPrefix(name, "sse") {
-			model = "gpt-4o-transcribe"
-		}
-		_ = w.WriteField("model", model)
-		fw, _ := w.CreateFormFile("file", "speech.mp3")
-		_, _ = fw.Write([]byte("ID3\x04\x00\x00\x00\x00"))
-		_ = w.Close()
-		return fixtureRequest{path: "/v1/audio/transcriptions", contentType: w.FormDataContentType(), body: buf.Bytes()}, true
+// requestFor reads the request that the fixture in dir answers, which lives
+// with the dialect's fixtures: dir/request.json when the case has its own
+// (a streaming path, another model), else the dialect's
+// testdata/<dialect>/request.json. Its "body" is sent as written (compacted)
+// or, when it is a JSON string, as that string's bytes (a multipart form);
+// "content_type" defaults to application/json. A dialect without one fails
+// the test: every dialect's fixtures are replayed.
+func requestFor(t *testing.T, dir string) fixtureRequest {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "request.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		b, err = os.ReadFile(filepath.Join(filepath.Dir(dir), "request.json"))
 	}
-	return fixtureRequest{}, false
+	if err != nil {
+		t.Fatalf("no request for %s: add one to testdata/<dialect>/request.json: %v", dir, err)
+	}
+	var r struct {
+		Path        string          `json:"path"`
+		ContentType string          `json:"content_type"`
+		Body        json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil || r.Path == "" || len(r.Body) == 0 {
+		t.Fatalf("%s: request.json wants a path and a body: %v", dir, err)
+	}
+	req := fixtureRequest{path: r.Path, contentType: cmp.Or(r.ContentType, "application/json")}
+	var raw string
+	if json.Unmarshal(r.Body, &raw) == nil {
+		req.body = []byte(raw)
+		return req
+	}
+	var body bytes.Buffer
+	if err := json.Compact(&body, r.Body); err != nil {
+		t.Fatal(err)
+	}
+	req.body = body.Bytes()
+	return req
 }
 
 // Every recorded response of every dialect, replayed through an
@@ -133,10 +101,7 @@ func TestCostMetricMatchesEveryFixtureRecord(t *testing.T) {
 		d, name := filepath.Base(filepath.Dir(dir)), filepath.Base(dir)
 		t.Run(d+"/"+name, func(t *testing.T) {
 			f := readFixture(t, dir)
-			req, ok := requestFor(d, name, strings.HasPrefix(f.ContentType, "text/event-stream"))
-			if !ok {
-				t.Fatalf("no request for dialect %s: add one to requestFor", d)
-			}
+			req := requestFor(t, dir)
 			before := m.costSum()
 			r := replay(t, srv, sink, req, f)
 			got := m.costSum() - before

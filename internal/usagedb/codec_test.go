@@ -238,64 +238,115 @@ func TestPlanCovers(t *testing.T) {
 	base := time.Date(2026, 2, 20, 0, 0, 0, 0, time.UTC).UnixNano()
 	subtracted := 0
 	for i := range 500 {
-		from := base + rng.Int64N(int64(40*24*time.Hour))
-		if rng.IntN(3) == 0 {
-			from = floorTo(from, nanosPerHour)
-		}
-		to := from + 1 + rng.Int64N(int64(60*24*time.Hour))
-		q := Query{From: time.Unix(0, from), To: time.Unix(0, to), Bucket: Bucket(rng.IntN(int(numBuckets))), Location: locs[rng.IntN(len(locs))]}
-		p := makePlan(q)
-		fail := func(format string, args ...any) {
-			t.Helper()
-			t.Fatalf("query %d (%s in %s, %v..%v): %s", i, q.Bucket, q.loc(), q.From.UTC(), q.To.UTC(), fmt.Sprintf(format, args...))
-		}
-		covered := int64(0)
-		for j, a := range p.raw {
-			covered += a.to - a.from
-			if a.from < from || a.to > to || (j > 0 && p.raw[j-1].to > a.from) {
-				fail("record range %v outside the query or out of order", a)
-			}
-		}
-		weight := map[int64]map[int]int{} // hour → bucket → net count
-		for _, a := range p.aggs {
-			if a.from%nanosPerHour != 0 || a.to%nanosPerHour != 0 || (a.prefix == prefixDay && (a.from%nanosPerDay != 0 || a.to%nanosPerDay != 0)) {
-				fail("%+v not aligned", a)
-			}
-			if a.neg {
-				subtracted++
-			}
-			for h := a.from; h < a.to; h += nanosPerHour {
-				if weight[h] == nil {
-					weight[h] = map[int]int{}
-				}
-				if a.neg {
-					weight[h][a.bucket]--
-				} else {
-					weight[h][a.bucket]++
-				}
-			}
-		}
-		for h, bs := range weight {
-			for b, w := range bs {
-				switch {
-				case w == 0:
-				case w == 1 && h >= from && h+nanosPerHour <= to && p.bucketOf(h) == b && p.bucketOf(h+nanosPerHour-1) == b:
-					covered += nanosPerHour
-					for _, r := range p.raw {
-						if r.from < h+nanosPerHour && h < r.to {
-							fail("hour %v is read twice", time.Unix(0, h).UTC())
-						}
-					}
-				default:
-					fail("hour %v counts %d times in bucket %d", time.Unix(0, h).UTC(), w, b)
-				}
-			}
-		}
-		if covered != to-from {
-			fail("covers %d of %d ns", covered, to-from)
-		}
+		c := planCheck{t: t, i: i, q: randomPlanQuery(rng, base, locs)}
+		c.p, c.from, c.to = makePlan(c.q), c.q.From.UnixNano(), c.q.To.UnixNano()
+		subtracted += c.check()
 	}
 	if subtracted == 0 {
 		t.Fatal("no plan subtracted: the test misses that path")
 	}
+}
+
+// randomPlanQuery is a query of up to 60 days starting within 40 days of
+// base, on an hour a third of the time, in a random bucket and location.
+func randomPlanQuery(rng *rand.Rand, base int64, locs []*time.Location) Query {
+	from := base + rng.Int64N(int64(40*24*time.Hour))
+	if rng.IntN(3) == 0 {
+		from = floorTo(from, nanosPerHour)
+	}
+	to := from + 1 + rng.Int64N(int64(60*24*time.Hour))
+	return Query{From: time.Unix(0, from), To: time.Unix(0, to), Bucket: Bucket(rng.IntN(int(numBuckets))), Location: locs[rng.IntN(len(locs))]}
+}
+
+// planCheck is the plan p of query number i, q, over [from, to) in nanoseconds.
+type planCheck struct {
+	t        *testing.T
+	i        int
+	q        Query
+	p        plan
+	from, to int64
+}
+
+func (c *planCheck) fail(format string, args ...any) {
+	c.t.Helper()
+	c.t.Fatalf("query %d (%s in %s, %v..%v): %s", c.i, c.q.Bucket, c.q.loc(), c.q.From.UTC(), c.q.To.UTC(), fmt.Sprintf(format, args...))
+}
+
+// check checks the plan covers [from, to) exactly once and returns how
+// many aggregates it subtracts.
+func (c *planCheck) check() int {
+	c.t.Helper()
+	covered := c.rawCoverage()
+	weight, subtracted := c.aggWeights()
+	covered += c.wholeHours(weight)
+	if covered != c.to-c.from {
+		c.fail("covers %d of %d ns", covered, c.to-c.from)
+	}
+	return subtracted
+}
+
+// rawCoverage checks the record ranges lie in the query, in order, and
+// returns the nanoseconds they cover.
+func (c *planCheck) rawCoverage() int64 {
+	c.t.Helper()
+	covered := int64(0)
+	for j, a := range c.p.raw {
+		covered += a.to - a.from
+		if a.from < c.from || a.to > c.to || (j > 0 && c.p.raw[j-1].to > a.from) {
+			c.fail("record range %v outside the query or out of order", a)
+		}
+	}
+	return covered
+}
+
+// aggWeights checks each aggregate is aligned (hours, or days for a day
+// aggregate) and returns the net count of each hour in each bucket, and how
+// many aggregates are subtracted.
+func (c *planCheck) aggWeights() (weight map[int64]map[int]int, subtracted int) {
+	c.t.Helper()
+	weight = map[int64]map[int]int{} // hour → bucket → net count
+	for _, a := range c.p.aggs {
+		if a.from%nanosPerHour != 0 || a.to%nanosPerHour != 0 || (a.prefix == prefixDay && (a.from%nanosPerDay != 0 || a.to%nanosPerDay != 0)) {
+			c.fail("%+v not aligned", a)
+		}
+		if a.neg {
+			subtracted++
+		}
+		for h := a.from; h < a.to; h += nanosPerHour {
+			if weight[h] == nil {
+				weight[h] = map[int]int{}
+			}
+			if a.neg {
+				weight[h][a.bucket]--
+			} else {
+				weight[h][a.bucket]++
+			}
+		}
+	}
+	return weight, subtracted
+}
+
+// wholeHours checks each hour nets to 0, or to 1 when it lies whole in the
+// query and in one bucket (the one that holds it) and no record range reads
+// it too, and returns the nanoseconds of the hours counted once.
+func (c *planCheck) wholeHours(weight map[int64]map[int]int) int64 {
+	c.t.Helper()
+	covered := int64(0)
+	for h, bs := range weight {
+		for b, w := range bs {
+			switch {
+			case w == 0:
+			case w == 1 && h >= c.from && h+nanosPerHour <= c.to && c.p.bucketOf(h) == b && c.p.bucketOf(h+nanosPerHour-1) == b:
+				covered += nanosPerHour
+				for _, r := range c.p.raw {
+					if r.from < h+nanosPerHour && h < r.to {
+						c.fail("hour %v is read twice", time.Unix(0, h).UTC())
+					}
+				}
+			default:
+				c.fail("hour %v counts %d times in bucket %d", time.Unix(0, h).UTC(), w, b)
+			}
+		}
+	}
+	return covered
 }

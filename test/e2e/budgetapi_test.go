@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -41,29 +42,68 @@ func TestRuntimeBudgetsThroughCLI(t *testing.T) {
 			t.Fatalf("denied by %q", resp.Header.Get("x-tokenmeter-budget"))
 		}
 	}
-	list := func() map[string]admin.BudgetInfo {
-		t.Helper()
-		out, err := cli(t, s.TM.Admin, "budgets", "list", "--json")
-		if err != nil {
-			t.Fatalf("list: %v %s", err, out)
-		}
-		var got struct{ Budgets []admin.BudgetInfo }
-		if err := json.Unmarshal([]byte(out), &got); err != nil {
-			t.Fatalf("list output %s: %v", out, err)
-		}
-		m := map[string]admin.BudgetInfo{}
-		for _, b := range got.Budgets {
-			m[b.Name] = b
-		}
-		return m
+	checkBudgetStatus(t, s)
+	checkBudgetRefusals(t, s)
+
+	if out, err := cli(t, s.TM.Admin, "budgets", "reset", "rt", "--key", "project=rt"); err != nil {
+		t.Fatalf("reset: %v %s", err, out)
 	}
-	b := list()["rt"]
+	postOK(t, s, h, "after reset")
+
+	// The definition is in the store: a restart keeps it. The kill waits for
+	// the request above to be settled (it settles just after its answer:
+	// the documented loss window, which e2e/crash_test.go measures).
+	waitSpent(t, s, "rt", "1")
+	s.Restart(os.Kill)
+	if b := listBudgets(t, s)["rt"]; b.Source != "runtime" || len(b.Keys) != 1 || b.Keys[0].Spent != "1" {
+		t.Fatalf("after restart: %+v", b)
+	}
+	if out, err := cli(t, s.TM.Admin, "budgets", "delete", "rt"); err != nil || out != "budget rt deleted\n" {
+		t.Fatalf("delete: %v %q", err, out)
+	}
+	for i := 0; i < 3; i++ {
+		postOK(t, s, h, fmt.Sprintf("after delete, request %d", i))
+	}
+	if _, ok := listBudgets(t, s)["rt"]; ok {
+		t.Fatal("rt still listed after delete")
+	}
+}
+
+// listBudgets runs budgets list and returns its budgets by name.
+func listBudgets(t *testing.T, s *testbed.Stack) map[string]admin.BudgetInfo {
+	t.Helper()
+	out, err := cli(t, s.TM.Admin, "budgets", "list", "--json")
+	if err != nil {
+		t.Fatalf("list: %v %s", err, out)
+	}
+	var got struct{ Budgets []admin.BudgetInfo }
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("list output %s: %v", out, err)
+	}
+	m := map[string]admin.BudgetInfo{}
+	for _, b := range got.Budgets {
+		m[b.Name] = b
+	}
+	return m
+}
+
+// checkBudgetStatus: rt, from the runtime, has spent its 2 requests on its
+// one key; from-file is the config's.
+func checkBudgetStatus(t *testing.T, s *testbed.Stack) {
+	t.Helper()
+	b := listBudgets(t, s)["rt"]
 	if b.Source != "runtime" || len(b.Keys) != 1 || b.Keys[0].Key != "project=rt" || b.Keys[0].Spent != "2" || b.Keys[0].Remaining != "0" {
 		t.Fatalf("status of rt: %+v", b)
 	}
-	if f := list()["from-file"]; f.Source != "config" {
+	if f := listBudgets(t, s)["from-file"]; f.Source != "config" {
 		t.Fatalf("from-file: %+v", f)
 	}
+}
+
+// checkBudgetRefusals: a budget of the config file cannot be replaced, and
+// an invalid definition is refused with the config's reason.
+func checkBudgetRefusals(t *testing.T, s *testbed.Stack) {
+	t.Helper()
 	if out, err := cli(t, s.TM.Admin, "budgets", "set", "from-file", `{"limit":{"requests":1},"window":"day"}`); err == nil ||
 		!strings.Contains(out, "defined in the config file") {
 		t.Fatalf("replacing a file budget: %v %s", err, out)
@@ -72,44 +112,30 @@ func TestRuntimeBudgetsThroughCLI(t *testing.T) {
 		!strings.Contains(out, `window: "fortnight": want minute, hour, day, month, week, year, total`) {
 		t.Fatalf("an invalid definition: %v %s", err, out)
 	}
+}
 
-	if out, err := cli(t, s.TM.Admin, "budgets", "reset", "rt", "--key", "project=rt"); err != nil {
-		t.Fatalf("reset: %v %s", err, out)
+// postOK sends a chat request with headers h, which must be answered 200.
+func postOK(t *testing.T, s *testbed.Stack, h map[string]string, what string) {
+	t.Helper()
+	resp := s.Post(chatBody, h)
+	body := testbed.ReadAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %d %s", what, resp.StatusCode, body)
 	}
-	if resp := s.Post(chatBody, h); resp.StatusCode != 200 {
-		t.Fatalf("after reset: %d %s", resp.StatusCode, testbed.ReadAll(t, resp))
-	} else {
-		testbed.ReadAll(t, resp)
-	}
+}
 
-	// The definition is in the store: a restart keeps it. The kill waits for
-	// the request above to be settled (it settles just after its answer:
-	// the documented loss window, which e2e/crash_test.go measures).
+// waitSpent waits up to 10 seconds for budget name's one key to have spent
+// spent: its requests settle just after their answers.
+func waitSpent(t *testing.T, s *testbed.Stack, name, spent string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if b := list()["rt"]; len(b.Keys) == 1 && b.Keys[0].Spent == "1" {
-			break
+		if b := listBudgets(t, s)[name]; len(b.Keys) == 1 && b.Keys[0].Spent == spent {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the request after the reset was never settled")
+			t.Fatalf("budget %s never spent %s: a request was never settled", name, spent)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	s.Restart(os.Kill)
-	if b := list()["rt"]; b.Source != "runtime" || len(b.Keys) != 1 || b.Keys[0].Spent != "1" {
-		t.Fatalf("after restart: %+v", b)
-	}
-	if out, err := cli(t, s.TM.Admin, "budgets", "delete", "rt"); err != nil || out != "budget rt deleted\n" {
-		t.Fatalf("delete: %v %q", err, out)
-	}
-	for i := 0; i < 3; i++ {
-		if resp := s.Post(chatBody, h); resp.StatusCode != 200 {
-			t.Fatalf("after delete, request %d: %d", i, resp.StatusCode)
-		} else {
-			testbed.ReadAll(t, resp)
-		}
-	}
-	if _, ok := list()["rt"]; ok {
-		t.Fatal("rt still listed after delete")
 	}
 }

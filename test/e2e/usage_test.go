@@ -28,19 +28,33 @@ func TestLedgerReportStatementExport(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	from, to := now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)
-	var rep struct {
-		Rows []struct {
-			Group    map[string]string
-			Requests int64
-			Cost     string
-			Tokens   map[string]int64
-		}
-		Totals []struct {
-			Currency string
-			Requests int64
-			Cost     string
-		}
+	checkUsageReport(t, waitUsageReport(t, s, from, to, 4))
+	checkUsageStatement(t, s, now)
+	checkUsageExport(t, s, from, to)
+	checkBadUsageQueries(t, s, from, to)
+}
+
+// usageReport is what usage report --json prints, as far as these tests read it.
+type usageReport struct {
+	Rows []struct {
+		Group    map[string]string
+		Requests int64
+		Cost     string
+		Tokens   map[string]int64
 	}
+	Totals []struct {
+		Currency string
+		Requests int64
+		Cost     string
+	}
+}
+
+// waitUsageReport runs usage report over [from, to) grouped by project and
+// model until it counts requests in one total (the ledger is written after
+// each answer), or for 10 seconds, and returns the last.
+func waitUsageReport(t *testing.T, s *testbed.Stack, from, to string, requests int64) usageReport {
+	t.Helper()
+	var rep usageReport
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, err := cli(t, s.TM.Admin, "usage", "report", "--from", from, "--to", to, "--group-by", "project,model", "--json")
@@ -53,11 +67,16 @@ func TestLedgerReportStatementExport(t *testing.T) {
 		if !strings.HasSuffix(out, "}\n") {
 			t.Fatalf("the JSON does not end with one newline: %q", out[max(0, len(out)-20):])
 		}
-		if len(rep.Totals) == 1 && rep.Totals[0].Requests == 4 || time.Now().After(deadline) {
-			break
+		if len(rep.Totals) == 1 && rep.Totals[0].Requests == requests || time.Now().After(deadline) {
+			return rep
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// checkUsageReport: three requests of alpha and one of beta, each 0.00018.
+func checkUsageReport(t *testing.T, rep usageReport) {
+	t.Helper()
 	if len(rep.Totals) != 1 || rep.Totals[0].Cost != "0.00072" || rep.Totals[0].Currency != "USD" || len(rep.Rows) != 2 {
 		t.Fatalf("report %+v", rep)
 	}
@@ -67,7 +86,12 @@ func TestLedgerReportStatementExport(t *testing.T) {
 			t.Fatalf("row %+v, want cost %s", r, want)
 		}
 	}
+}
 
+// checkUsageStatement: alpha's statement for the month names the provider,
+// the model and alpha's cost.
+func checkUsageStatement(t *testing.T, s *testbed.Stack, now time.Time) {
+	t.Helper()
 	out, err := cli(t, s.TM.Admin, "usage", "statement", "--month", now.Format("2006-01"), "--dimension", "project", "--value", "alpha")
 	if err != nil {
 		t.Fatalf("statement: %v %s", err, out)
@@ -77,8 +101,13 @@ func TestLedgerReportStatementExport(t *testing.T) {
 			t.Fatalf("statement lacks %q:\n%s", want, out)
 		}
 	}
+}
 
-	out, err = cli(t, s.TM.Admin, "usage", "export", "--from", from, "--to", to, "--format", "csv")
+// checkUsageExport: the CSV export reads back as the four records, each at
+// its exact cost.
+func checkUsageExport(t *testing.T, s *testbed.Stack, from, to string) {
+	t.Helper()
+	out, err := cli(t, s.TM.Admin, "usage", "export", "--from", from, "--to", to, "--format", "csv")
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
@@ -94,9 +123,13 @@ func TestLedgerReportStatementExport(t *testing.T) {
 			t.Fatalf("exported record %+v", r)
 		}
 	}
+}
 
-	// A bad query: the admin API's 400 reason reaches the command line.
-	out, err = cli(t, s.TM.Admin, "usage", "report", "--from", to, "--to", from)
+// checkBadUsageQueries: the admin API's 400 reason reaches the command
+// line, and names the unknown dimension.
+func checkBadUsageQueries(t *testing.T, s *testbed.Stack, from, to string) {
+	t.Helper()
+	out, err := cli(t, s.TM.Admin, "usage", "report", "--from", to, "--to", from)
 	if err == nil || !strings.Contains(out, "from") {
 		t.Fatalf("from after to: %v %s", err, out)
 	}

@@ -119,30 +119,11 @@ func checkChunks(t *testing.T, events []string, includeUsage, withChoices bool) 
 		if c.ID != id || c.Object != "chat.completion.chunk" || c.Model != "gpt-4o-mini" {
 			t.Errorf("event %d envelope %+v", i, c)
 		}
-		last := i == len(events)-1
-		finishChunk := last && withChoices || !includeUsage && last || includeUsage && !withChoices && i == len(events)-2
-		switch {
-		case i == 0:
-			if len(c.Choices) != 1 || c.Choices[0].Delta.Role != "assistant" || c.Choices[0].Delta.Content == nil || *c.Choices[0].Delta.Content != "" {
-				t.Errorf("first chunk %s", ev)
-			}
-		case finishChunk:
-			if len(c.Choices) != 1 || c.Choices[0].FinishReason == nil || c.Choices[0].Delta.Content != nil {
-				t.Errorf("finish chunk %s", ev)
-			}
-		case last: // the separate usage chunk
-			if string(keys["choices"]) != "[]" {
-				t.Errorf("usage chunk choices %s, want []", keys["choices"])
-			}
-		default:
-			if len(c.Choices) != 1 || c.Choices[0].Delta.Content == nil || c.Choices[0].FinishReason != nil {
-				t.Errorf("content chunk %s", ev)
-			}
-		}
+		checkChunkShape(t, kindOf(i, len(events), includeUsage, withChoices), ev, keys, c)
 		if len(c.Choices) == 1 && c.Choices[0].Delta.Content != nil {
 			content.WriteString(*c.Choices[0].Delta.Content)
 		}
-		wantUsageHere := includeUsage && last
+		wantUsageHere := includeUsage && i == len(events)-1
 		if wantUsageHere != (c.Usage != nil) {
 			t.Errorf("event %d: usage %s, want object=%v", i, raw, wantUsageHere)
 		}
@@ -151,6 +132,56 @@ func checkChunks(t *testing.T, events []string, includeUsage, withChoices bool) 
 		}
 	}
 	return content.String(), got
+}
+
+// chunkKind is a chunk's place in a stream.
+type chunkKind int
+
+const (
+	roleChunk    chunkKind = iota // the first: the assistant role, empty content
+	contentChunk                  // one word
+	finishChunk                   // the finish reason, no content
+	usageChunk                    // the separate usage chunk, no choices
+)
+
+// kindOf places event i of n: the finish chunk is the last, or the one
+// before the separate usage chunk that include_usage adds unless usage
+// rides with the choices.
+func kindOf(i, n int, includeUsage, withChoices bool) chunkKind {
+	last := i == n-1
+	switch {
+	case i == 0:
+		return roleChunk
+	case last && withChoices || !includeUsage && last || includeUsage && !withChoices && i == n-2:
+		return finishChunk
+	case last:
+		return usageChunk
+	}
+	return contentChunk
+}
+
+// checkChunkShape checks the choices of chunk c (event ev, its top-level
+// keys) for its kind.
+func checkChunkShape(t *testing.T, kind chunkKind, ev string, keys map[string]json.RawMessage, c chunk) {
+	t.Helper()
+	switch kind {
+	case roleChunk:
+		if len(c.Choices) != 1 || c.Choices[0].Delta.Role != "assistant" || c.Choices[0].Delta.Content == nil || *c.Choices[0].Delta.Content != "" {
+			t.Errorf("first chunk %s", ev)
+		}
+	case finishChunk:
+		if len(c.Choices) != 1 || c.Choices[0].FinishReason == nil || c.Choices[0].Delta.Content != nil {
+			t.Errorf("finish chunk %s", ev)
+		}
+	case usageChunk:
+		if string(keys["choices"]) != "[]" {
+			t.Errorf("usage chunk choices %s, want []", keys["choices"])
+		}
+	case contentChunk:
+		if len(c.Choices) != 1 || c.Choices[0].Delta.Content == nil || c.Choices[0].FinishReason != nil {
+			t.Errorf("content chunk %s", ev)
+		}
+	}
 }
 
 func TestStreamExactBytes(t *testing.T) {
