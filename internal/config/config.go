@@ -198,7 +198,47 @@ func Load(path string) (*Config, error) {
 // Parse validates data, read from file (used in errors and to resolve
 // relative paths), and loads the catalogs it names.
 func Parse(file string, data []byte) (*Config, error) {
-	c := &Config{
+	c := defaults(file)
+	w := newWalker(file)
+	root, ok := w.Document(data)
+	if !ok {
+		return nil, w.errs.Err()
+	}
+	if root == nil {
+		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
+	}
+	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
+	w.currencyNodes = cur
+	refs := w.sections(c, root, cur)
+	if c.Dimensions == nil {
+		c.Dimensions = attribution.DefaultDimensions()
+	}
+	w.crossCheck(c, root)
+	w.checkMetrics(c)
+	if refs.tokenEnv != "" {
+		c.AdminToken = os.Getenv(refs.tokenEnv)
+		if c.AdminToken == "" {
+			w.failKey("admin.token_env", refs.tokenEnv, "this environment variable is empty or unset")
+		}
+	}
+	if err := w.errs.Err(); err != nil {
+		// The catalogs are still read, so that one run of check reports the
+		// config's mistakes and the catalogs' together.
+		if _, cerr := loadCatalog(c.BuiltinCatalog, c.CatalogFiles); cerr != nil && (c.BuiltinCatalog || len(c.CatalogFiles) > 0) {
+			return nil, errors.Join(err, fmt.Errorf("load catalog: %w", cerr))
+		}
+		return nil, err
+	}
+	if err := c.resolve(cur, refs); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// defaults is the config of an empty file, before the walk sets what the
+// file says.
+func defaults(file string) *Config {
+	return &Config{
 		File:              file,
 		GRPCListen:        DefaultGRPCListen,
 		AdminListen:       DefaultAdminListen,
@@ -218,19 +258,19 @@ func Parse(file string, data []byte) (*Config, error) {
 		Alerts:            Alerts{Interval: 10 * time.Second, ForecastInterval: 5 * time.Minute},
 		Ledger:            Ledger{Dir: DefaultLedgerDir},
 	}
-	w := newWalker(file)
-	root, ok := w.Document(data)
-	if !ok {
-		return nil, w.errs.Err()
-	}
-	if root == nil {
-		return nil, cfgerr.List{{File: file, Reason: "empty file; a config needs at least catalog.files"}}
-	}
-	cur := &currencyNodes{budgets: map[string]*yaml.Node{}, keys: map[string]string{}}
-	w.currencyNodes = cur
-	var tokenEnv string
-	var routePolicies []routePolicy
-	var fallback fallbackRef
+}
+
+// parseRefs are what the walk leaves to resolve once the catalog is loaded,
+// or to read from the environment.
+type parseRefs struct {
+	tokenEnv      string
+	routePolicies []routePolicy
+	fallback      fallbackRef
+}
+
+// sections walks the top-level keys, one reader per section.
+func (w *walker) sections(c *Config, root *yaml.Node, cur *currencyNodes) *parseRefs {
+	refs := &parseRefs{}
 	w.mapping(root, "", map[string]func(*yaml.Node, string){
 		"listen": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
@@ -239,7 +279,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			})
 		},
 		"admin": func(n *yaml.Node, k string) {
-			w.mapping(n, k, map[string]func(*yaml.Node, string){"token_env": w.str(&tokenEnv)})
+			w.mapping(n, k, map[string]func(*yaml.Node, string){"token_env": w.str(&refs.tokenEnv)})
 		},
 		"extproc": w.extprocSection(c),
 		"reload": func(n *yaml.Node, k string) {
@@ -251,7 +291,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		"alerts":   w.alerts(c),
 		"metrics":  w.metrics(&c.Metrics),
 		"ledger":   w.ledgerSection(c),
-		"unpriced": w.unpricedSection(c, &fallback),
+		"unpriced": w.unpricedSection(c, &refs.fallback),
 		"attribution": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"dimensions": func(n *yaml.Node, k string) { c.Dimensions = w.dimensions(n, k) },
@@ -261,71 +301,56 @@ func Parse(file string, data []byte) (*Config, error) {
 			w.Sequence(n, k, "a list of routes", func(item *yaml.Node, k string) {
 				if r, p, ok := w.route(item, k); ok {
 					c.Routes = append(c.Routes, r)
-					routePolicies = append(routePolicies, p)
+					refs.routePolicies = append(refs.routePolicies, p)
 				}
 			})
 		},
 		"adjustments": w.adjustmentsSection(c),
 		"budgets":     w.budgetsSection(c),
 	})
-	if c.Dimensions == nil {
-		c.Dimensions = attribution.DefaultDimensions()
-	}
-	w.crossCheck(c, root)
-	w.checkMetrics(c)
-	if tokenEnv != "" {
-		c.AdminToken = os.Getenv(tokenEnv)
-		if c.AdminToken == "" {
-			w.failKey("admin.token_env", tokenEnv, "this environment variable is empty or unset")
-		}
-	}
-	if err := w.errs.Err(); err != nil {
-		// The catalogs are still read, so that one run of check reports the
-		// config's mistakes and the catalogs' together.
-		if _, cerr := loadCatalog(c.BuiltinCatalog, c.CatalogFiles); cerr != nil && (c.BuiltinCatalog || len(c.CatalogFiles) > 0) {
-			return nil, errors.Join(err, fmt.Errorf("load catalog: %w", cerr))
-		}
-		return nil, err
-	}
+	return refs
+}
+
+// resolve loads the catalogs and rates a valid walk names, and checks what
+// needs them: currencies with a rate in force, fallback models in the
+// catalog.
+func (c *Config) resolve(cur *currencyNodes, refs *parseRefs) error {
 	cat, err := loadCatalog(c.BuiltinCatalog, c.CatalogFiles)
 	if err != nil {
-		return nil, fmt.Errorf("load catalog: %w", err)
+		return fmt.Errorf("load catalog: %w", err)
 	}
 	c.Catalog = cat
 	if len(c.RatesFiles) > 0 {
 		if c.FX, err = loadRates(c.RatesFiles); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := c.checkCurrencies(cur, time.Now()); err != nil {
-		return nil, err
+		return err
 	}
 	switch {
-	case c.Unpriced == UnpricedFallback && fallback.model == "":
-		return nil, cfgerr.List{{File: file, Key: "unpriced.fallback_model", Reason: "required with policy fallback: the catalog model unknown models are priced at"}}
+	case c.Unpriced == UnpricedFallback && refs.fallback.model == "":
+		return cfgerr.List{{File: c.File, Key: "unpriced.fallback_model", Reason: "required with policy fallback: the catalog model unknown models are priced at"}}
 	case c.Unpriced == UnpricedFallback:
-		e, ok := cat.LookupAnyProvider(fallback.model, time.Now())
+		e, ok := cat.LookupAnyProvider(refs.fallback.model, time.Now())
 		if !ok {
-			return nil, cfgerr.List{cfgerr.At(file, fallback.node, "unpriced.fallback_model", "not a model in the catalog")}
+			return cfgerr.List{cfgerr.At(c.File, refs.fallback.node, "unpriced.fallback_model", "not a model in the catalog")}
 		}
 		c.Fallback = e
 	}
 	var errs cfgerr.List
-	for _, p := range routePolicies {
+	for _, p := range refs.routePolicies {
 		rp := RoutePolicy{Policy: p.policy}
 		if p.policy == UnpricedFallback {
 			e, ok := cat.LookupAnyProvider(p.model, time.Now())
 			if !ok {
-				errs = append(errs, cfgerr.At(file, p.modelNode, p.modelKey, "not a model in the catalog"))
+				errs = append(errs, cfgerr.At(c.File, p.modelNode, p.modelKey, "not a model in the catalog"))
 			}
 			rp.Fallback = e
 		}
 		c.RouteUnpriced = append(c.RouteUnpriced, rp)
 	}
-	if err := errs.Err(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return errs.Err()
 }
 
 // RoutePolicy is a route's unknown-model policy.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,11 +51,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("close store", "err", err)
-		}
-	}()
+	defer closeLogged(store, "close store", log)
 	records, _ := store.(ratelimit.Records)
 	runtime := budgets.New(records, log)
 	if _, err := runtime.Refresh(ctx, cfg); err != nil {
@@ -71,43 +68,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		return srv.Snapshot().Limiter.Status(ctx)
 	}, log)
 	sinks := ledger.Sinks{m, logSink{log}}
-	var book *usagedb.DB
-	if cfg.Ledger.Dir != "" {
-		book, err = usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: snap.Extractor.Names(),
-			Retention: cfg.Ledger.Retention, QueueSize: int(cfg.Ledger.QueueSize), SyncWrites: cfg.StoreSyncWrites, Logger: log})
-		if err != nil {
-			return err
-		}
+	book, err := openLedger(cfg, snap.Extractor.Names(), log)
+	if err != nil {
+		return err
+	}
+	if book != nil {
 		// Closed after the gRPC server stops (defers run last-in first-out),
 		// so the records of the last requests are written.
-		defer func() {
-			if err := book.Close(); err != nil {
-				log.Error("close ledger", "err", err)
-			}
-		}()
+		defer closeLogged(book, "close ledger", log)
 		m.WatchLedger(book.Stats)
 		sinks = append(sinks, book)
 	}
 	srv = extproc.NewServer(snap, sinks, m, log, time.Now)
 	alerts := newAlerts(cfg, srv, m, records, book, log)
 
-	gl, err := net.Listen("tcp", cfg.GRPCListen)
+	gl, al, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listen grpc %s: %w", cfg.GRPCListen, err)
-	}
-	al, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		gl.Close()
-		return fmt.Errorf("listen admin %s: %w", cfg.AdminListen, err)
+		return err
 	}
 
-	g := grpc.NewServer(
-		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
-		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
-	)
-	srv.Register(g)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(g, hs)
+	g, hs := grpcServer(cfg, srv)
 
 	var swapMu sync.Mutex // one rebuild at a time, so an older one never lands last
 	rebuild := func() {
@@ -116,18 +96,65 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		srv.Swap(extproc.NewSnapshot(runtime.Apply(file.Load()), store, time.Now))
 	}
 	adm := admin.New(m.Handler(), cfg.AdminToken).WithBudgets(&budgets.API{
-		Registry:  runtime,
-		File:      file.Load,
-		Limiter:   func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
-		Store:     store,
-		Changed:   rebuild,
-		Forecasts: alerts.forecasts,
+		Registry: runtime, File: file.Load, Limiter: func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
+		Store: store, Changed: rebuild, Forecasts: alerts.forecasts,
 	})
 	if book != nil {
 		adm.WithUsage(book, cfg.Ledger.TimeZone)
 	}
 	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
 
+	errc := serveBoth(g, gl, hsrv, al)
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	startReloading(reloadCtx, cfg, reloading{file: &file, runtime: runtime, rebuild: rebuild, metrics: m, log: log})
+	alerts.run(reloadCtx)
+
+	adm.SetReady(true)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	addrs := Addrs{GRPC: gl.Addr().String(), Admin: al.Addr().String()}
+	log.Info("tokenmeter serving", "grpc", addrs.GRPC, "admin", addrs.Admin,
+		"config", cfg.File, "catalog_models", cfg.Catalog.Len(), "budgets", len(cfg.Budgets))
+	if ready != nil {
+		ready(addrs)
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Not ready first, so that load balancers stop sending while in-flight
+	// requests finish.
+	adm.SetReady(false)
+	hs.Shutdown()
+	shutdown(g, hsrv, log)
+	return runErr
+}
+
+// closeLogged closes c, logging a failure: at shutdown there is nobody
+// else to tell.
+func closeLogged(c io.Closer, what string, log *slog.Logger) {
+	if err := c.Close(); err != nil {
+		log.Error(what, "err", err)
+	}
+}
+
+// grpcServer serves srv and gRPC health, taking messages as large as the
+// bodies Envoy may send (max_message_bytes and Envoy's headroom).
+func grpcServer(cfg *config.Config, srv *extproc.Server) (*grpc.Server, *health.Server) {
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
+		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
+	)
+	srv.Register(g)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(g, hs)
+	return g, hs
+}
+
+// serveBoth serves gRPC on gl and HTTP on al; the channel gets each
+// server's end (nil for the admin server's orderly close).
+func serveBoth(g *grpc.Server, gl net.Listener, hsrv *http.Server, al net.Listener) <-chan error {
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(gl) }()
 	go func() {
@@ -137,48 +164,70 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		}
 		errc <- nil
 	}()
+	return errc
+}
+
+// openLedger opens the stored ledger, or returns nil when the config keeps
+// none (ledger.dir empty).
+func openLedger(cfg *config.Config, dims []string, log *slog.Logger) (*usagedb.DB, error) {
+	if cfg.Ledger.Dir == "" {
+		return nil, nil
+	}
+	return usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: dims,
+		Retention: cfg.Ledger.Retention, QueueSize: int(cfg.Ledger.QueueSize), SyncWrites: cfg.StoreSyncWrites, Logger: log})
+}
+
+// listen binds the gRPC and admin listeners, or neither.
+func listen(cfg *config.Config) (grpcL, adminL net.Listener, err error) {
+	grpcL, err = net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen grpc %s: %w", cfg.GRPCListen, err)
+	}
+	adminL, err = net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		grpcL.Close()
+		return nil, nil, fmt.Errorf("listen admin %s: %w", cfg.AdminListen, err)
+	}
+	return grpcL, adminL, nil
+}
+
+// reloading is what a reload changes: the file's config, the runtime
+// budgets merged into it, the server's snapshot.
+type reloading struct {
+	file    *atomic.Pointer[config.Config]
+	runtime *budgets.Registry
+	rebuild func()
+	metrics *metrics.Metrics
+	log     *slog.Logger
+}
+
+// startReloading polls the config and its catalogs (and reloads on SIGHUP)
+// and re-reads the runtime budgets, until ctx is done.
+func startReloading(ctx context.Context, cfg *config.Config, r reloading) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	go func() {
+		<-ctx.Done()
+		signal.Stop(hup)
+	}()
 	reloader := config.NewReloader(cfg, func(next *config.Config) {
-		file.Store(next)
-		if _, err := runtime.Refresh(ctx, next); err != nil {
-			log.Error("runtime budgets", "err", err)
+		r.file.Store(next)
+		if _, err := r.runtime.Refresh(ctx, next); err != nil {
+			r.log.Error("runtime budgets", "err", err)
 		}
-		rebuild()
-		m.Reloaded()
-		log.Info("config reloaded", "config", next.File, "catalog_models", next.Catalog.Len(), "budgets", len(next.Budgets))
+		r.rebuild()
+		r.metrics.Reloaded()
+		r.log.Info("config reloaded", "config", next.File, "catalog_models", next.Catalog.Len(), "budgets", len(next.Budgets))
 	}, func(err error) {
-		m.ReloadFailed()
-		log.Error("config reload refused; keeping the running config", "err", err)
+		r.metrics.ReloadFailed()
+		r.log.Error("config reload refused; keeping the running config", "err", err)
 	})
-	reloadCtx, stopReload := context.WithCancel(ctx)
-	defer stopReload()
 	interval := cfg.ReloadInterval
 	if interval == 0 {
 		interval = 24 * time.Hour * 365 // polling off: SIGHUP only
 	}
-	go reloader.Run(reloadCtx, interval, hup)
-	go refreshRuntime(reloadCtx, interval, runtime, file.Load, rebuild, log)
-	alerts.run(reloadCtx)
-
-	adm.SetReady(true)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	log.Info("tokenmeter serving", "grpc", gl.Addr().String(), "admin", al.Addr().String(),
-		"config", cfg.File, "catalog_models", cfg.Catalog.Len(), "budgets", len(cfg.Budgets))
-	if ready != nil {
-		ready(Addrs{GRPC: gl.Addr().String(), Admin: al.Addr().String()})
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	adm.SetReady(false)
-	hs.Shutdown()
-	shutdown(g, hsrv, log)
-	return runErr
+	go reloader.Run(ctx, interval, hup)
+	go refreshRuntime(ctx, interval, r.runtime, r.file.Load, r.rebuild, r.log)
 }
 
 // openStore opens the configured budget store.
