@@ -1,8 +1,8 @@
 // Package testbed runs the whole stack for end-to-end tests and benchmarks:
 // the mock LLM, the real tokenmeter binary, and the pinned Envoy on the
 // envoy/envoy.yaml that ships (ports rewritten), optionally beside a bare
-// Envoy without the ext_proc filter. Under CI=true a missing Envoy fails;
-// elsewhere it skips with the install command.
+// Envoy without the ext_proc filter. A missing Envoy fails the test with the
+// install command (make tools): never a skip.
 package testbed
 
 import (

@@ -1,7 +1,7 @@
 // Package redistest starts real redis-server processes for tests: one
 // server, or a three-node Cluster, on ephemeral loopback ports, stopped when
-// the test ends. Without redis-server on PATH a test skips, except under
-// CI=true, where a missing real part is a failure.
+// the test ends. Without redis-server on PATH a test fails (make test
+// installs it): a missing real part is never a skip.
 package redistest
 
 import (
