@@ -76,3 +76,26 @@ func TestReadmeCheckExample(t *testing.T) {
 		t.Fatalf("check exited %d and printed\n%s\nthe README shows\n%s", code, errOut.String(), want)
 	}
 }
+
+// The versions the README names are the ones the repository pins: Go in
+// go.mod, Envoy in the Makefile.
+func TestReadmeVersions(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	readme, gomod, mk := read("README.md"), read("go.mod"), read("Makefile")
+	goVer := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(gomod)
+	envoyVer := regexp.MustCompile(`(?m)^ENVOY_VERSION\s*:=\s*(\S+)`).FindStringSubmatch(mk)
+	if goVer == nil || envoyVer == nil {
+		t.Fatal("go.mod's go line or the Makefile's ENVOY_VERSION is gone")
+	}
+	for _, want := range []string{"`go.mod` (" + goVer[1] + ")", "Envoy **" + envoyVer[1] + "**"} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md does not say %s", want)
+		}
+	}
+}
