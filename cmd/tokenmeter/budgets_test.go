@@ -61,14 +61,7 @@ func TestBudgets(t *testing.T) {
 	if err := os.WriteFile(def, []byte(`{"name":"rt","limit":{"requests":2},"window":"day"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name    string
-		args    []string
-		code    int
-		stdout  string
-		stderr  string
-		request string // what the API was sent
-	}{
+	tests := []apiCase{
 		{"list --json ends with a newline", []string{"list", "--json"}, exitOK, `{
   "budgets": [
     {
@@ -109,10 +102,27 @@ func TestBudgets(t *testing.T) {
 		{"the API's error", []string{"delete", "nope"}, exitFail, "", "tokenmeter: admin API: no budget \"nope\"\n",
 			"DELETE /v1/budgets/nope auth= "},
 	}
+	runAPICases(t, api, "budgets", tests)
+}
+
+// apiCase is one command run against the fake admin API: its exit status,
+// its output, and the one request the API must have been sent ("" for none).
+type apiCase struct {
+	name    string
+	args    []string
+	code    int
+	stdout  string
+	stderr  string
+	request string
+}
+
+// runAPICases runs each case as `tokenmeter <command> <args> --admin <api>`.
+func runAPICases(t *testing.T, api *adminAPI, command string, tests []apiCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(api.requests())
-			code, stdout, stderr := runCLI(append(append([]string{"budgets"}, tt.args...), "--admin", api.URL)...)
+			code, stdout, stderr := runCLI(append(append([]string{command}, tt.args...), "--admin", api.URL)...)
 			if code != tt.code || stdout != tt.stdout || stderr != tt.stderr {
 				t.Fatalf("exit %d, want %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", code, tt.code, stdout, tt.stdout, stderr, tt.stderr)
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -22,14 +21,7 @@ func TestUsage(t *testing.T) {
 		"GET /v1/usage/export":    csv,
 	})
 	out := filepath.Join(t.TempDir(), "export.csv")
-	tests := []struct {
-		name    string
-		args    []string
-		code    int
-		stdout  string
-		stderr  string
-		request string
-	}{
+	tests := []apiCase{
 		{"report --json ends with a newline", []string{"report", "--from", "2026-11-01", "--to", "2026-12-01", "--group-by", "project", "--json"},
 			exitOK, report + "\n", "", "GET /v1/usage/report?from=2026-11-01&group_by=project&to=2026-12-01 auth= "},
 		{"report as a table, filters whole", []string{"report", "--filter", "team=a,b", "--filter", "env=prod", "--bucket", "none", "--tz", "Europe/Paris"},
@@ -49,22 +41,7 @@ func TestUsage(t *testing.T) {
 		{"export to --out", []string{"export", "--format", "jsonl", "--out", out}, exitOK, "", "",
 			"GET /v1/usage/export?format=jsonl auth= "},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := len(api.requests())
-			code, stdout, stderr := runCLI(append(append([]string{"usage"}, tt.args...), "--admin", api.URL)...)
-			if code != tt.code || stdout != tt.stdout || stderr != tt.stderr {
-				t.Fatalf("exit %d, want %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", code, tt.code, stdout, tt.stdout, stderr, tt.stderr)
-			}
-			var want []string
-			if tt.request != "" {
-				want = []string{tt.request}
-			}
-			if got := api.requests()[before:]; !slices.Equal(got, want) {
-				t.Fatalf("the API was sent %q, want %q", got, want)
-			}
-		})
-	}
+	runAPICases(t, api, "usage", tests)
 	if b, err := os.ReadFile(out); err != nil || string(b) != csv {
 		t.Fatalf("--out holds %q, %v; want %q", b, err, csv)
 	}
