@@ -116,28 +116,11 @@ func (w *walker) webhook(n *yaml.Node, key string) (webhook.Target, bool) {
 	var t webhook.Target
 	var url, urlEnv, format string
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
-		"name":    w.str(&t.Name),
-		"url":     w.str(&url),
-		"url_env": w.str(&urlEnv),
-		"format":  w.str(&format),
-		"headers_env": func(n *yaml.Node, k string) {
-			w.pairs(n, k, "a mapping of header to environment variable", func(header string, v *yaml.Node, k string) {
-				env, ok := w.Scalar(v, k, "the name of an environment variable")
-				if !ok {
-					return
-				}
-				val := os.Getenv(env)
-				if val == "" {
-					// The value is a secret: name the variable, never the value.
-					w.Fail(v, k, "this environment variable is empty or unset")
-					return
-				}
-				if t.Headers == nil {
-					t.Headers = map[string]string{}
-				}
-				t.Headers[header] = val
-			})
-		},
+		"name":        w.str(&t.Name),
+		"url":         w.str(&url),
+		"url_env":     w.str(&urlEnv),
+		"format":      w.str(&format),
+		"headers_env": w.envHeaders(&t.Headers),
 	})
 	switch {
 	case t.Name == "":

@@ -31,6 +31,7 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"attribution.dimensions[].", "attribution: {dimensions: [{zz_probe: 1}]}"},
 	{"metrics.", "metrics: {zz_probe: 1}"},
 	{"metrics.dimensions.<name>.", "metrics: {dimensions: {project: {zz_probe: 1}}}"},
+	{"metrics.otlp.", "metrics: {otlp: {zz_probe: 1}}"},
 	{"routes[].", "routes: [{zz_probe: 1}]"},
 	{"routes[].unpriced.", "routes: [{prefix: /x, unpriced: {zz_probe: 1}}]"},
 	{"adjustments[].", "adjustments: [{zz_probe: 1}]"},

@@ -30,6 +30,9 @@ type Metrics struct {
 	// Dimensions has one entry per attribution dimension, in their order,
 	// resolved: whether it is a label, and its cap.
 	Dimensions []MetricDimension
+	// OTLP is metrics.otlp: the same records exported over OTLP beside
+	// Prometheus; off while its Endpoint is empty.
+	OTLP OTLP
 
 	// given holds the metrics.dimensions entries as written, until they are
 	// checked against the attribution dimensions after the walk.
@@ -58,12 +61,14 @@ type givenDimension struct {
 //	  dimensions:
 //	    project: {max_values: 200}
 //	    user: {enabled: true, max_values: 20}   # user is off by default
+//	  otlp: {endpoint: http://collector:4317}    # see otlp
 func (w *walker) metrics(m *Metrics) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){
 			"max_label_values": w.integer(&m.MaxLabelValues, 1, 100_000),
 			"max_label_sets":   w.integer(&m.MaxLabelSets, 1, 1_000_000),
 			"max_budget_keys":  w.integer(&m.MaxBudgetKeys, 1, 100_000),
+			"otlp":             w.otlp(&m.OTLP),
 			"dimensions": func(n *yaml.Node, k string) {
 				w.pairs(n, k, "a mapping of dimension name to its settings", func(name string, v *yaml.Node, key string) {
 					g := givenDimension{MetricDimension: MetricDimension{Name: name}, key: key}

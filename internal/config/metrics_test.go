@@ -37,7 +37,7 @@ func TestMetricsSection(t *testing.T) {
 func TestMetricsSectionErrors(t *testing.T) {
 	tests := []struct{ file, want string }{
 		{"metrics_unknown_dimension.yaml", `testdata/metrics_unknown_dimension.yaml:5: metrics.dimensions.tenant: "tenant": not a configured dimension; configured: project, team, user`},
-		{"metrics_misspelled_key.yaml", "testdata/metrics_misspelled_key.yaml:3: metrics.max_label_value: unknown key; want one of dimensions, max_budget_keys, max_label_sets, max_label_values\n" +
+		{"metrics_misspelled_key.yaml", "testdata/metrics_misspelled_key.yaml:3: metrics.max_label_value: unknown key; want one of dimensions, max_budget_keys, max_label_sets, max_label_values, otlp\n" +
 			"testdata/metrics_misspelled_key.yaml:5: metrics.dimensions.user.enable: unknown key; want one of enabled, max_values"},
 		{"metrics_zero_cap.yaml", "testdata/metrics_zero_cap.yaml:3: metrics.max_label_sets: \"0\": want a whole number from 1 to 1000000\n" +
 			"testdata/metrics_zero_cap.yaml:5: metrics.dimensions.project.max_values: \"-5\": want a whole number from 1 to 100000"},

@@ -4,10 +4,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
 
 // Label values that stand for many. Other is where values past a label's cap
@@ -34,9 +34,14 @@ const (
 	DefaultMaxBudgetKeys = 50
 )
 
-// labelSetLabel is the overflow counter's label value for a combination
-// folded by MaxLabelSets.
-const labelSetLabel = "label_set"
+// Overflow label values beyond the dimensions' names: LabelSetLabel for a
+// combination folded by MaxLabelSets, ResponseModelLabel for a response
+// model folded by its cap (only exporters that carry the response model
+// ask for it: OTLP's gen_ai.response.model).
+const (
+	LabelSetLabel      = "label_set"
+	ResponseModelLabel = "response_model"
+)
 
 // Options bound what the metrics export. Every label whose values a client
 // controls is capped: values are admitted first come, first served, up to
@@ -104,17 +109,26 @@ func (c *valueCap) admit(v string) bool {
 	return true
 }
 
-// labeler turns a record into bounded label values.
-type labeler struct {
-	names    []string    // the exported dimension labels, in order
-	index    []int       // index[i]: position of names[i] in a record's Dimensions.Values
-	caps     []*valueCap // caps[i] bounds names[i]
-	sets     *valueCap
-	overflow *prometheus.CounterVec
+// Labeler turns a record into bounded label values. It is the one bounding
+// of what a client controls, shared by every exporter: the Prometheus
+// metrics hold one, and so does the OTLP exporter (internal/otelmetrics),
+// each with its own admitted values and its own overflow count.
+type Labeler struct {
+	names     []string    // the exported dimension labels, in order
+	index     []int       // index[i]: position of names[i] in a record's Dimensions.Values
+	caps      []*valueCap // caps[i] bounds names[i]
+	sets      *valueCap
+	responses *valueCap
+	// overflow is told the label (a dimension, LabelSetLabel or
+	// ResponseModelLabel) of every value folded to Other.
+	overflow func(label string)
 }
 
-func newLabeler(o Options, overflow *prometheus.CounterVec) *labeler {
-	l := &labeler{sets: newValueCap(o.MaxLabelSets, DefaultMaxLabelSets), overflow: overflow}
+// NewLabeler bounds labels as o says; overflow is called once per record
+// and label folded.
+func NewLabeler(o Options, overflow func(label string)) *Labeler {
+	l := &Labeler{sets: newValueCap(o.MaxLabelSets, DefaultMaxLabelSets),
+		responses: newValueCap(0, DefaultMaxValues), overflow: overflow}
 	for i, d := range o.Dimensions {
 		if d.Disabled {
 			continue
@@ -126,11 +140,15 @@ func newLabeler(o Options, overflow *prometheus.CounterVec) *labeler {
 	return l
 }
 
-// modelLabel is the record's model label: a catalog entry's name when the
+// Names are the exported dimension labels, in the order Dims appends their
+// values. The caller must not change them.
+func (l *Labeler) Names() []string { return l.names }
+
+// ModelLabel is the record's model label: a catalog entry's name when the
 // catalog priced it, never a string only the client chose.
-func modelLabel(r *ledger.Record) string {
+func ModelLabel(r *ledger.Record) string {
 	switch {
-	case r.Priced && !r.Fallback && r.PricedModel != "":
+	case catalogPriced(r):
 		return r.PricedModel
 	case r.Model == "" && r.ResponseModel == "":
 		return NoModel
@@ -138,9 +156,65 @@ func modelLabel(r *ledger.Record) string {
 	return Unpriced
 }
 
-// dims appends the record's exported attribution values to dst, each
+// catalogPriced: a catalog entry priced the record (not the fallback).
+func catalogPriced(r *ledger.Record) bool { return r.Priced && !r.Fallback && r.PricedModel != "" }
+
+// ResponseModel is the model the response named, for a record the catalog
+// priced (an unpriced one has no label of its own, see ModelLabel), capped
+// at DefaultMaxValues distinct values, then Other; "" when there is none.
+func (l *Labeler) ResponseModel(r *ledger.Record) string {
+	if r.ResponseModel == "" || !catalogPriced(r) {
+		return ""
+	}
+	if !l.responses.admit(r.ResponseModel) {
+		l.overflow(ResponseModelLabel)
+		return Other
+	}
+	return r.ResponseModel
+}
+
+// Spends reports whether a record puts anything on the per-request series
+// that carry attribution (tokens, units, cost). Only such a record may
+// call Dims: one that spends nothing (a request refused at the gate) takes
+// no slot, so callers that are refused cannot crowd out those that spend.
+func Spends(r *ledger.Record) bool {
+	_, _, charged := ChargedCost(r)
+	return charged || HasUsage(&r.Usage)
+}
+
+// ChargedCost is the cost a record adds to the cost metrics, in the
+// reporting currency so that one sum adds like with like; ok is false for a
+// record that carries no charge or has no price (its cost is unknown, not
+// zero). A units-only request (Whisper seconds, tts-1 characters, DALL·E
+// images) has no tokens and is still money spent.
+func ChargedCost(r *ledger.Record) (cur money.Currency, cost money.Amount, ok bool) {
+	if !r.Priced || !r.Outcome.Charged() {
+		return "", 0, false
+	}
+	if r.ReportingCurrency != "" {
+		return r.ReportingCurrency, r.ReportingCost, true
+	}
+	return r.Currency, r.Cost, true
+}
+
+// HasUsage reports whether u counts any token or unit.
+func HasUsage(u *usage.Usage) bool {
+	for _, c := range u.Tokens {
+		if c.N > 0 {
+			return true
+		}
+	}
+	for _, c := range u.Units {
+		if c.N > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Dims appends the record's exported attribution values to dst, each
 // capped, and the combination capped with provider and model.
-func (l *labeler) dims(dst []string, r *ledger.Record, provider, model string) []string {
+func (l *Labeler) Dims(dst []string, r *ledger.Record, provider, model string) []string {
 	start := len(dst)
 	for i, at := range l.index {
 		v := attribution.Unknown
@@ -149,7 +223,7 @@ func (l *labeler) dims(dst []string, r *ledger.Record, provider, model string) [
 		}
 		if !builtinValue(v) && !l.caps[i].admit(v) {
 			v = Other
-			l.overflow.WithLabelValues(l.names[i]).Inc()
+			l.overflow(l.names[i])
 		}
 		dst = append(dst, v)
 	}
@@ -161,7 +235,7 @@ func (l *labeler) dims(dst []string, r *ledger.Record, provider, model string) [
 		for i := range vals {
 			vals[i] = Other
 		}
-		l.overflow.WithLabelValues(labelSetLabel).Inc()
+		l.overflow(LabelSetLabel)
 	}
 	return dst
 }

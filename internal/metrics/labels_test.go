@@ -341,3 +341,43 @@ func TestDeniedRequestsTakeNoSlot(t *testing.T) {
 		}
 	}
 }
+
+// The response model is exported only for a record the catalog priced (an
+// unpriced one would carry the client's string), capped like a dimension,
+// and what is folded is counted under ResponseModelLabel.
+func TestResponseModelIsBounded(t *testing.T) {
+	var folded []string
+	l := NewLabeler(Options{}, func(label string) { folded = append(folded, label) })
+	priced := func(resp string) *ledger.Record {
+		return &ledger.Record{Model: "gpt-4o", PricedModel: "gpt-4o", Priced: true, ResponseModel: resp}
+	}
+	tests := []struct {
+		name string
+		r    *ledger.Record
+		want string
+	}{
+		{"priced", priced("gpt-4o-2024-08-06"), "gpt-4o-2024-08-06"},
+		{"none named", priced(""), ""},
+		{"unpriced", &ledger.Record{Model: "mine", ResponseModel: "mine-v1"}, ""},
+		{"fallback", &ledger.Record{Model: "mine", PricedModel: "gpt-4o", Priced: true, Fallback: true, ResponseModel: "mine-v1"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := l.ResponseModel(tt.r); got != tt.want {
+				t.Fatalf("ResponseModel = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	for i := range DefaultMaxValues + 5 {
+		l.ResponseModel(priced(fmt.Sprintf("gpt-4o-%d", i)))
+	}
+	if got := l.ResponseModel(priced("gpt-4o-new")); got != Other {
+		t.Fatalf("past the cap: %q, want %q", got, Other)
+	}
+	if got := l.ResponseModel(priced("gpt-4o-2024-08-06")); got != "gpt-4o-2024-08-06" {
+		t.Fatalf("an admitted value stays admitted: got %q", got)
+	}
+	if len(folded) != 7 || folded[0] != ResponseModelLabel {
+		t.Fatalf("folded %d times (%v), want 7 under %q", len(folded), folded, ResponseModelLabel)
+	}
+}

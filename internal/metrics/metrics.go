@@ -49,7 +49,7 @@ type Metrics struct {
 	reloads     prometheus.Counter
 	reloadErrs  prometheus.Counter
 
-	labels *labeler
+	labels *Labeler
 	keys   *budgetKeys
 }
 
@@ -62,8 +62,8 @@ func New(o Options, budgets BudgetStatus, log *slog.Logger) *Metrics {
 		Name: "tokenmeter_metric_label_overflow_total",
 		Help: `Label values exported as "other" because their label reached its cap of distinct values (label_set: the cap on combinations); one per record and label folded.`,
 	}, []string{"label"})
-	m.labels = newLabeler(o, m.overflow)
-	for _, n := range append(slices.Clone(m.labels.names), labelSetLabel) {
+	m.labels = NewLabeler(o, func(label string) { m.overflow.WithLabelValues(label).Inc() })
+	for _, n := range append(slices.Clone(m.labels.names), LabelSetLabel) {
 		m.overflow.WithLabelValues(n) // exported at 0, so "never folded" is visible
 	}
 	dims := m.labels.names
@@ -133,7 +133,7 @@ func (m *Metrics) Handler() http.Handler {
 // the model is a catalog name or Unpriced, attribution values are capped
 // (Options), so a client cannot grow the series count.
 func (m *Metrics) Append(r *ledger.Record) {
-	model := modelLabel(r)
+	model := ModelLabel(r)
 	m.requests.WithLabelValues(r.Provider, model, string(r.Outcome)).Inc()
 	if r.Outcome == ledger.Denied {
 		m.denied.WithLabelValues(r.Budget).Inc()
@@ -141,19 +141,12 @@ func (m *Metrics) Append(r *ledger.Record) {
 	if (!r.Priced || r.Fallback) && r.Model != "" {
 		m.unpriced.WithLabelValues(r.Provider, string(r.Outcome)).Inc()
 	}
-	// Every charged, priced record adds its cost, whatever it was billed
-	// in: a units-only request (Whisper seconds, tts-1 characters, DALL·E
-	// images) has no tokens and is still money spent.
-	charged := r.Priced && r.Outcome.Charged()
-	if !charged && !hasUsage(&r.Usage) {
-		// No series carries its attribution (a denied request, say), so its
-		// values take no slot under the caps: a client refused at the gate
-		// cannot crowd out the projects that are spending.
+	if !Spends(r) {
 		return
 	}
 	labels := make([]string, 3, 3+len(m.labels.names))
 	labels[0], labels[1] = r.Provider, model
-	labels = m.labels.dims(labels, r, r.Provider, model)
+	labels = m.labels.Dims(labels, r, r.Provider, model)
 	for c := usage.Class(0); c < usage.NumClasses; c++ {
 		if n := r.Usage.Tokens[c].N; n > 0 {
 			labels[2] = c.String()
@@ -166,30 +159,10 @@ func (m *Metrics) Append(r *ledger.Record) {
 			m.units.WithLabelValues(labels...).Add(float64(n))
 		}
 	}
-	if charged {
-		// Cost is exported in the reporting currency, so one PromQL sum
-		// adds like with like.
-		cur, cost := r.Currency, r.Cost
-		if r.ReportingCurrency != "" {
-			cur, cost = r.ReportingCurrency, r.ReportingCost
-		}
+	if cur, cost, ok := ChargedCost(r); ok {
 		labels[0], labels[1], labels[2] = string(cur), r.Provider, model
 		m.cost.add(labels, cost)
 	}
-}
-
-func hasUsage(u *usage.Usage) bool {
-	for _, c := range u.Tokens {
-		if c.N > 0 {
-			return true
-		}
-	}
-	for _, c := range u.Units {
-		if c.N > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // ObservePhase records the time one ext_proc message took.

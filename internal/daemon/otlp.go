@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"go.opentelemetry.io/otel"
+
+	"github.com/tokenmeter/tokenmeter/internal/config"
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/metrics"
+	"github.com/tokenmeter/tokenmeter/internal/otelmetrics"
+)
+
+// otlpFlushTimeout bounds the last export at shutdown: a receiver that is
+// down must not hold the process past Kubernetes' grace period.
+const otlpFlushTimeout = 5 * time.Second
+
+// recordSinks are where every record goes: the Prometheus metrics, the
+// debug log and, when metrics.otlp is set, the OTLP exporter. stop flushes
+// the exporter; call it once the servers that append have stopped.
+func recordSinks(ctx context.Context, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (sinks ledger.Sinks, stop func(), err error) {
+	sinks = ledger.Sinks{m, logSink{log}}
+	o := cfg.Metrics.OTLP
+	if o.Endpoint == "" {
+		return sinks, func() {}, nil
+	}
+	// The SDK reports failed exports here; without it they would go to the
+	// standard logger, outside the JSON log.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("otlp export", "err", err) }))
+	exp, err := otelmetrics.New(ctx, otelmetrics.Options{
+		Endpoint: o.Endpoint, Protocol: o.Protocol, Interval: o.Interval, Timeout: o.Timeout,
+		Headers: o.Headers, Resource: o.ResourceAttributes, Version: buildVersion(),
+		Currency: cfg.Reporting, Labels: metricsOptions(cfg.Metrics),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics.otlp: %w", err)
+	}
+	log.Info("exporting metrics over OTLP", "endpoint", o.Endpoint, "protocol", o.Protocol)
+	stop = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), otlpFlushTimeout)
+		defer cancel()
+		if err := exp.Shutdown(ctx); err != nil {
+			log.Error("otlp: last export", "err", err)
+		}
+	}
+	return append(sinks, exp), stop, nil
+}
+
+// buildVersion is the module version Go stamped into the binary (from
+// version control), for service.version.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return ""
+}
