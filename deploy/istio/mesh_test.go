@@ -54,6 +54,9 @@ type shape struct {
 	port      uint32 // the listener's (a gateway's is its Service's targetPort)
 	routeName string // "80" for a sidecar, http.<port> or https.<port>.<port name>.<gateway>.<namespace> for a gateway
 	vhosts    []vhost
+	// omit, when set, drops the patches it returns true for: a test's
+	// counterfactual, to show what a patch is for.
+	omit func(*networkingapi.EnvoyFilter_EnvoyConfigObjectPatch) bool
 }
 
 func (s shape) gateway() bool { return s.context == networkingapi.EnvoyFilter_GATEWAY }

@@ -99,7 +99,17 @@ func ingressShape(t *testing.T) shape {
 // refuse.
 func patched(t *testing.T, s shape) *listenerv3.Listener {
 	t.Helper()
-	ps, err := newPatchSet(envoyFilter(t, s.filter))
+	ef := proto.Clone(envoyFilter(t, s.filter)).(*networkingapi.EnvoyFilter)
+	if s.omit != nil {
+		kept := ef.ConfigPatches[:0]
+		for _, p := range ef.GetConfigPatches() {
+			if !s.omit(p) {
+				kept = append(kept, p)
+			}
+		}
+		ef.ConfigPatches = kept
+	}
+	ps, err := newPatchSet(ef)
 	if err != nil {
 		t.Fatal(err)
 	}

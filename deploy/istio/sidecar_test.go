@@ -2,8 +2,12 @@ package istio
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
+	networkingapi "istio.io/api/networking/v1alpha3"
 
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/test/testbed"
@@ -87,6 +91,39 @@ func TestSidecarMetersProviderCalls(t *testing.T) {
 		m.t = t
 		m.checkUntouched(tests[0].body, forged)
 	})
+	// Last: with tokenmeter gone, the gate fails closed with envoy.yaml's
+	// JSON answer, and the other service still works.
+	t.Run("tokenmeter down", func(t *testing.T) {
+		m.t = t
+		m.tm.Stop(os.Interrupt)
+		resp, got := m.post("api.openai.com", "/v1/chat/completions", tests[0].body, nil)
+		if resp.StatusCode != 503 || resp.Header.Get("retry-after") != "1" || gjson.Get(got, "error.code").String() != "gate_unreachable" {
+			t.Errorf("provider call with tokenmeter down: %d %v %s, want 503 gate_unreachable", resp.StatusCode, resp.Header, got)
+		}
+		if resp, got := m.post("other.internal", "/v1/chat/completions", tests[0].body, nil); resp.StatusCode != 200 {
+			t.Errorf("other.internal with tokenmeter down: %d %.300s, want 200: it never waits for the gate", resp.StatusCode, got)
+		}
+	})
+}
+
+// Without the sidecar's listener patch, Envoy's default 1 MiB buffer stops
+// reading a 2 MiB body the gate is still waiting for: the gate times out
+// (a 504 with envoy.yaml's JSON answer, from the HCM patch). What the
+// listener patch is for, shown.
+func TestSidecarWithoutListenerPatchStallsLargeBodies(t *testing.T) {
+	s := sidecarShape(t)
+	s.omit = func(p *networkingapi.EnvoyFilter_EnvoyConfigObjectPatch) bool {
+		return p.GetApplyTo() == networkingapi.EnvoyFilter_LISTENER
+	}
+	m := startMesh(t, s)
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"` + strings.Repeat("a", 2<<20) + `"}]}`
+	resp, got := m.post("api.openai.com", "/v1/chat/completions", body, nil)
+	if resp.StatusCode != 504 || gjson.Get(got, "error.code").String() != "gate_timeout" {
+		t.Fatalf("status %d %.300s, want 504 gate_timeout", resp.StatusCode, got)
+	}
+	if n := len(m.up.mock.Requests()); n != 0 {
+		t.Fatalf("the provider saw %d requests", n)
+	}
 }
 
 // checkMetered sends tt with headers: it is answered, with the feedback
