@@ -226,10 +226,32 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 // returns what replaces one), then every typed_per_filter_config key
 // (perRoute renames one, or drops it).
 func editFilters(config []byte, edit func(*yaml.Node) []*yaml.Node, perRoute func(name string) (string, bool)) ([]byte, error) {
+	root, err := parseConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	editFilterNodes(root, edit, perRoute)
+	return marshalConfig(root)
+}
+
+func parseConfig(config []byte) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(config, &root); err != nil {
 		return nil, fmt.Errorf("parse envoy config: %w", err)
 	}
+	return &root, nil
+}
+
+func marshalConfig(root *yaml.Node) ([]byte, error) {
+	out, err := yaml.Marshal(root)
+	if err != nil {
+		return nil, fmt.Errorf("write envoy config: %w", err)
+	}
+	return out, nil
+}
+
+// editFilterNodes is editFilters on a parsed config.
+func editFilterNodes(root *yaml.Node, edit func(*yaml.Node) []*yaml.Node, perRoute func(name string) (string, bool)) {
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		if n.Kind == yaml.MappingNode {
@@ -258,12 +280,7 @@ func editFilters(config []byte, edit func(*yaml.Node) []*yaml.Node, perRoute fun
 			walk(c)
 		}
 	}
-	walk(&root)
-	out, err := yaml.Marshal(&root)
-	if err != nil {
-		return nil, fmt.Errorf("write envoy config: %w", err)
-	}
-	return out, nil
+	walk(root)
 }
 
 func filterName(n *yaml.Node) string {

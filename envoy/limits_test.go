@@ -53,6 +53,7 @@ func TestBufferLimitsAgree(t *testing.T) {
 		{"envoy.yaml", "per_connection_buffer_limit_bytes"},
 		{"envoy.yaml", "max_receive_message_length"},
 		{"inline-filter.yaml", "max_receive_message_length"},
+		{"upstream-filter.yaml", "max_receive_message_length"},
 	} {
 		got := numbersUnder(t, filepath.Join(Dir(), tt.file), tt.key)
 		if len(got) == 0 {

@@ -73,6 +73,7 @@ type Stack struct {
 	upPort  int    // the mock provider's port
 	args    []string
 	inline  bool
+	up      bool
 }
 
 // Options shape a Stack.
@@ -95,7 +96,11 @@ type Options struct {
 	// Inline runs tokenmeter as one ext_proc filter (envoy.Inline) instead
 	// of the gate and observer of the shipped envoy.yaml.
 	Inline bool
-	Mock   mockllm.Options
+	// UpstreamFilters runs tokenmeter's gate and observer in the provider
+	// cluster's filter chain (envoy.Upstream, envoy/upstream-filter.yaml)
+	// instead of the connection manager's. Not with Inline.
+	UpstreamFilters bool
+	Mock            mockllm.Options
 }
 
 // PricesYAML is the catalog every stack loads.
@@ -135,7 +140,10 @@ func New(t T, o Options) *Stack {
 	if err != nil {
 		t.Fatal(err) // a missing real part is never a silent skip
 	}
-	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs, inline: o.Inline}
+	if o.Inline && o.UpstreamFilters {
+		t.Fatal("testbed: Inline and UpstreamFilters are two places for tokenmeter; pick one")
+	}
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs, inline: o.Inline, up: o.UpstreamFilters}
 	var h http.Handler = s.Mock
 	if o.Upstream != nil {
 		h = o.Upstream(h)
@@ -354,7 +362,7 @@ func (s *Stack) StartProxy(config []byte) *envoy.Proxy {
 }
 
 // EnvoyConfig is the shipped envoy.yaml pointed at the mock and at the
-// tokenmeter listening on grpcAddr, inline when the stack is.
+// tokenmeter listening on grpcAddr, inline or upstream when the stack is.
 func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
 	s.t.Helper()
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
@@ -362,10 +370,14 @@ func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
 		s.t.Fatal(err)
 	}
 	config := envoy.Rewrite(base, envoy.Ports{Upstream: s.upPort, ExtProc: port(s.t, grpcAddr)})
-	if s.inline {
-		if config, err = envoy.Inline(config); err != nil {
-			s.t.Fatal(err)
-		}
+	switch {
+	case s.inline:
+		config, err = envoy.Inline(config)
+	case s.up:
+		config, err = envoy.Upstream(config)
+	}
+	if err != nil {
+		s.t.Fatal(err)
 	}
 	return config
 }

@@ -376,7 +376,7 @@ func goalsOf(o *outcome) []goal {
 		return g
 	}
 	switch {
-	case name == "chat-json":
+	case strings.HasPrefix(name, "chat-json"): // in split mode or upstream
 		var f50, f99 time.Duration
 		if o.floor != nil {
 			f50, f99 = o.floor.addedP50(), o.floor.addedP99()

@@ -113,7 +113,7 @@ func (e *env) measureScenario(r *runner, sc *scenario, o *outcome, profile strin
 func (e *env) startStack(r *runner, sc *scenario, o *outcome, profile string) (*testbed.Stack, procs, *driver) {
 	fl := newFlushes()
 	s := testbed.New(r, testbed.Options{
-		Bin: e.bin, Bare: true, Budgets: budgetsYAML, Upstream: fl.wrap,
+		Bin: e.bin, Bare: true, Budgets: budgetsYAML, Upstream: fl.wrap, UpstreamFilters: sc.Upstream,
 		// Info, not testbed's debug: debug logs every record, which is work
 		// on the measured path that a deployment does not do.
 		ServeArgs: []string{"--log-level", "info", "--cpuprofile", profile},

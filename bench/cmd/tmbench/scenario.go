@@ -49,6 +49,11 @@ type scenario struct {
 	ChunkBound time.Duration
 	// Prepare runs once the stack is up, before any measurement.
 	Prepare func(r *runner, s *testbed.Stack)
+	// Upstream puts tokenmeter's gate and observer in the provider
+	// cluster's filter chain (envoy/upstream-filter.yaml) instead of the
+	// connection manager's; the bare Envoy and the floor's are made from
+	// that config too.
+	Upstream bool
 }
 
 // Sizes chosen for the issue's "about 1 KB each way": a 1,024-byte request,
@@ -62,21 +67,8 @@ const (
 
 func scenarios() []*scenario {
 	return []*scenario{
-		{
-			Name: "chat-json", Title: "Non-streaming chat, about 1 KB each way",
-			About: "An OpenAI chat completion, `stream: false`, with a 1,024-byte request body; the mock answers " +
-				fmt.Sprint(jsonReplyWords) + " words (about 1 KB of JSON). With the filters, tokenmeter's gate parses the request " +
-				"and reserves on the money budget while Envoy waits; its observer decodes the usage, prices it and settles " +
-				"while Envoy sends the answer on.",
-			Path: "/v1/chat/completions", Body: chatBody(1024, false),
-			Header:  header("x-tokenmeter-project", "bench", "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords)),
-			Want:    [2]int{200, 200},
-			Check:   completion,
-			Pairs:   3000,
-			Rates:   []float64{100, 250, 500},
-			Bound:   50 * time.Millisecond,
-			Prepare: nil, SearchFrom: 200,
-		},
+		chatJSON(),
+		chatJSONUpstream(),
 		{
 			Name: "chat-stream", Title: "Streaming chat, 200 SSE events",
 			About: "An OpenAI chat completion with `stream: true` and `stream_options.include_usage` (so both sides get the " +
@@ -132,6 +124,38 @@ func scenarios() []*scenario {
 			Prepare: exhaust,
 		},
 	}
+}
+
+// chatJSON is the non-streaming request every goal of issue 7 is judged on.
+func chatJSON() *scenario {
+	return &scenario{
+		Name: "chat-json", Title: "Non-streaming chat, about 1 KB each way",
+		About: "An OpenAI chat completion, `stream: false`, with a 1,024-byte request body; the mock answers " +
+			fmt.Sprint(jsonReplyWords) + " words (about 1 KB of JSON). With the filters, tokenmeter's gate parses the request " +
+			"and reserves on the money budget while Envoy waits; its observer decodes the usage, prices it and settles " +
+			"while Envoy sends the answer on.",
+		Path: "/v1/chat/completions", Body: chatBody(1024, false),
+		Header:  header("x-tokenmeter-project", "bench", "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords)),
+		Want:    [2]int{200, 200},
+		Check:   completion,
+		Pairs:   3000,
+		Rates:   []float64{100, 250, 500},
+		Bound:   50 * time.Millisecond,
+		Prepare: nil, SearchFrom: 200,
+	}
+}
+
+// chatJSONUpstream is chat-json with tokenmeter as upstream HTTP filters,
+// where it goes next to Envoy AI Gateway (issue 14).
+func chatJSONUpstream() *scenario {
+	sc := chatJSON()
+	sc.Name, sc.Title, sc.Upstream = "chat-json-upstream", "Non-streaming chat, tokenmeter as upstream filters", true
+	sc.About = "The chat-json request, with tokenmeter's gate and observer in the provider cluster's filter chain " +
+		"(`envoy/upstream-filter.yaml`: after the router, where it sees what the provider is sent) instead of the " +
+		"connection manager's. The bare Envoy and the no-op floor's Envoy are the same config without the ext_proc " +
+		"filters, so they keep the cluster's chain (the header removal and the upstream codec): the difference is " +
+		"tokenmeter's alone. Compare with chat-json, measured in the same run."
+	return sc
 }
 
 // exhaust spends the denied project's one request, then checks that the
