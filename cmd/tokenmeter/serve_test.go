@@ -37,6 +37,7 @@ func TestServeCPUProfile(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(`listen: {grpc: "127.0.0.1:0", admin: "127.0.0.1:0"}
 store: {dir: "`+filepath.Join(dir, "badger")+`"}
 ledger: {dir: "`+filepath.Join(dir, "ledger")+`"}
+shutdown: {drain: 0s}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,15 @@ const (
 	// DefaultMaxTokens is the output estimate for a request that sets no
 	// max_tokens, used when reserving against a budget.
 	DefaultMaxTokens = 4096
+	// DefaultShutdownDrain is how long a stopping tokenmeter still serves
+	// new streams after its readiness fails: the time Kubernetes takes to
+	// remove the pod from its endpoints and Envoy to hear of it.
+	DefaultShutdownDrain = 5 * time.Second
+	// DefaultShutdownGrace is how long streams in flight then get to end
+	// before they are cut. Drain and grace together (25 s) fit Kubernetes'
+	// default terminationGracePeriodSeconds (30 s), with 5 s left to close
+	// the store and the ledger before the SIGKILL.
+	DefaultShutdownGrace = 20 * time.Second
 )
 
 // Admission sizes a request's reservation (docs/budgets.md, "Admission").
@@ -174,6 +183,21 @@ type Config struct {
 	Alerts      Alerts
 	Ledger      Ledger
 	Metrics     Metrics
+	Shutdown    Shutdown
+}
+
+// Shutdown is the shutdown section: how a stopping tokenmeter leaves its
+// load balancers and its streams (docs/deploy.md, "Rolling updates").
+// Unlike the listeners, it is read when the stop begins, so a reload
+// changes it.
+type Shutdown struct {
+	// Drain: readiness fails at once, and new streams are still served for
+	// this long. Default DefaultShutdownDrain; 0 goes straight to Grace.
+	Drain time.Duration
+	// Grace: then new streams are refused, and streams in flight get up to
+	// this long to end before they are cut (a cut stream records as
+	// partial). Default DefaultShutdownGrace.
+	Grace time.Duration
 }
 
 // Ledger is the ledger section: where the usage ledger is kept.
@@ -257,6 +281,7 @@ func defaults(file string) *Config {
 		BuiltinCatalog:    true,
 		Alerts:            Alerts{Interval: 10 * time.Second, ForecastInterval: 5 * time.Minute},
 		Ledger:            Ledger{Dir: DefaultLedgerDir},
+		Shutdown:          Shutdown{Drain: DefaultShutdownDrain, Grace: DefaultShutdownGrace},
 	}
 }
 
@@ -307,6 +332,7 @@ func (w *walker) sections(c *Config, root *yaml.Node, cur *currencyNodes) *parse
 		},
 		"adjustments": w.adjustmentsSection(c),
 		"budgets":     w.budgetsSection(c),
+		"shutdown":    w.shutdownSection(c),
 	})
 	return refs
 }

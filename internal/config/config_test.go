@@ -64,6 +64,7 @@ func TestLoadValid(t *testing.T) {
 			{"per-cc", ratelimit.Tokens, 1_000_000, ratelimit.Month, []ratelimit.Match{{Dimension: "cost_centre", Value: ratelimit.Wildcard}}},
 		}},
 		{"routes", routes, []routeView{{Prefix: "/team-x/", Dialect: "openai_chat"}, {Host: "api.groq.com", Dialect: "openai_chat"}}},
+		{"shutdown", c.Shutdown, Shutdown{Drain: 0, Grace: 45 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -80,7 +81,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.GRPCListen != DefaultGRPCListen || c.AdminListen != DefaultAdminListen || !c.InjectStreamUsage ||
-		c.MaxMessageBytes != DefaultMaxMessageBytes || c.Unpriced != UnpricedDeny || len(c.Dimensions) != 3 || c.StoreDir != DefaultStoreDir {
+		c.MaxMessageBytes != DefaultMaxMessageBytes || c.Unpriced != UnpricedDeny || len(c.Dimensions) != 3 || c.StoreDir != DefaultStoreDir ||
+		c.Shutdown != (Shutdown{Drain: 5 * time.Second, Grace: 20 * time.Second}) {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -136,6 +138,7 @@ func TestLoadErrors(t *testing.T) {
 		{"route_without_match.yaml", `testdata/route_without_match.yaml:3: routes[0]: want a host, a prefix, or both`},
 		{"not_yaml.yaml", `testdata/not_yaml.yaml:1: not valid YAML: did not find expected ',' or '}'`},
 		{"bad_catalog_price.yaml", `load catalog: testdata/negative_price.yaml:6: models[0].prices.input: "-1": negative; a price is zero or more`},
+		{"negative_shutdown_grace.yaml", `testdata/negative_shutdown_grace.yaml:3: shutdown.grace: "-1s": want a duration such as "5s" or "0" to disable`},
 		{"observer_deadline_too_short.yaml", `testdata/observer_deadline_too_short.yaml:3: extproc.observer_deadline: "10ms": want 0 (off) or at least 1s, e.g. "10s"`},
 		// One run reports the config's mistakes and the catalogs' together.
 		{"config_and_catalog_errors.yaml", `testdata/config_and_catalog_errors.yaml:2: extproc.max_message_bytez: unknown key; want one of admission, buffer_json_below_bytes, default_max_tokens, gate_deadline, inject_stream_usage, max_message_bytes, max_response_buffer_bytes, observer_deadline` +

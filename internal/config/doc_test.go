@@ -18,6 +18,7 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"admin.", "admin: {zz_probe: 1}"},
 	{"extproc.", "extproc: {zz_probe: 1}"},
 	{"reload.", "reload: {zz_probe: 1}"},
+	{"shutdown.", "shutdown: {zz_probe: 1}"},
 	{"store.", "store: {zz_probe: 1}"},
 	{"store.redis.", "store: {redis: {zz_probe: 1}}"},
 	{"catalog.", "catalog: {builtin: true, zz_probe: 1}"},

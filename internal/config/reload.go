@@ -24,7 +24,18 @@ type Reloader struct {
 	stamp map[string]stamp // what the watched files looked like when cur was loaded
 }
 
+// stamp is what a watched file looked like. os.Stat follows symlinks, so a
+// file in a Kubernetes ConfigMap volume (tokenmeter.yaml -> ..data/... ->
+// ..<timestamp>/tokenmeter.yaml) is stamped by the file its path resolves
+// to now, not by a symlink's own mtime nor an inode kept from before. The
+// kubelet's update resolves the path to a new file, whose size and mtime may
+// equal the old one's (same length, written within one tick of the
+// filesystem's clock): its identity (device and inode, os.SameFile) is
+// what tells them apart. An editor that saves in place keeps the identity
+// and changes the mtime; one that renames a new file over the old changes
+// the identity.
 type stamp struct {
+	info os.FileInfo
 	mod  time.Time
 	size int64
 }
@@ -41,7 +52,7 @@ func (r *Reloader) stamps(c *Config) map[string]stamp {
 	out := make(map[string]stamp, len(files))
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {
-			out[f] = stamp{fi.ModTime(), fi.Size()}
+			out[f] = stamp{fi, fi.ModTime(), fi.Size()}
 		}
 	}
 	return out
@@ -66,7 +77,16 @@ func (r *Reloader) Check(force bool) bool {
 		return false
 	}
 	r.cur = next
+	// The files next names, stamped as they were before Load read them: a
+	// file replaced while it loaded then differs at the next poll and is
+	// read again, instead of its new stamp hiding the change. Only a file
+	// the new config names for the first time is stamped after the load.
 	r.stamp = r.stamps(next)
+	for f, st := range now {
+		if _, ok := r.stamp[f]; ok {
+			r.stamp[f] = st
+		}
+	}
 	r.Apply(next)
 	return true
 }
@@ -76,7 +96,8 @@ func mapsEqual(a, b map[string]stamp) bool {
 		return false
 	}
 	for k, v := range a {
-		if w, ok := b[k]; !ok || !w.mod.Equal(v.mod) || w.size != v.size {
+		w, ok := b[k]
+		if !ok || !os.SameFile(v.info, w.info) || !w.mod.Equal(v.mod) || w.size != v.size {
 			return false
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenmeter/tokenmeter/test/configmap"
 )
 
 const reloadPrices = `currency: USD
@@ -86,5 +88,68 @@ func TestReloader(t *testing.T) {
 	n := len(applied)
 	if !r.Check(true) || len(applied) != n+1 {
 		t.Fatal("forced reload not applied")
+	}
+}
+
+// A Kubernetes ConfigMap volume, updated as the kubelet does it (package
+// test/configmap: a new timestamped directory, ..data renamed over): the
+// config and its catalog are symlinks whose targets change all at once.
+// The new file may have the old one's size and, written within one tick of
+// the filesystem's clock, its mtime; the reloader still sees the swap.
+func TestReloaderConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(limit string) map[string][]byte {
+		return map[string][]byte{
+			"tokenmeter.yaml": []byte("catalog: {builtin: false, files: [prices.yaml]}\nbudgets:\n  - {name: b, limit: {requests: " + limit + "}, window: day}\n"),
+			"prices.yaml":     []byte(reloadPrices),
+		}
+	}
+	if err := configmap.Write(dir, cfg("1")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "tokenmeter.yaml")
+	cur, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied []*Config
+	r := NewReloader(cur, func(c *Config) { applied = append(applied, c) }, func(err error) { t.Errorf("reload refused: %v", err) })
+	paths := []string{path, filepath.Join(dir, "prices.yaml")}
+	for i, limit := range []string{"2", "3", "4"} {
+		var before []os.FileInfo
+		for _, p := range paths {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before = append(before, fi)
+		}
+		if err := configmap.Write(dir, cfg(limit)); err != nil {
+			t.Fatal(err)
+		}
+		// Same lengths; the same mtimes forced, as one clock tick would give.
+		for j, p := range paths {
+			if err := os.Chtimes(p, before[j].ModTime(), before[j].ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			if after, _ := os.Stat(p); after.Size() != before[j].Size() || !after.ModTime().Equal(before[j].ModTime()) {
+				t.Fatalf("swap %d: %s's size or mtime differ; the test no longer tests what it says", i, p)
+			}
+		}
+		if !r.Check(false) || applied[i].Budgets[0].Limit != int64(i+2) {
+			t.Fatalf("swap %d (limit %s) not applied", i, limit)
+		}
+		if r.Check(false) {
+			t.Fatalf("swap %d reloaded twice", i)
+		}
+	}
+	// A catalog swapped alone is a change too.
+	files := cfg("4")
+	files["prices.yaml"] = []byte(strings.Replace(reloadPrices, "output: 2", "output: 3", 1))
+	if err := configmap.Write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Check(false) {
+		t.Fatal("catalog swap not applied")
 	}
 }

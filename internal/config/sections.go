@@ -41,6 +41,15 @@ func (w *walker) extprocSection(c *Config) func(*yaml.Node, string) {
 	}
 }
 
+func (w *walker) shutdownSection(c *Config) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		w.mapping(n, k, map[string]func(*yaml.Node, string){
+			"drain": w.duration(&c.Shutdown.Drain),
+			"grace": w.duration(&c.Shutdown.Grace),
+		})
+	}
+}
+
 func (w *walker) storeSection(c *Config) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){

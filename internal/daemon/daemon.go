@@ -91,7 +91,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		return err
 	}
 
-	g, hs := grpcServer(cfg, srv)
+	streams := &streamCount{}
+	g, hs := grpcServer(cfg, srv, streams)
 
 	var swapMu sync.Mutex // one rebuild at a time, so an older one never lands last
 	rebuild := func() {
@@ -122,17 +123,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	if ready != nil {
 		ready(addrs)
 	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	// Not ready first, so that load balancers stop sending while in-flight
-	// requests finish.
-	adm.SetReady(false)
-	hs.Shutdown()
-	shutdown(g, hsrv, log)
-	return runErr
+	st := stopping{grpc: g, health: hs, admin: adm, http: hsrv, streams: streams, log: log}
+	return st.until(ctx, errc, func() config.Shutdown { return file.Load().Shutdown })
 }
 
 // closeLogged closes c, logging a failure: at shutdown there is nobody
@@ -144,11 +136,15 @@ func closeLogged(c io.Closer, what string, log *slog.Logger) {
 }
 
 // grpcServer serves srv and gRPC health, taking messages as large as the
-// bodies Envoy may send (max_message_bytes and Envoy's headroom).
-func grpcServer(cfg *config.Config, srv *extproc.Server) (*grpc.Server, *health.Server) {
+// bodies Envoy may send (max_message_bytes and Envoy's headroom). Its Stop
+// waits for the stream handlers to return, so a stream cut at shutdown has
+// written its record before the ledger closes.
+func grpcServer(cfg *config.Config, srv *extproc.Server, streams *streamCount) (*grpc.Server, *health.Server) {
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
 		grpc.MaxSendMsgSize(int(cfg.MaxMessageBytes+config.EnvoyBufferHeadroom)),
+		grpc.StreamInterceptor(streams.intercept),
+		grpc.WaitForHandlers(true),
 	)
 	srv.Register(g)
 	hs := health.NewServer()
@@ -328,24 +324,6 @@ type noSender struct{}
 
 func (noSender) Send(webhook.Alert) bool                                { return false }
 func (noSender) Claim(context.Context, string, time.Time) (bool, error) { return false, nil }
-
-// shutdown lets in-flight streams finish (they settle their budgets) for a
-// few seconds, then cuts the rest: a cut stream still records as partial.
-func shutdown(g *grpc.Server, h *http.Server, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() { g.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		log.Warn("grace period over; cutting remaining streams")
-		g.Stop()
-	}
-	if err := h.Shutdown(ctx); err != nil {
-		log.Warn("admin shutdown", "err", err)
-	}
-}
 
 // logSink writes one debug line per record; the ledger proper arrives with
 // its own storage.

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tokenmeter/tokenmeter/envoy"
+	"github.com/tokenmeter/tokenmeter/test/configmap"
 	"github.com/tokenmeter/tokenmeter/test/mockllm"
 )
 
@@ -74,6 +75,8 @@ type Stack struct {
 	args    []string
 	inline  bool
 	up      bool
+	// configMap is the ConfigMap volume's directory, with Options.ConfigMap.
+	configMap string
 }
 
 // Options shape a Stack.
@@ -100,7 +103,12 @@ type Options struct {
 	// cluster's filter chain (envoy.Upstream, envoy/upstream-filter.yaml)
 	// instead of the connection manager's. Not with Inline.
 	UpstreamFilters bool
-	Mock            mockllm.Options
+	// ConfigMap lays the config and the catalog out as a Kubernetes
+	// ConfigMap volume (package test/configmap): symlinks into ..data, a
+	// symlink to a timestamped directory. WriteConfig then updates it as the
+	// kubelet does.
+	ConfigMap bool
+	Mock      mockllm.Options
 }
 
 // PricesYAML is the catalog every stack loads.
@@ -151,22 +159,28 @@ func New(t T, o Options) *Stack {
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
 
-	if err := os.WriteFile(filepath.Join(s.Dir, "prices.yaml"), []byte(PricesYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg := fmt.Sprintf(`listen: {grpc: "127.0.0.1:0", admin: "127.0.0.1:0"}
 store: {dir: %q%s}
 catalog: {files: [prices.yaml]}
 %s
 %s
-`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store)+redisStore(o.Redis), ledgerSection(o.Extra, filepath.Join(s.Dir, "ledger")), o.Extra)
+%s
+`, filepath.Join(s.Dir, "badger"), prefixed(", ", o.Store)+redisStore(o.Redis), ledgerSection(o.Extra, filepath.Join(s.Dir, "ledger")),
+		shutdownSection(o.Extra), o.Extra)
 	if o.Budgets != "" {
 		cfg += "budgets:\n" + o.Budgets
 	}
 	s.CfgPath = filepath.Join(s.Dir, "tokenmeter.yaml")
-	if err := os.WriteFile(s.CfgPath, []byte(cfg), 0o600); err != nil {
+	if o.ConfigMap {
+		s.configMap = filepath.Join(s.Dir, "configmap")
+		if err := os.Mkdir(s.configMap, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		s.CfgPath = filepath.Join(s.configMap, "tokenmeter.yaml")
+	} else if err := os.WriteFile(filepath.Join(s.Dir, "prices.yaml"), []byte(PricesYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	s.WriteConfig([]byte(cfg))
 	s.TM = StartTokenmeter(t, o.Bin, s.CfgPath, o.ServeArgs...)
 	t.Cleanup(func() { s.TM.Stop(os.Interrupt) }) // the one running at the end, after any Restart
 
@@ -278,6 +292,34 @@ func (tm *Tokenmeter) Stop(sig os.Signal) {
 	case <-time.After(10 * time.Second):
 		tm.cmd.Process.Kill()
 		<-tm.done
+	}
+}
+
+// shutdownSection stops a test's tokenmeter at once (no drain: there is no
+// load balancer to leave) and cuts streams after 5 s, as before shutdown was
+// configurable, unless the test's extra config has a shutdown section of
+// its own.
+func shutdownSection(extra string) string {
+	if strings.Contains(extra, "shutdown:") {
+		return ""
+	}
+	return "shutdown: {drain: 0s, grace: 5s}"
+}
+
+// WriteConfig replaces the stack's config file with data: in place, or with
+// Options.ConfigMap as the kubelet updates a ConfigMap volume (the catalog
+// beside it unchanged). tokenmeter notices at its next reload.interval poll,
+// or at once on SIGHUP.
+func (s *Stack) WriteConfig(data []byte) {
+	s.t.Helper()
+	var err error
+	if s.configMap != "" {
+		err = configmap.Write(s.configMap, map[string][]byte{"tokenmeter.yaml": data, "prices.yaml": []byte(PricesYAML)})
+	} else {
+		err = os.WriteFile(s.CfgPath, data, 0o600)
+	}
+	if err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -400,14 +442,15 @@ func (s *Stack) Restart(sig os.Signal) {
 		s.t.Fatal(err)
 	}
 	cfg = bytes.Replace(cfg, []byte(`grpc: "127.0.0.1:0"`), []byte(`grpc: "`+s.TM.GRPC+`"`), 1)
-	if err := os.WriteFile(s.CfgPath, cfg, 0o600); err != nil {
-		s.t.Fatal(err)
-	}
+	s.WriteConfig(cfg)
 	s.TM = StartTokenmeter(s.t, s.bin, s.CfgPath, s.args...)
 }
 
 // Signal sends sig to the process (syscall.SIGHUP reloads its config).
 func (tm *Tokenmeter) Signal(sig os.Signal) error { return tm.cmd.Process.Signal(sig) }
+
+// Exited is closed once the process has exited.
+func (tm *Tokenmeter) Exited() <-chan struct{} { return tm.done }
 
 // PID is the process id, for reading its CPU time and memory from /proc.
 func (tm *Tokenmeter) PID() int { return tm.cmd.Process.Pid }
