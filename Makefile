@@ -15,7 +15,7 @@ FUZZMINTIME   ?= 20x
 
 export ENVOY_BIN := $(ENVOY)
 
-.PHONY: all build tools test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
+.PHONY: all build tools test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
 
 all: build
 
@@ -177,6 +177,12 @@ fuzz-smoke:
 # (docs/fuzzing.md). FUZZ_TARGETS="./internal/framing/:FuzzSSE ..." runs a subset.
 fuzz-long:
 	$(call fuzz-run,$(FUZZLONG),$(FUZZLONGMINTIME),$(FUZZLONGDIR))
+
+# The plain Kubernetes manifests (deploy/kubernetes/*.yaml), rendered from the
+# Helm chart with the values file beside each; deploy/helm's TestPlainManifests
+# fails until they are written again after a change to either.
+manifests:
+	$(GO) test ./deploy/helm -run '^TestPlainManifests$$' -count=1 -update
 
 clean:
 	rm -rf bin data
