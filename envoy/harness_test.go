@@ -185,3 +185,33 @@ func TestFailClosedAnswersJSON(t *testing.T) {
 		t.Errorf("mappers answer codes %v, want gate_timeout and gate_unreachable", codes)
 	}
 }
+
+// Envoy reads a proto field under either JSON name; so does WithoutExtProc
+// (Envoy Gateway's translated configs are protojson: httpFilters).
+func TestWithoutExtProcReadsBothSpellings(t *testing.T) {
+	const cfg = `{"httpFilters": [
+  {"name": "envoy.filters.http.ext_proc/gate", "disabled": true,
+   "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"}},
+  {"name": "envoy.filters.http.router",
+   "typedConfig": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+ "routes": [{"typedPerFilterConfig": {"envoy.filters.http.ext_proc/gate": {"config": {}}, "other": {}}}]}`
+	bare, err := WithoutExtProc([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(bare, []byte("ext_proc")) || !bytes.Contains(bare, []byte("router")) || !bytes.Contains(bare, []byte("other")) {
+		t.Fatalf("baseline config:\n%s", bare)
+	}
+	for _, tt := range []struct {
+		key, field string
+		want       bool
+	}{
+		{"typed_config", "typed_config", true}, {"typedConfig", "typed_config", true},
+		{"typed_per_filter_config", "typed_per_filter_config", true}, {"typedPerFilterConfig", "typed_per_filter_config", true},
+		{"typedconfig", "typed_config", false}, {"Typed_config", "typed_config", false},
+	} {
+		if got := isField(tt.key, tt.field); got != tt.want {
+			t.Errorf("isField(%q, %q) = %v", tt.key, tt.field, got)
+		}
+	}
+}

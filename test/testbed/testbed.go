@@ -77,7 +77,18 @@ type Stack struct {
 	up      bool
 	// configMap is the ConfigMap volume's directory, with Options.ConfigMap.
 	configMap string
+	arrange   Arrangement
+	// Listener is the name of the Envoys' listener for clients
+	// (envoy.StartListener): envoy.Listener, or the Arrangement's.
+	Listener string
 }
+
+// Arrangement builds the Envoy config a Stack runs instead of the shipped
+// envoy.yaml, in front of the mock provider on upstreamPort and tokenmeter
+// on extProcPort, and names its listener for clients.
+// envoygateway.Arrangement is one: what Envoy Gateway makes of
+// deploy/envoy-gateway.
+type Arrangement func(upstreamPort, extProcPort int) (config []byte, listener string, err error)
 
 // Options shape a Stack.
 type Options struct {
@@ -108,7 +119,10 @@ type Options struct {
 	// symlink to a timestamped directory. WriteConfig then updates it as the
 	// kubelet does.
 	ConfigMap bool
-	Mock      mockllm.Options
+	// Arrangement, when set, builds the Envoy config instead of envoy.yaml
+	// (not with Inline).
+	Arrangement Arrangement
+	Mock        mockllm.Options
 }
 
 // PricesYAML is the catalog every stack loads.
@@ -151,7 +165,14 @@ func New(t T, o Options) *Stack {
 	if o.Inline && o.UpstreamFilters {
 		t.Fatal("testbed: Inline and UpstreamFilters are two places for tokenmeter; pick one")
 	}
-	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs, inline: o.Inline, up: o.UpstreamFilters}
+	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs, inline: o.Inline,
+		up: o.UpstreamFilters, arrange: o.Arrangement, Listener: envoy.Listener}
+	if o.Arrangement != nil {
+		s.Listener = "" // the arrangement's, from its first config
+		if o.Inline || o.UpstreamFilters {
+			t.Fatal("testbed: Arrangement with Inline or UpstreamFilters")
+		}
+	}
 	var h http.Handler = s.Mock
 	if o.Upstream != nil {
 		h = o.Upstream(h)
@@ -186,7 +207,7 @@ catalog: {files: [prices.yaml]}
 
 	s.upPort = port(t, up.Listener.Addr().String())
 	config := s.EnvoyConfig(s.TM.GRPC)
-	s.Proxy = startEnvoy(t, bin, filepath.Join(s.Dir, "with"), config)
+	s.Proxy = s.startEnvoy(filepath.Join(s.Dir, "with"), config)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("envoy output:\n%s", s.Proxy.Output())
@@ -198,23 +219,24 @@ catalog: {files: [prices.yaml]}
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Bare = startEnvoy(t, bin, filepath.Join(s.Dir, "bare"), bare)
+		s.Bare = s.startEnvoy(filepath.Join(s.Dir, "bare"), bare)
 	}
 	return s
 }
 
-func startEnvoy(t T, bin, dir string, config []byte) *envoy.Proxy {
-	t.Helper()
+// startEnvoy runs the stack's Envoy on config in dir until the test ends.
+func (s *Stack) startEnvoy(dir string, config []byte) *envoy.Proxy {
+	s.t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	p, err := envoy.Start(ctx, bin, dir, config)
+	p, err := envoy.StartListener(ctx, s.envoy, dir, config, s.Listener)
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	t.Cleanup(p.Stop)
+	s.t.Cleanup(p.Stop)
 	return p
 }
 
@@ -367,7 +389,7 @@ func (s *Stack) AddReplica() *Replica {
 	}
 	r := &Replica{TM: StartTokenmeter(s.t, s.bin, path)}
 	s.t.Cleanup(func() { r.TM.Stop(os.Interrupt) })
-	r.Proxy = startEnvoy(s.t, s.envoy, s.t.TempDir(), s.EnvoyConfig(r.TM.GRPC))
+	r.Proxy = s.startEnvoy(s.t.TempDir(), s.EnvoyConfig(r.TM.GRPC))
 	return r
 }
 
@@ -393,20 +415,33 @@ func (s *Stack) SharedProxy(replicas ...*Replica) *envoy.Proxy {
 		more.WriteString(strings.Replace(endpoint, first, fmt.Sprintf("port_value: %d }\n", port(s.t, r.TM.GRPC)), 1))
 	}
 	config = append(config[:end:end], append([]byte(more.String()), config[end:]...)...)
-	return startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
+	return s.startEnvoy(s.t.TempDir(), config)
 }
 
 // StartProxy starts one more Envoy on config (for example EnvoyConfig's,
 // edited by a test); it stops when the test ends.
 func (s *Stack) StartProxy(config []byte) *envoy.Proxy {
 	s.t.Helper()
-	return startEnvoy(s.t, s.envoy, s.t.TempDir(), config)
+	return s.startEnvoy(s.t.TempDir(), config)
 }
 
 // EnvoyConfig is the shipped envoy.yaml pointed at the mock and at the
-// tokenmeter listening on grpcAddr, inline or upstream when the stack is.
+// tokenmeter listening on grpcAddr, inline or upstream when the stack is;
+// or the stack's Arrangement's config.
 func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
 	s.t.Helper()
+	if s.arrange != nil {
+		config, listener, err := s.arrange(s.upPort, port(s.t, grpcAddr))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if s.Listener == "" {
+			s.Listener = listener
+		} else if listener != s.Listener {
+			s.t.Fatalf("the arrangement's listener is %q, and then %q", s.Listener, listener)
+		}
+		return config
+	}
 	base, err := os.ReadFile(filepath.Join(envoy.Dir(), "envoy.yaml"))
 	if err != nil {
 		s.t.Fatal(err)

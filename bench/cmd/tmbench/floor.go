@@ -22,7 +22,8 @@ import (
 )
 
 // The floor: what the ext_proc protocol alone costs. A third Envoy, from the
-// same envoy.yaml as the one in front of tokenmeter, talks to a server that
+// same config as the one in front of tokenmeter (envoy.yaml, or the
+// scenario's arrangement's), talks to a server that
 // does nothing but answer as tokenmeter's gate and observer do (the same
 // messages, the same gRPC library, its own process), and is measured against
 // the bare Envoy like tokenmeter is. tokenmeter's own share of the added
@@ -169,7 +170,7 @@ func (e *env) floor(r *runner, o *outcome, s *testbed.Stack, pr procs, d *driver
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		r.Fatal(err)
 	}
-	p, err := envoy.Start(context.Background(), e.envoyBin, dir, s.EnvoyConfig(addr))
+	p, err := envoy.StartListener(context.Background(), e.envoyBin, dir, s.EnvoyConfig(addr), s.Listener)
 	if err != nil {
 		r.Fatal(err)
 	}

@@ -357,8 +357,8 @@ type goal struct {
 }
 
 func goalsOf(o *outcome) []goal {
-	if o.err != nil {
-		return nil
+	if o.err != nil || o.sc.Arrangement != split {
+		return nil // the goals are split mode's
 	}
 	var gs []goal
 	name := o.sc.Name
@@ -480,6 +480,7 @@ func (rep *report) summaryFile() string {
 		"provider. Elsewhere a negative p99 difference means the bare side had the worse tail in that sample: p99 over " +
 		"a few hundred requests is one of the few slowest, and stalls of the shared machine land on either side.\n")
 
+	rep.arrangementSection(&m)
 	m.p("## Goals\n")
 	var all []goal
 	for _, o := range rep.outcomes {
@@ -493,6 +494,64 @@ func (rep *report) summaryFile() string {
 	rep.methodSection(&m)
 	rep.machineSection(&m)
 	return m.String()
+}
+
+// arrangementSection puts each arrangement's scenario beside its split-mode
+// one, at 1 client: the latency against the bare Envoy of the same config,
+// the added latency against what the no-op ext_proc server adds in the same
+// config (the floor), and against split mode's.
+func (rep *report) arrangementSection(m *md) {
+	byName := map[string]*outcome{}
+	for _, o := range rep.outcomes {
+		byName[o.sc.Name] = o
+	}
+	var rows [][]string
+	for _, o := range rep.outcomes {
+		sp := byName[o.sc.Beside]
+		if o.sc.Arrangement == split || sp == nil || o.err != nil || sp.err != nil || o.floor == nil || sp.floor == nil {
+			continue
+		}
+		for _, q := range []float64{.50, .99} {
+			for _, x := range []*outcome{sp, o} {
+				b, w := x.one.Lat[bare].pct(q), x.one.Lat[with].pct(q)
+				floor := x.floor.Lat[with].pct(q) - x.floor.Lat[bare].pct(q)
+				vsSplit := "–"
+				if x != sp {
+					vsSplit = times(w-b, sp.one.Lat[with].pct(q)-sp.one.Lat[bare].pct(q))
+				}
+				arr := x.sc.Arrangement
+				if arr == split {
+					arr = "split"
+				}
+				rows = append(rows, []string{fmt.Sprintf("[%s](%s-%s.md)", x.sc.Name, rep.date, x.sc.Name), arr,
+					fmt.Sprintf("p%.0f", 100*q), us(b), us(w), added(w - b), times(w, b), added(floor), times(w-b, floor), vsSplit})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	m.p("## Arrangements beside split mode\n")
+	m.p("The same requests through another arrangement of tokenmeter in Envoy, 1 client. `envoy-gateway` is the " +
+		"Envoy that Envoy Gateway makes of `deploy/envoy-gateway`: its gate takes two round trips (the request " +
+		"headers, then the Buffered body), where split mode (`envoy/envoy.yaml`) takes one. `upstream` is split mode's " +
+		"gate and observer in the provider cluster's filter chain (`envoy/upstream-filter.yaml`). Each arrangement has its " +
+		"own bare Envoy (its config without the ext_proc filters) and its own floor (its config in front of the no-op " +
+		"ext_proc server).\n")
+	m.head("scenario", "arrangement", "", "bare Envoy", "with tokenmeter", "added", "with ÷ bare",
+		"no-op server adds", "added ÷ no-op's", "added ÷ split's")
+	for _, r := range rows {
+		m.row(r...)
+	}
+	m.p("")
+}
+
+// times is a ÷ b, as a ratio.
+func times(a, b time.Duration) string {
+	if b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", float64(a)/float64(b))
 }
 
 // allocGoals judge "zero allocations per SSE chunk in the steady state" on
@@ -597,6 +656,8 @@ func (rep *report) methodSection(m *md) {
   second one from the same file with the ext_proc filters removed (` + "`envoy.WithoutExtProc`" + `). Both Envoys run
   ` + "`--concurrency 2`" + ` and forward to the same mock. For the floor, a third one from the same file talks to a
   no-op ext_proc server (` + "`tmbench -noop-extproc`" + `), one client, right after tokenmeter's 1-client phase.
+  The ` + "`eg-`" + ` scenarios replace ` + "`envoy.yaml`" + ` with what Envoy Gateway makes of ` + "`deploy/envoy-gateway`" + ` (` + "`egctl x translate`" + `,
+  static bootstrap by ` + "`envoygateway.Static`" + `), for all three Envoys.
 - **Load generator: an in-repo Go client** (` + "`bench/cmd/tmbench`" + `), because the runs must alternate two targets
   request by request on one open-loop schedule at the same fixed rates, time each SSE event against the moment the
   mock flushed it, and read tokenmeter's and each Envoy's CPU and memory from /proc between phases. wrk2, vegeta,

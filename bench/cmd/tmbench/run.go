@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	envoygateway "github.com/tokenmeter/tokenmeter/deploy/envoy-gateway"
 	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
@@ -112,12 +113,16 @@ func (e *env) measureScenario(r *runner, sc *scenario, o *outcome, profile strin
 // processes, and checks one answer from each side.
 func (e *env) startStack(r *runner, sc *scenario, o *outcome, profile string) (*testbed.Stack, procs, *driver) {
 	fl := newFlushes()
-	s := testbed.New(r, testbed.Options{
-		Bin: e.bin, Bare: true, Budgets: budgetsYAML, Upstream: fl.wrap, UpstreamFilters: sc.Upstream,
+	opts := testbed.Options{
+		Bin: e.bin, Bare: true, Budgets: budgetsYAML, Upstream: fl.wrap, UpstreamFilters: sc.Arrangement == upstream,
 		// Info, not testbed's debug: debug logs every record, which is work
 		// on the measured path that a deployment does not do.
 		ServeArgs: []string{"--log-level", "info", "--cpuprofile", profile},
-	})
+	}
+	if sc.Arrangement == envoyGateway {
+		opts.Arrangement = envoygateway.Arrangement
+	}
+	s := testbed.New(r, opts)
 	pr := procs{tm: s.TM.PID(), self: os.Getpid()}
 	for side, dir := range [2]string{"bare", "with"} {
 		pid, err := envoyPID(dir)

@@ -26,6 +26,13 @@ const budgetsYAML = `  - {name: per-project, match: {project: "*"}, limit: {mone
   - {name: exhausted, match: {project: denied}, limit: {requests: 1}, window: total}
 `
 
+// The arrangements: how Envoy runs tokenmeter in a scenario.
+const (
+	split        = ""              // the shipped envoy/envoy.yaml: gate and observer
+	envoyGateway = "envoy-gateway" // what Envoy Gateway makes of deploy/envoy-gateway
+	upstream     = "upstream"      // envoy/upstream-filter.yaml: gate and observer in the provider cluster's chain
+)
+
 // scenario is one kind of request, sent to both Envoys alike.
 type scenario struct {
 	Name, Title string
@@ -49,11 +56,13 @@ type scenario struct {
 	ChunkBound time.Duration
 	// Prepare runs once the stack is up, before any measurement.
 	Prepare func(r *runner, s *testbed.Stack)
-	// Upstream puts tokenmeter's gate and observer in the provider
-	// cluster's filter chain (envoy/upstream-filter.yaml) instead of the
-	// connection manager's; the bare Envoy and the floor's are made from
-	// that config too.
-	Upstream bool
+	// Arrangement is how Envoy runs tokenmeter (split, envoyGateway,
+	// upstream); the bare Envoy and the no-op floor's are the same config
+	// without the ext_proc filters.
+	Arrangement string
+	// Beside names the split-mode scenario an arrangement's is compared
+	// with in the summary.
+	Beside string
 }
 
 // Sizes chosen for the issue's "about 1 KB each way": a 1,024-byte request,
@@ -66,6 +75,19 @@ const (
 )
 
 func scenarios() []*scenario {
+	list := splitScenarios()
+	base := map[string]scenario{}
+	for _, sc := range list {
+		base[sc.Name] = *sc
+	}
+	return append(list,
+		egScenario(base["chat-json"], "A non-streaming chat through Envoy Gateway's translation"),
+		egScenario(base["body-1mb"], "A 1 MiB request body through Envoy Gateway's translation"),
+	)
+}
+
+// splitScenarios run tokenmeter as envoy/envoy.yaml does.
+func splitScenarios() []*scenario {
 	return []*scenario{
 		chatJSON(),
 		chatJSONUpstream(),
@@ -149,13 +171,28 @@ func chatJSON() *scenario {
 // where it goes next to Envoy AI Gateway (issue 14).
 func chatJSONUpstream() *scenario {
 	sc := chatJSON()
-	sc.Name, sc.Title, sc.Upstream = "chat-json-upstream", "Non-streaming chat, tokenmeter as upstream filters", true
+	sc.Name, sc.Title = "chat-json-upstream", "Non-streaming chat, tokenmeter as upstream filters"
+	sc.Arrangement, sc.Beside = upstream, "chat-json"
 	sc.About = "The chat-json request, with tokenmeter's gate and observer in the provider cluster's filter chain " +
 		"(`envoy/upstream-filter.yaml`: after the router, where it sees what the provider is sent) instead of the " +
 		"connection manager's. The bare Envoy and the no-op floor's Envoy are the same config without the ext_proc " +
 		"filters, so they keep the cluster's chain (the header removal and the upstream codec): the difference is " +
 		"tokenmeter's alone. Compare with chat-json, measured in the same run."
 	return sc
+}
+
+// egScenario is sc through the Envoy that Envoy Gateway makes of
+// deploy/envoy-gateway: the gate's body Buffered, after the answer to its
+// headers (Envoy Gateway cannot set send_body_without_waiting_for_header_response),
+// the observer in shadowMode.
+func egScenario(sc scenario, title string) *scenario {
+	sc.Name, sc.Title, sc.Arrangement, sc.Beside = "eg-"+sc.Name, title, envoyGateway, sc.Name
+	sc.About = "The `" + sc.Beside + "` request, through the Envoy that Envoy Gateway v1.9 makes of `deploy/envoy-gateway` " +
+		"(`egctl x translate`, then the static bootstrap of `envoygateway.Static`); the bare Envoy is that config " +
+		"without its ext_proc filters. Envoy Gateway cannot set `send_body_without_waiting_for_header_response`, so " +
+		"the gate answers the request headers first, then gets the whole body (Buffered) and answers it: two round " +
+		"trips where split mode takes one. The observer is the same (shadowMode is observability_mode)."
+	return &sc
 }
 
 // exhaust spends the denied project's one request, then checks that the
