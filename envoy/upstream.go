@@ -37,13 +37,9 @@ func Upstream(config []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := parseConfig(config)
+	root, cluster, err := upstreamClusterIn(config)
 	if err != nil {
 		return nil, err
-	}
-	cluster := findNamed(root, "clusters", UpstreamCluster)
-	if cluster == nil {
-		return nil, fmt.Errorf("no cluster %s in the config", UpstreamCluster)
 	}
 	if findNamed(cluster, "http_filters", GateFilter) != nil {
 		return nil, fmt.Errorf("the %s filter is in cluster %s already", GateFilter, UpstreamCluster)
@@ -79,13 +75,9 @@ func WithUpstreamFilter(config, filter []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := parseConfig(config)
+	root, cluster, err := upstreamClusterIn(config)
 	if err != nil {
 		return nil, err
-	}
-	cluster := findNamed(root, "clusters", UpstreamCluster)
-	if cluster == nil {
-		return nil, fmt.Errorf("no cluster %s in the config", UpstreamCluster)
 	}
 	chain, err := upstreamChainOf(cluster)
 	if err != nil {
@@ -268,4 +260,17 @@ func setValue(n *yaml.Node, key string, v *yaml.Node) {
 		}
 	}
 	n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
+}
+
+// upstreamClusterIn parses config and finds the provider's cluster in it.
+func upstreamClusterIn(config []byte) (root, cluster *yaml.Node, err error) {
+	root, err = parseConfig(config)
+	if err != nil {
+		return nil, nil, err
+	}
+	cluster = findNamed(root, "clusters", UpstreamCluster)
+	if cluster == nil {
+		return nil, nil, fmt.Errorf("no cluster %s in the config", UpstreamCluster)
+	}
+	return root, cluster, nil
 }

@@ -1,6 +1,6 @@
 // Package envoygateway proves this directory's Envoy Gateway resources on the
 // real Envoy. Envoy Gateway's own translator (`egctl x translate`, pinned by
-// the nested module egctl/ and built by `make tools`) turns them into the xDS
+// the nested module egctl/ and built by `make egctl`) turns them into the xDS
 // an Envoy Gateway would serve; Static turns that into a bootstrap the pinned
 // Envoy runs without an xDS server, in front of ports on this machine.
 package envoygateway
@@ -47,7 +47,7 @@ func Dir() string {
 }
 
 // ErrNoEgctl means the pinned egctl is not built.
-var ErrNoEgctl = errors.New("egctl not found: run `make tools` (builds it from deploy/envoy-gateway/egctl into .tools/bin, minutes the first time) or set EGCTL_BIN")
+var ErrNoEgctl = errors.New("egctl not found: run `make egctl` (builds it from deploy/envoy-gateway/egctl into .tools/bin, minutes the first time) or set EGCTL_BIN")
 
 // Egctl returns the egctl to run: $EGCTL_BIN, else .tools/bin/egctl.
 func Egctl() (string, error) {

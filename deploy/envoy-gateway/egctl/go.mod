@@ -1,5 +1,5 @@
 // egctl, Envoy Gateway's CLI, pinned for deploy/envoy-gateway's tests and the
-// benchmark (`make tools` builds it into .tools/bin/egctl). A module of its own
+// benchmark (`make egctl`, part of `make test` and `make bench`, builds it into .tools/bin/egctl). A module of its own
 // so that Envoy Gateway's dependency tree stays out of tokenmeter's go.mod.
 module github.com/tokenmeter/tokenmeter/deploy/envoy-gateway/egctl
 
