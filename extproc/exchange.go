@@ -98,7 +98,7 @@ func (x *exchange) handle(ctx context.Context, req *extprocv3.ProcessingRequest)
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return x.one(x.requestHeaders(ctx, r.RequestHeaders)), phaseRequestHeaders
+		return x.one(x.requestHeaders(ctx, req)), phaseRequestHeaders
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return x.requestBody(ctx, r.RequestBody), phaseRequestBody
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
@@ -157,13 +157,14 @@ func (x *exchange) settleFirst(ctx context.Context) {
 	}
 }
 
-func (x *exchange) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+func (x *exchange) requestHeaders(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	h := req.GetRequestHeaders()
 	hdrs := h.GetHeaders().GetHeaders()
 	get := func(name string) string { return headerValue(hdrs, name) }
 	x.rec.RequestID, x.rec.ClientRequestID = x.srv.newRecordID(), get("x-request-id")
 	length, hasLength := lookupHeader(hdrs, "content-length")
 	x.hasLength = hasLength
-	dims, invalid := x.snap.Extractor.Extract(get)
+	dims, invalid := x.snap.Extractor.Extract(newRequest(req))
 	x.rec.Dimensions, x.in.Dimensions = dims, dims
 	for _, d := range invalid {
 		x.srv.observer.InvalidAttribution(d)

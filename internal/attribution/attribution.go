@@ -1,14 +1,18 @@
-// Package attribution turns a request's trusted headers into Dimensions: the
-// ordered key/value pairs (project, team, user, ...) that cost is charged to.
+// Package attribution turns what is known about a request into Dimensions:
+// the ordered key/value pairs (project, team, user, ...) that cost is
+// charged to. A dimension is read from an ordered list of sources: a
+// header, a value Envoy's filters left in dynamic metadata (a verified JWT's
+// claims), or a request attribute (the peer's workload identity).
 //
-// Clients can send any header, so these headers must be set or stripped by
-// Envoy before the ext_proc filter (see the README, "Attribution you can
-// trust"); this package only guards against values that would poison metrics
-// and storage keys.
+// Clients can send any header, so a header must be set or stripped by Envoy
+// before the ext_proc filter (docs/security.md); metadata and attributes are
+// written by Envoy itself, so a client cannot forge them. This package only
+// guards against values that would poison metrics and storage keys.
 package attribution
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -23,11 +27,88 @@ const (
 // one client cannot mint unbounded label or key sizes.
 const MaxValueBytes = 128
 
-// Dimension names one attribution key and the header it is read from.
+// Dimension names one attribution key and where it is read from: From, or
+// when From is empty, the one header Header (the short form).
 type Dimension struct {
-	Name   string // e.g. "project"; a Prometheus label name
-	Header string // lower-case header name, e.g. "x-tokenmeter-project"
+	Name   string   // e.g. "project"; a Prometheus label name
+	Header string   // lower-case header name, e.g. "x-tokenmeter-project"
+	From   []Source // tried in order; the first that yields a value wins
 }
+
+// Sources returns where the dimension is read from, in order.
+func (d Dimension) Sources() []Source {
+	if len(d.From) > 0 {
+		return d.From
+	}
+	return []Source{{Header: d.Header}}
+}
+
+// Source is one place a value is read from; exactly one of Header,
+// Namespace (with Path) or Attribute is set.
+type Source struct {
+	Header    string   // a lower-case request header name
+	Namespace string   // a dynamic metadata namespace, e.g. envoy.filters.http.jwt_authn
+	Path      []string // the keys under Namespace, e.g. [jwt_payload, sub]
+	Attribute string   // an Envoy request attribute, e.g. source.principal
+}
+
+// String is how the source is named in errors and docs.
+func (s Source) String() string {
+	switch {
+	case s.Namespace != "":
+		return "metadata " + s.Namespace + ":" + strings.Join(s.Path, ".")
+	case s.Attribute != "":
+		return "attribute " + s.Attribute
+	}
+	return "header " + s.Header
+}
+
+// Validate checks that exactly one kind of source is given, and well.
+func (s Source) Validate() error {
+	set := 0
+	for _, v := range []string{s.Header, s.Namespace, s.Attribute} {
+		if v != "" {
+			set++
+		}
+	}
+	switch {
+	case set != 1:
+		return fmt.Errorf("want exactly one of header, metadata, attribute")
+	case s.Namespace != "" && (len(s.Path) == 0 || slices.Contains(s.Path, "")):
+		return fmt.Errorf("metadata %q: want a non-empty path of non-empty keys", s.Namespace)
+	case s.Namespace == "" && len(s.Path) > 0:
+		return fmt.Errorf("a path without a metadata namespace")
+	case s.Header != "" && strings.ToLower(s.Header) != s.Header:
+		return fmt.Errorf("header %q: want a lower-case header name", s.Header)
+	}
+	return nil
+}
+
+// Request is what a dimension is read from. Each method returns "" for a
+// miss, so the next source is tried. It keeps this package free of Envoy's
+// types: extproc adapts the ext_proc message to it.
+type Request interface {
+	Header(name string) string
+	// Metadata returns the string at path under namespace; a value that is
+	// not a string (a number, a list, a struct) is a miss, not an error, so
+	// a claim of an unexpected type falls through to the next source
+	// rather than charging a made-up string form.
+	Metadata(namespace string, path []string) string
+	Attribute(name string) string
+}
+
+// Headers adapts a header lookup to a Request that has no metadata and no
+// attributes.
+type Headers func(name string) string
+
+// Header returns the header's value.
+func (h Headers) Header(name string) string { return h(name) }
+
+// Metadata is always a miss.
+func (Headers) Metadata(string, []string) string { return "" }
+
+// Attribute is always a miss.
+func (Headers) Attribute(string) string { return "" }
 
 // DefaultDimensions are used when the config names none.
 func DefaultDimensions() []Dimension {
@@ -53,8 +134,16 @@ func Validate(dims []Dimension) error {
 			return fmt.Errorf("dimension name %q: listed twice", d.Name)
 		}
 		seen[d.Name] = true
-		if d.Header == "" || strings.ToLower(d.Header) != d.Header {
+		if len(d.From) > 0 && d.Header != "" {
+			return fmt.Errorf("dimension %q: header and from: want one of them", d.Name)
+		}
+		if len(d.From) == 0 && (d.Header == "" || strings.ToLower(d.Header) != d.Header) {
 			return fmt.Errorf("dimension %q header %q: want a non-empty lower-case header name", d.Name, d.Header)
+		}
+		for i, s := range d.From {
+			if err := s.Validate(); err != nil {
+				return fmt.Errorf("dimension %q from[%d]: %w", d.Name, i, err)
+			}
 		}
 	}
 	return nil
@@ -97,7 +186,7 @@ func (d Dimensions) Get(name string) string {
 	return ""
 }
 
-// Extractor reads Dimensions from headers. It is immutable and safe for
+// Extractor reads Dimensions from a Request. It is immutable and safe for
 // concurrent use.
 type Extractor struct {
 	dims  []Dimension
@@ -116,27 +205,39 @@ func NewExtractor(dims []Dimension) *Extractor {
 // Names returns the configured dimension names in order.
 func (e *Extractor) Names() []string { return e.names }
 
-// Headers returns the header names read, in dimension order.
-func (e *Extractor) Headers() []string {
-	h := make([]string, len(e.dims))
-	for i, d := range e.dims {
-		h[i] = d.Header
-	}
-	return h
-}
-
-// Extract reads each dimension through header (which returns "" when the
-// header is absent). invalid counts values replaced by Invalid.
-func (e *Extractor) Extract(header func(name string) string) (d Dimensions, invalid []string) {
+// Extract reads each dimension from r: the first of its sources with a
+// non-blank value wins. That value is then cleaned, and one that is
+// unusable becomes Invalid rather than falling through: a later source is
+// often a client's header, which must not win because a trusted source
+// held junk. invalid lists the dimensions replaced by Invalid.
+func (e *Extractor) Extract(r Request) (d Dimensions, invalid []string) {
 	d = Dimensions{Names: e.names, Values: make([]string, len(e.dims))}
 	for i, dim := range e.dims {
-		v, ok := Clean(header(dim.Header))
+		v, ok := Clean(first(r, dim.Sources()))
 		if !ok {
 			invalid = append(invalid, dim.Name)
 		}
 		d.Values[i] = v
 	}
 	return d, invalid
+}
+
+func first(r Request, srcs []Source) string {
+	for _, s := range srcs {
+		var v string
+		switch {
+		case s.Namespace != "":
+			v = r.Metadata(s.Namespace, s.Path)
+		case s.Attribute != "":
+			v = r.Attribute(s.Attribute)
+		default:
+			v = r.Header(s.Header)
+		}
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // Clean maps a raw header value to a dimension value. ok is false when the

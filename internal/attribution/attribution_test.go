@@ -26,7 +26,7 @@ func TestExtract(t *testing.T) {
 	e := NewExtractor(DefaultDimensions())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, invalid := e.Extract(func(h string) string { return tt.headers[h] })
+			d, invalid := e.Extract(Headers(func(h string) string { return tt.headers[h] }))
 			if strings.Join(d.Values, "|") != strings.Join(tt.want, "|") {
 				t.Fatalf("values = %q, want %q", d.Values, tt.want)
 			}
@@ -57,6 +57,89 @@ func TestValidate(t *testing.T) {
 			err := Validate(tt.dims)
 			got := ""
 			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.err {
+				t.Fatalf("got %q, want %q", got, tt.err)
+			}
+		})
+	}
+}
+
+// fakeRequest answers from maps; metadata is keyed "namespace:a.b".
+type fakeRequest struct{ headers, metadata, attributes map[string]string }
+
+func (f fakeRequest) Header(n string) string { return f.headers[n] }
+func (f fakeRequest) Metadata(ns string, path []string) string {
+	return f.metadata[ns+":"+strings.Join(path, ".")]
+}
+func (f fakeRequest) Attribute(n string) string { return f.attributes[n] }
+
+func TestExtractSources(t *testing.T) {
+	const jwt = "envoy.filters.http.jwt_authn"
+	dims := []Dimension{
+		{Name: "user", From: []Source{{Namespace: jwt, Path: []string{"jwt_payload", "sub"}}, {Header: "x-tokenmeter-user"}}},
+		{Name: "team", From: []Source{{Attribute: "source.principal"}}},
+		{Name: "project", Header: "x-tokenmeter-project"},
+	}
+	if err := Validate(dims); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		req         fakeRequest
+		want        string
+		wantInvalid string
+	}{
+		{"claim wins over header", fakeRequest{
+			headers:  map[string]string{"x-tokenmeter-user": "mallory", "x-tokenmeter-project": "p"},
+			metadata: map[string]string{jwt + ":jwt_payload.sub": "alice"},
+		}, "alice|unknown|p", ""},
+		{"no claim falls back to header", fakeRequest{headers: map[string]string{"x-tokenmeter-user": "bob"}}, "bob|unknown|unknown", ""},
+		{"blank claim falls back", fakeRequest{
+			headers:  map[string]string{"x-tokenmeter-user": "bob"},
+			metadata: map[string]string{jwt + ":jwt_payload.sub": "  "},
+		}, "bob|unknown|unknown", ""},
+		{"invalid claim is invalid, not the header", fakeRequest{
+			headers:  map[string]string{"x-tokenmeter-user": "mallory"},
+			metadata: map[string]string{jwt + ":jwt_payload.sub": "a\x01b"},
+		}, "invalid|unknown|unknown", "user"},
+		{"attribute", fakeRequest{attributes: map[string]string{"source.principal": "spiffe://cluster.local/ns/a/sa/b"}},
+			"unknown|spiffe://cluster.local/ns/a/sa/b|unknown", ""},
+		{"team header is not a source", fakeRequest{headers: map[string]string{"x-tokenmeter-team": "t"}}, "unknown|unknown|unknown", ""},
+	}
+	e := NewExtractor(dims)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, invalid := e.Extract(tt.req)
+			if got := strings.Join(d.Values, "|"); got != tt.want {
+				t.Fatalf("values = %q, want %q", got, tt.want)
+			}
+			if got := strings.Join(invalid, ","); got != tt.wantInvalid {
+				t.Fatalf("invalid = %q, want %q", got, tt.wantInvalid)
+			}
+		})
+	}
+}
+
+func TestValidateSources(t *testing.T) {
+	tests := []struct {
+		name string
+		d    Dimension
+		err  string
+	}{
+		{"header and from", Dimension{Name: "a", Header: "x-a", From: []Source{{Header: "x-b"}}}, `dimension "a": header and from: want one of them`},
+		{"empty source", Dimension{Name: "a", From: []Source{{}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
+		{"two kinds", Dimension{Name: "a", From: []Source{{Header: "x-a", Attribute: "source.principal"}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
+		{"no path", Dimension{Name: "a", From: []Source{{Namespace: "ns"}}}, `dimension "a" from[0]: metadata "ns": want a non-empty path of non-empty keys`},
+		{"empty key", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"x", ""}}}}, `dimension "a" from[0]: metadata "ns": want a non-empty path of non-empty keys`},
+		{"upper header", Dimension{Name: "a", From: []Source{{Attribute: "source.principal"}, {Header: "X-A"}}}, `dimension "a" from[1]: header "X-A": want a lower-case header name`},
+		{"ok", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"p"}}, {Attribute: "source.principal"}, {Header: "x-a"}}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ""
+			if err := Validate([]Dimension{tt.d}); err != nil {
 				got = err.Error()
 			}
 			if got != tt.err {

@@ -442,26 +442,6 @@ func resolve(configFile, p string) string {
 	return filepath.Join(filepath.Dir(configFile), p)
 }
 
-func (w *walker) dimensions(n *yaml.Node, key string) []attribution.Dimension {
-	var dims []attribution.Dimension
-	w.Sequence(n, key, "a list of dimensions, each with name and header", func(item *yaml.Node, k string) {
-		var d attribution.Dimension
-		w.mapping(item, k, map[string]func(*yaml.Node, string){
-			"name":   w.str(&d.Name),
-			"header": w.str(&d.Header),
-		})
-		if err := attribution.Validate(append(dims, d)); err != nil {
-			w.Fail(item, k, err.Error())
-			return
-		}
-		dims = append(dims, d)
-	})
-	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
-		w.Fail(n, key, "want at least one dimension")
-	}
-	return dims
-}
-
 // routePolicy is a route's unpriced section as read, resolved against the
 // catalog once it is loaded.
 type routePolicy struct {

@@ -30,6 +30,8 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"unpriced.", "unpriced: {zz_probe: 1}"},
 	{"attribution.", "attribution: {zz_probe: 1}"},
 	{"attribution.dimensions[].", "attribution: {dimensions: [{zz_probe: 1}]}"},
+	{"attribution.dimensions[].from[].", "attribution: {dimensions: [{name: a, from: [{zz_probe: 1}]}]}"},
+	{"attribution.dimensions[].from[].metadata.", "attribution: {dimensions: [{name: a, from: [{metadata: {zz_probe: 1}}]}]}"},
 	{"metrics.", "metrics: {zz_probe: 1}"},
 	{"metrics.dimensions.<name>.", "metrics: {dimensions: {project: {zz_probe: 1}}}"},
 	{"metrics.otlp.", "metrics: {otlp: {zz_probe: 1}}"},

@@ -141,7 +141,7 @@ func restartOnly(cur, next *Config) error {
 	if cur.Alerts.Interval != next.Alerts.Interval {
 		what = append(what, "alerts.interval")
 	}
-	if !slices.Equal(cur.Dimensions, next.Dimensions) {
+	if !reflect.DeepEqual(cur.Dimensions, next.Dimensions) {
 		what = append(what, "attribution.dimensions")
 	}
 	if !reflect.DeepEqual(cur.Metrics, next.Metrics) {
