@@ -16,7 +16,7 @@ func TestRequestAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attrs, err := structpb.NewStruct(map[string]any{"source.principal": "spiffe://td/ns/a/sa/b"})
+	attrs, err := structpb.NewStruct(map[string]any{"connection.uri_san_peer_certificate": "spiffe://td/ns/a/sa/b"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +39,9 @@ func TestRequestAdapter(t *testing.T) {
 		{"path through a string", r.Metadata(jwt, []string{"jwt_payload", "sub", "x"}), ""},
 		{"absent claim", r.Metadata(jwt, []string{"jwt_payload", "email"}), ""},
 		{"absent namespace", r.Metadata("other", []string{"jwt_payload", "sub"}), ""},
-		{"attribute", r.Attribute("source.principal"), "spiffe://td/ns/a/sa/b"},
-		{"absent attribute", r.Attribute("connection.uri_san_peer_certificate"), ""},
-		{"no attributes", newRequest(&extprocv3.ProcessingRequest{}).Attribute("source.principal"), ""},
+		{"attribute", r.Attribute("connection.uri_san_peer_certificate"), "spiffe://td/ns/a/sa/b"},
+		{"absent attribute", r.Attribute("connection.subject_peer_certificate"), ""},
+		{"no attributes", newRequest(&extprocv3.ProcessingRequest{}).Attribute("connection.uri_san_peer_certificate"), ""},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

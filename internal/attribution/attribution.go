@@ -49,7 +49,7 @@ type Source struct {
 	Header    string   // a lower-case request header name
 	Namespace string   // a dynamic metadata namespace, e.g. envoy.filters.http.jwt_authn
 	Path      []string // the keys under Namespace, e.g. [jwt_payload, sub]
-	Attribute string   // an Envoy request attribute, e.g. source.principal
+	Attribute string   // an Envoy request attribute, e.g. connection.uri_san_peer_certificate
 }
 
 // String is how the source is named in errors and docs.
@@ -80,8 +80,26 @@ func (s Source) Validate() error {
 		return fmt.Errorf("a path without a metadata namespace")
 	case s.Header != "" && strings.ToLower(s.Header) != s.Header:
 		return fmt.Errorf("header %q: want a lower-case header name", s.Header)
+	case s.Attribute != "" && !slices.Contains(Attributes, s.Attribute):
+		return fmt.Errorf("attribute %q: want one of %s", s.Attribute, strings.Join(Attributes, ", "))
 	}
 	return nil
+}
+
+// Attributes are the request attributes a dimension may be read from: the
+// string-valued ones Envoy sets from the connection (the peer's verified
+// certificate) and from its own config, which no client can choose. Envoy
+// sends nothing, silently, for a name it does not know (Istio's
+// source.principal is not an Envoy attribute), so a name outside this list
+// is refused rather than left to never match; so are request.* attributes,
+// which the client writes.
+var Attributes = []string{
+	"connection.uri_san_peer_certificate", // a SPIFFE ID in a mesh
+	"connection.dns_san_peer_certificate",
+	"connection.subject_peer_certificate",
+	"connection.sha256_peer_certificate_digest",
+	"xds.cluster_name",
+	"xds.route_name",
 }
 
 // Request is what a dimension is read from. Each method returns "" for a

@@ -79,7 +79,7 @@ func TestExtractSources(t *testing.T) {
 	const jwt = "envoy.filters.http.jwt_authn"
 	dims := []Dimension{
 		{Name: "user", From: []Source{{Namespace: jwt, Path: []string{"jwt_payload", "sub"}}, {Header: "x-tokenmeter-user"}}},
-		{Name: "team", From: []Source{{Attribute: "source.principal"}}},
+		{Name: "team", From: []Source{{Attribute: "connection.uri_san_peer_certificate"}}},
 		{Name: "project", Header: "x-tokenmeter-project"},
 	}
 	if err := Validate(dims); err != nil {
@@ -104,7 +104,7 @@ func TestExtractSources(t *testing.T) {
 			headers:  map[string]string{"x-tokenmeter-user": "mallory"},
 			metadata: map[string]string{jwt + ":jwt_payload.sub": "a\x01b"},
 		}, "invalid|unknown|unknown", "user"},
-		{"attribute", fakeRequest{attributes: map[string]string{"source.principal": "spiffe://cluster.local/ns/a/sa/b"}},
+		{"attribute", fakeRequest{attributes: map[string]string{"connection.uri_san_peer_certificate": "spiffe://cluster.local/ns/a/sa/b"}},
 			"unknown|spiffe://cluster.local/ns/a/sa/b|unknown", ""},
 		{"team header is not a source", fakeRequest{headers: map[string]string{"x-tokenmeter-team": "t"}}, "unknown|unknown|unknown", ""},
 	}
@@ -130,11 +130,13 @@ func TestValidateSources(t *testing.T) {
 	}{
 		{"header and from", Dimension{Name: "a", Header: "x-a", From: []Source{{Header: "x-b"}}}, `dimension "a": header and from: want one of them`},
 		{"empty source", Dimension{Name: "a", From: []Source{{}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
-		{"two kinds", Dimension{Name: "a", From: []Source{{Header: "x-a", Attribute: "source.principal"}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
+		{"two kinds", Dimension{Name: "a", From: []Source{{Header: "x-a", Attribute: "connection.uri_san_peer_certificate"}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
 		{"no path", Dimension{Name: "a", From: []Source{{Namespace: "ns"}}}, `dimension "a" from[0]: metadata "ns": want a non-empty path of non-empty keys`},
 		{"empty key", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"x", ""}}}}, `dimension "a" from[0]: metadata "ns": want a non-empty path of non-empty keys`},
-		{"upper header", Dimension{Name: "a", From: []Source{{Attribute: "source.principal"}, {Header: "X-A"}}}, `dimension "a" from[1]: header "X-A": want a lower-case header name`},
-		{"ok", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"p"}}, {Attribute: "source.principal"}, {Header: "x-a"}}}, ""},
+		{"upper header", Dimension{Name: "a", From: []Source{{Attribute: "connection.uri_san_peer_certificate"}, {Header: "X-A"}}}, `dimension "a" from[1]: header "X-A": want a lower-case header name`},
+		{"not an Envoy attribute", Dimension{Name: "a", From: []Source{{Attribute: "source.principal"}}}, `dimension "a" from[0]: attribute "source.principal": want one of ` + strings.Join(Attributes, ", ")},
+		{"client's attribute", Dimension{Name: "a", From: []Source{{Attribute: "request.host"}}}, `dimension "a" from[0]: attribute "request.host": want one of ` + strings.Join(Attributes, ", ")},
+		{"ok", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"p"}}, {Attribute: "connection.uri_san_peer_certificate"}, {Header: "x-a"}}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 //   - name: user
 //     from:
 //   - {metadata: {namespace: envoy.filters.http.jwt_authn, path: [jwt_payload, sub]}}
-//   - {attribute: source.principal}
+//   - {attribute: connection.uri_san_peer_certificate}
 //   - {header: x-tokenmeter-user}
 func (w *walker) dimensions(n *yaml.Node, key string) []attribution.Dimension {
 	var dims []attribution.Dimension

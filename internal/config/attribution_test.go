@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
@@ -24,11 +25,11 @@ attribution:
         - {metadata: {namespace: envoy.filters.http.jwt_authn, path: [jwt_payload, sub]}}
         - {header: x-tokenmeter-user}
     - name: team
-      from: [{attribute: source.principal}]
+      from: [{attribute: connection.uri_san_peer_certificate}]
     - {name: project, header: x-tokenmeter-project}
 `, []attribution.Dimension{
 			{Name: "user", From: []attribution.Source{{Namespace: jwt, Path: []string{"jwt_payload", "sub"}}, {Header: "x-tokenmeter-user"}}},
-			{Name: "team", From: []attribution.Source{{Attribute: "source.principal"}}},
+			{Name: "team", From: []attribution.Source{{Attribute: "connection.uri_san_peer_certificate"}}},
 			{Name: "project", Header: "x-tokenmeter-project"},
 		}, ""},
 		{"two kinds in one source", `
@@ -36,7 +37,7 @@ attribution:
   dimensions:
     - name: user
       from:
-        - {header: x-u, attribute: source.principal}
+        - {header: x-u, attribute: connection.uri_san_peer_certificate}
 `, nil, `a.yaml:6: attribution.dimensions[0].from[0]: want exactly one of header, metadata, attribute`},
 		{"header and from", `
 attribution:
@@ -62,6 +63,13 @@ attribution:
       from:
         - {metadata: {namespace: ns}}
 `, nil, `a.yaml:6: attribution.dimensions[0].from[0]: metadata "ns": want a non-empty path of non-empty keys`},
+		{"unknown attribute", `
+attribution:
+  dimensions:
+    - name: team
+      from:
+        - {attribute: source.principal}
+`, nil, `a.yaml:6: attribution.dimensions[0].from[0]: attribute "source.principal": want one of ` + strings.Join(attribution.Attributes, ", ")},
 		{"path not a list", `
 attribution:
   dimensions:

@@ -3,13 +3,26 @@ package e2e
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,5 +188,149 @@ func TestAttributionFromJWTClaims(t *testing.T) {
 	if r.Dimensions.Get("project") != "apollo" || r.Dimensions.Get("user") != "alice" || r.Dimensions.Get("team") != "search" ||
 		r.Outcome != ledger.OK || r.Cost.String() != "0.00018" || r.Usage.Tokens[usage.Input].N != 1000 || r.Usage.Tokens[usage.Output].N != 50 {
 		t.Fatalf("record %+v: want apollo/search/alice, ok, 0.00018, 1000 in, 50 out", r)
+	}
+}
+
+// spiffeID is the client workload's identity, as a mesh would issue it.
+const spiffeID = "spiffe://cluster.local/ns/ml/sa/search"
+
+// testPKI is a CA, a server certificate for 127.0.0.1 and a client
+// certificate whose URI SAN is spiffeID, as PEM files in dir.
+type testPKI struct {
+	dir    string
+	roots  *x509.CertPool
+	client tls.Certificate
+}
+
+func newPKI(t *testing.T) testPKI {
+	t.Helper()
+	p := testPKI{dir: t.TempDir(), roots: x509.NewCertPool()}
+	caKey, caCert := certificate(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign,
+	}, nil, nil)
+	p.roots.AddCert(caCert)
+	serverKey, serverCert := certificate(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "envoy"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, caCert, caKey)
+	uri, err := url.Parse(spiffeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientKey, clientCert := certificate(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "search"}, URIs: []*url.URL{uri},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, caCert, caKey)
+	p.client = tls.Certificate{Certificate: [][]byte{clientCert.Raw}, PrivateKey: clientKey}
+	p.write(t, "ca.pem", "CERTIFICATE", caCert.Raw)
+	p.write(t, "server.pem", "CERTIFICATE", serverCert.Raw)
+	der, err := x509.MarshalPKCS8PrivateKey(serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.write(t, "server-key.pem", "PRIVATE KEY", der)
+	return p
+}
+
+var serial atomic.Int64
+
+// certificate signs tmpl with parent's key (itself when parent is nil).
+func certificate(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(serial.Add(1))
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, c
+}
+
+func (p testPKI) write(t *testing.T, name, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(p.dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withMTLS makes the listener require a client certificate signed by the
+// test CA and has the gate ask Envoy for the request attribute
+// connection.uri_san_peer_certificate (the peer certificate's URI SAN).
+func withMTLS(t *testing.T, config []byte, p testPKI) []byte {
+	t.Helper()
+	chains := []byte("    filter_chains:\n    - filters:\n")
+	tlsChain := fmt.Sprintf(`    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {filename: %q}
+              private_key: {filename: %q}
+            validation_context:
+              trusted_ca: {filename: %q}
+      filters:
+`, filepath.Join(p.dir, "server.pem"), filepath.Join(p.dir, "server-key.pem"), filepath.Join(p.dir, "ca.pem"))
+	receiving := []byte("              metadata_options:\n                receiving_namespaces:\n                  untyped: [tokenmeter, tokenmeter.handoff, tokenmeter.feedback]\n")
+	if bytes.Count(config, chains) != 1 || bytes.Count(config, receiving) != 1 {
+		t.Fatalf("the listener or the gate's metadata_options are not where expected:\n%s", config)
+	}
+	config = bytes.Replace(config, chains, []byte(tlsChain), 1)
+	return bytes.Replace(config, receiving, append(bytes.Clone(receiving), "              request_attributes: [connection.uri_san_peer_certificate]\n"...), 1)
+}
+
+// Issue 15: over mTLS, the peer's workload identity (its certificate's
+// SPIFFE ID, Envoy's connection.uri_san_peer_certificate attribute) is the team: a header
+// claiming another team loses to it.
+func TestAttributionFromPeerIdentity(t *testing.T) {
+	s := testbed.New(t, testbed.Options{Bin: bin, Extra: `attribution:
+  dimensions:
+    - {name: project, header: x-tokenmeter-project}
+    - name: team
+      from:
+        - {attribute: connection.uri_san_peer_certificate}
+        - {header: x-tokenmeter-team}
+    - {name: user, header: x-tokenmeter-user}
+`})
+	p := newPKI(t)
+	proxy := s.StartProxy(withMTLS(t, s.EnvoyConfig(s.TM.GRPC), p))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots, Certificates: []tls.Certificate{p.client}}}}
+	req, err := http.NewRequest("POST", strings.Replace(proxy.URL, "http://", "https://", 1)+"/v1/chat/completions", strings.NewReader(chatBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"content-type": "application/json", "x-tokenmeter-project": "alpha", "x-tokenmeter-team": "forged",
+		"x-mock-prompt-tokens": "1000", "x-mock-completion-tokens": "50"} {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	// gpt-4o-mini: 1000 input at 0.15 + 50 output at 0.60 per million = 180 µ$.
+	s.WaitMetric("tokenmeter_cost_total", labels("project", "alpha", "team", spiffeID, "model", "gpt-4o-mini", "provider", "openai", "currency", "USD"), usd("0.00018"))
+	if v, _ := testbed.Value(s.Metrics(), "tokenmeter_tokens_total", labels("team", spiffeID, "class", "input")); v != 1000 {
+		t.Errorf("tokens{team=%s,class=input} = %v, want 1000", spiffeID, v)
+	}
+	r := exported(t, s, 1)[0]
+	if r.Dimensions.Get("team") != spiffeID || r.Dimensions.Get("project") != "alpha" || r.Outcome != ledger.OK || r.Cost.String() != "0.00018" {
+		t.Fatalf("record %+v: want team %s, project alpha, ok, 0.00018", r, spiffeID)
 	}
 }
