@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
-	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 )
@@ -63,7 +62,9 @@ func (h ledgerHistory) Daily(ctx context.Context, filter map[string]string, unit
 				out[i] += n
 			}
 		default:
-			out[i] += r.Requests - r.Outcome(ledger.Denied)
+			// What a request budget counted: the charged requests (a refusal, a
+			// gate timeout or an upstream error released its hold).
+			out[i] += r.Charged
 		}
 	}
 	return out, nil
