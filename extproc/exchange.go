@@ -42,7 +42,6 @@ type exchange struct {
 	rec         ledger.Record
 	in          metering.Request      // what the request said, for the metering core
 	dialectName string                // named by the Envoy route; empty to choose by path
-	servedTier  string                // the service tier the response names (dialect.Result.ServiceTier)
 	remaining   []ratelimit.Remaining // budgets' state after this request's reservation
 	path        string                // :path as the client sent it
 	dialect     dialect.Dialect
@@ -165,7 +164,7 @@ func (x *exchange) requestHeaders(ctx context.Context, req *extprocv3.Processing
 	length, hasLength := lookupHeader(hdrs, "content-length")
 	x.hasLength = hasLength
 	dims, invalid := x.snap.Extractor.Extract(newRequest(req))
-	x.rec.Dimensions, x.in.Dimensions = dims, dims
+	x.rec.Dimensions = dims
 	for _, d := range invalid {
 		x.srv.observer.InvalidAttribution(d)
 	}
@@ -471,11 +470,18 @@ func (x *exchange) storeError(op string, err error) {
 	x.rec.Reason = reason.Note(x.rec.Reason, reason.StoreUnavailable)
 }
 
+// parseError counts and logs a body tokenmeter could not fully read, and
+// notes its reason on the record.
 func (x *exchange) parseError(err error) {
+	x.rec.Reason = reason.Note(x.rec.Reason, x.countParseError(err))
+}
+
+// countParseError counts and logs a reading problem, and returns its reason.
+func (x *exchange) countParseError(err error) reason.Reason {
 	why := metering.ReadReason(err)
 	x.srv.observer.ParseError(x.rec.Dialect, string(why))
-	x.rec.Reason = reason.Note(x.rec.Reason, why)
 	x.srv.log.Debug("parse", "dialect", x.rec.Dialect, "reason", why, "err", err)
+	return why
 }
 
 // finish marks the record final. settle is what to charge the reservation;

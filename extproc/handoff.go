@@ -238,7 +238,7 @@ func (s *Server) resume(snap *Snapshot, md *structpb.Struct) (*exchange, error) 
 	x := newExchange(s, snap)
 	x.dialect, x.hold, x.admitted = d, hold, true
 	h.Body.Prompt = s.prompts.take(h.ID)
-	x.in = metering.Request{Provider: h.Provider, Route: h.Route, Start: h.Start, Dimensions: h.Dimensions, Body: h.Body}
+	x.in = metering.Request{Provider: h.Provider, Route: h.Route, Start: h.Start, Body: h.Body}
 	x.rec.Start, x.rec.RequestID, x.rec.ClientRequestID = h.Start, h.ID, h.ClientRequestID
 	x.rec.Dimensions, x.rec.Dialect, x.rec.Provider = h.Dimensions, d.Name(), h.Provider
 	x.rec.Model, x.rec.Stream, x.rec.Reason = metering.CleanModel(h.Body.Model), h.Body.Stream, h.Reason

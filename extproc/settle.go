@@ -18,13 +18,12 @@ func (x *exchange) complete(complete bool) *structpb.Struct {
 	if x.decoder != nil {
 		res = x.decoder.Finish(complete)
 	}
-	x.servedTier = res.ServiceTier
 	s := metering.Settle(x.snap.Config, x.rec, &x.in, x.entry, metering.Response{Status: x.rec.Status, Result: res, Complete: complete})
 	if s.ReadError != nil && !x.respParseCounted {
 		// Reading problems of a complete 2xx body are counted once (Feed
-		// may have counted them already).
+		// may have counted them already); Settle noted the reason.
 		x.respParseCounted = true
-		x.parseError(s.ReadError)
+		x.countParseError(s.ReadError)
 	}
 	x.settled(s)
 	return x.metadata()

@@ -13,7 +13,6 @@ package metering
 import (
 	"time"
 
-	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/config"
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
@@ -23,12 +22,11 @@ import (
 
 // Request is what the gate learned of a request before it runs.
 type Request struct {
-	Provider   string    // billed provider (a route may override the dialect's)
-	Route      int       // the configured route that chose the dialect, or -1
-	Start      time.Time // prices and rates in force at this instant apply
-	Dimensions attribution.Dimensions
-	Body       dialect.Request // what the dialect read of the body, perhaps partly
-	BodyBytes  int64           // the whole body's size
+	Provider  string          // billed provider (a route may override the dialect's)
+	Route     int             // the configured route that chose the dialect, or -1
+	Start     time.Time       // prices and rates in force at this instant apply
+	Body      dialect.Request // what the dialect read of the body, perhaps partly
+	BodyBytes int64           // the whole body's size
 	// ParseFailed: the body could not be fully read; Body holds what could.
 	// Such a request is admitted on the worst case (Estimate).
 	ParseFailed bool

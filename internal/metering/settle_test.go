@@ -105,11 +105,11 @@ func checkSettle(t *testing.T, tt *settleCase) {
 	if model == "" {
 		model = "gpt-4o-mini"
 	}
-	r := Request{Provider: provider, Route: -1, Start: start, Body: dialect.Request{Model: model, PromptBytes: 40},
-		Dimensions: attribution.Dimensions{Names: []string{"team"}, Values: []string{"a"}}}
+	r := Request{Provider: provider, Route: -1, Start: start, Body: dialect.Request{Model: model, PromptBytes: 40}}
 	entry := EntryOf(cfg, &r, tt.fallback)
 	rec := ledger.Record{Start: start, Provider: provider, Model: model, Reason: tt.noted, Fallback: tt.fallback,
-		Currency: cfg.Catalog.Currency(), Status: tt.resp.Status, Dimensions: r.Dimensions}
+		Currency: cfg.Catalog.Currency(), Status: tt.resp.Status,
+		Dimensions: attribution.Dimensions{Names: []string{"team"}, Values: []string{"a"}}}
 	s := Settle(cfg, rec, &r, entry, tt.resp)
 	got := s.Record
 	if got.Outcome != tt.outcome || got.Reason != tt.reason || got.Priced != tt.priced || got.EstimateMethod != tt.method {

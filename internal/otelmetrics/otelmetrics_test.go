@@ -10,6 +10,7 @@ import (
 	"time"
 
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricpb "go.opentelemetry.io/proto/otlp/metrics/v1"
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
@@ -276,30 +277,28 @@ func exported(t *testing.T, req *colmetricpb.ExportMetricsServiceRequest, name, 
 
 func histPoint(t *testing.T, m *metricpb.Metric, want map[string]string) *metricpb.HistogramDataPoint {
 	t.Helper()
-	var seen []string
-	for _, p := range m.GetHistogram().GetDataPoints() {
-		got := otlptest.Attrs(p.GetAttributes())
-		if maps.Equal(got, want) {
-			return p
-		}
-		seen = append(seen, sortedString(got))
-	}
-	t.Fatalf("%s: no point with %s; have:\n%s", m.GetName(), sortedString(want), strings.Join(seen, "\n"))
-	return nil
+	return point(t, m.GetName(), m.GetHistogram().GetDataPoints(), want)
 }
 
 func sumPoint(t *testing.T, m *metricpb.Metric, want map[string]string) *metricpb.NumberDataPoint {
 	t.Helper()
+	return point(t, m.GetName(), m.GetSum().GetDataPoints(), want)
+}
+
+// point is the one of points whose attributes are exactly want.
+func point[P interface{ GetAttributes() []*commonpb.KeyValue }](t *testing.T, name string, points []P, want map[string]string) P {
+	t.Helper()
 	var seen []string
-	for _, p := range m.GetSum().GetDataPoints() {
+	for _, p := range points {
 		got := otlptest.Attrs(p.GetAttributes())
 		if maps.Equal(got, want) {
 			return p
 		}
 		seen = append(seen, sortedString(got))
 	}
-	t.Fatalf("%s: no point with %s; have:\n%s", m.GetName(), sortedString(want), strings.Join(seen, "\n"))
-	return nil
+	t.Fatalf("%s: no point with %s; have:\n%s", name, sortedString(want), strings.Join(seen, "\n"))
+	var none P
+	return none
 }
 
 func sortedString(m map[string]string) string {
