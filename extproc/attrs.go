@@ -4,6 +4,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 )
 
 // attributesKey is the key Envoy files the ext_proc filter's request
@@ -19,14 +21,24 @@ type request struct {
 	hdrs  []*corev3.HeaderValue
 	meta  map[string]*structpb.Struct
 	attrs *structpb.Struct
+	key   *apikey.Key // the valid key the request carries, or nil
 }
 
-func newRequest(req *extprocv3.ProcessingRequest) request {
+func newRequest(req *extprocv3.ProcessingRequest, key *apikey.Key) request {
 	return request{
 		hdrs:  req.GetRequestHeaders().GetHeaders().GetHeaders(),
 		meta:  req.GetMetadataContext().GetFilterMetadata(),
 		attrs: req.GetAttributes()[attributesKey],
+		key:   key,
 	}
+}
+
+// APIKey reads a field of the request's valid key.
+func (r request) APIKey(field string) string {
+	if r.key == nil {
+		return ""
+	}
+	return r.key.Field(field)
 }
 
 func (r request) Header(name string) string { return headerValue(r.hdrs, name) }

@@ -27,7 +27,7 @@ func TestRequestAdapter(t *testing.T) {
 		MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{jwt: payload}},
 		Attributes:      map[string]*structpb.Struct{attributesKey: attrs},
 	}
-	r := newRequest(req)
+	r := newRequest(req, nil)
 	tests := []struct {
 		name, got, want string
 	}{
@@ -41,7 +41,7 @@ func TestRequestAdapter(t *testing.T) {
 		{"absent namespace", r.Metadata("other", []string{"jwt_payload", "sub"}), ""},
 		{"attribute", r.Attribute("connection.uri_san_peer_certificate"), "spiffe://td/ns/a/sa/b"},
 		{"absent attribute", r.Attribute("connection.subject_peer_certificate"), ""},
-		{"no attributes", newRequest(&extprocv3.ProcessingRequest{}).Attribute("connection.uri_san_peer_certificate"), ""},
+		{"no attributes", newRequest(&extprocv3.ProcessingRequest{}, nil).Attribute("connection.uri_san_peer_certificate"), ""},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -12,6 +12,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/money"
@@ -186,4 +187,47 @@ func ceilSeconds(d time.Duration) int64 {
 		return 0
 	}
 	return s
+}
+
+// apiKey resolves the API key the request carries, read where d's API
+// carries it (any of the known places when no dialect claimed the path).
+// It returns the key only when it is valid.
+func (x *exchange) apiKey(d dialect.Dialect, get func(string) string) (*apikey.Key, apikey.Status) {
+	if x.snap.Keys == nil {
+		return nil, apikey.Valid
+	}
+	provider := ""
+	if d != nil {
+		provider = d.Provider()
+	}
+	k, st := x.snap.Keys.Resolve(apikey.Read(provider, get, x.path))
+	if st != apikey.Valid {
+		k = nil
+	}
+	return k, st
+}
+
+// refuseKey refuses a request whose API key the policy does not let
+// through (attribution.api_keys): 401 in the caller's dialect, before the
+// provider is called. A revoked key is always refused; a missing or unknown
+// one as its policy says. The key itself is never echoed.
+func (x *exchange) refuseKey(st apikey.Status) *extprocv3.ProcessingResponse {
+	pol := x.snap.Config.APIKeys
+	var why reason.Reason
+	var msg string
+	switch {
+	case pol == nil || st == apikey.Valid:
+		return nil
+	case st == apikey.Revoked:
+		why, msg = reason.KeyRevoked, "tokenmeter: this API key has been revoked"
+	case st == apikey.Unknown && pol.Unknown == apikey.Deny:
+		why, msg = reason.KeyUnknown, "tokenmeter: this API key is not known (it may have been rotated)"
+	case st == apikey.Missing && pol.Missing == apikey.Deny:
+		why, msg = reason.KeyMissing, "tokenmeter: this API needs an API key, and the request carries none"
+	default:
+		return nil // the policy attributes it: its key dimensions read "unknown"
+	}
+	x.rec.Outcome, x.rec.Reason = ledger.Denied, why
+	x.finish(nil)
+	return x.immediate(401, "invalid_api_key", msg)
 }

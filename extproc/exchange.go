@@ -163,14 +163,15 @@ func (x *exchange) requestHeaders(ctx context.Context, req *extprocv3.Processing
 	x.rec.RequestID, x.rec.ClientRequestID = x.srv.newRecordID(), get("x-request-id")
 	length, hasLength := lookupHeader(hdrs, "content-length")
 	x.hasLength = hasLength
-	dims, invalid := x.snap.Extractor.Extract(newRequest(req))
+	x.path = get(":path")
+	path, _, _ := strings.Cut(x.path, "?")
+	d, route, ok := x.snap.Dialects.ResolveRoute(x.dialectName, x.snap.Config.Routes, get(":authority"), path)
+	key, keyStatus := x.apiKey(d, get)
+	dims, invalid := x.snap.Extractor.Extract(newRequest(req, key))
 	x.rec.Dimensions = dims
 	for _, d := range invalid {
 		x.srv.observer.InvalidAttribution(d)
 	}
-	x.path = get(":path")
-	path, _, _ := strings.Cut(x.path, "?")
-	d, route, ok := x.snap.Dialects.ResolveRoute(x.dialectName, x.snap.Config.Routes, get(":authority"), path)
 	if !ok || get(":method") != "POST" {
 		// Not an API tokenmeter meters: stop Envoy from sending the rest.
 		x.rec.Outcome, x.rec.Reason = ledger.Unmetered, reason.UnknownPath
@@ -184,6 +185,9 @@ func (x *exchange) requestHeaders(ctx context.Context, req *extprocv3.Processing
 	}
 	x.in.Provider = x.rec.Provider
 
+	if den := x.refuseKey(keyStatus); den != nil {
+		return den
+	}
 	if n, err := strconv.ParseInt(length, 10, 64); err == nil && n > x.snap.Config.MaxMessageBytes {
 		// Refused before a byte of the body is read: Envoy would otherwise
 		// hold the body up to its buffer limit first.

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/config"
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
@@ -40,6 +41,16 @@ type Snapshot struct {
 	// run on another replica (awaiting.go); nil when the store keeps no
 	// records.
 	Claims claimer
+	// Keys resolves the API key a request carries; nil when
+	// attribution.api_keys is off (Config.APIKeys holds its policies).
+	Keys Keys
+}
+
+// Keys resolves a request's API key (package apikey's Registry). Revoking,
+// creating or rotating a key changes what it resolves at once, without a new
+// snapshot.
+type Keys interface {
+	Resolve(credential string) (*apikey.Key, apikey.Status)
 }
 
 // NewSnapshot compiles c over a budget store.

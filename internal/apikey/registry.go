@@ -22,10 +22,10 @@ const kind = "apikey"
 
 // Errors the registry returns for the admin API to map to statuses.
 var (
-	ErrInvalid   = errors.New("invalid key")                                       // 400
-	ErrNotFound  = errors.New("no such key")                                       // 404
-	ErrConflict  = errors.New("key conflict")                                      // 409
-	ErrNoRecords = errors.New("the budget store cannot keep keys")                 // 501
+	ErrInvalid   = errors.New("invalid key")                                        // 400
+	ErrNotFound  = errors.New("no such key")                                        // 404
+	ErrConflict  = errors.New("key conflict")                                       // 409
+	ErrNoRecords = errors.New("the budget store cannot keep keys")                  // 501
 	ErrDisabled  = errors.New("API keys are off (attribution.api_keys is not set)") // 404
 )
 

@@ -2,7 +2,8 @@
 // the ordered key/value pairs (project, team, user, ...) that cost is
 // charged to. A dimension is read from an ordered list of sources: a
 // header, a value Envoy's filters left in dynamic metadata (a verified JWT's
-// claims), or a request attribute (the peer's workload identity).
+// claims), a request attribute (the peer's workload identity), or a field of
+// the API key the request carries (package apikey).
 //
 // Clients can send any header, so a header must be set or stripped by Envoy
 // before the ext_proc filter (docs/security.md); metadata and attributes are
@@ -44,12 +45,15 @@ func (d Dimension) Sources() []Source {
 }
 
 // Source is one place a value is read from; exactly one of Header,
-// Namespace (with Path) or Attribute is set.
+// Namespace (with Path), Attribute or APIKey is set.
 type Source struct {
 	Header    string   // a lower-case request header name
 	Namespace string   // a dynamic metadata namespace, e.g. envoy.filters.http.jwt_authn
 	Path      []string // the keys under Namespace, e.g. [jwt_payload, sub]
 	Attribute string   // an Envoy request attribute, e.g. connection.uri_san_peer_certificate
+	// APIKey is a field of the key the request carries (package apikey):
+	// "id", "name", or one of the key's dimensions.
+	APIKey string
 }
 
 // String is how the source is named in errors and docs.
@@ -59,6 +63,8 @@ func (s Source) String() string {
 		return "metadata " + s.Namespace + ":" + strings.Join(s.Path, ".")
 	case s.Attribute != "":
 		return "attribute " + s.Attribute
+	case s.APIKey != "":
+		return "api_key " + s.APIKey
 	}
 	return "header " + s.Header
 }
@@ -66,14 +72,14 @@ func (s Source) String() string {
 // Validate checks that exactly one kind of source is given, and well.
 func (s Source) Validate() error {
 	set := 0
-	for _, v := range []string{s.Header, s.Namespace, s.Attribute} {
+	for _, v := range []string{s.Header, s.Namespace, s.Attribute, s.APIKey} {
 		if v != "" {
 			set++
 		}
 	}
 	switch {
 	case set != 1:
-		return fmt.Errorf("want exactly one of header, metadata, attribute")
+		return fmt.Errorf("want exactly one of header, metadata, attribute, api_key")
 	case s.Namespace != "" && (len(s.Path) == 0 || slices.Contains(s.Path, "")):
 		return fmt.Errorf("metadata %q: want a non-empty path of non-empty keys", s.Namespace)
 	case s.Namespace == "" && len(s.Path) > 0:
@@ -82,6 +88,8 @@ func (s Source) Validate() error {
 		return fmt.Errorf("header %q: want a lower-case header name", s.Header)
 	case s.Attribute != "" && !slices.Contains(Attributes, s.Attribute):
 		return fmt.Errorf("attribute %q: want one of %s", s.Attribute, strings.Join(Attributes, ", "))
+	case s.APIKey != "" && !labelName(s.APIKey):
+		return fmt.Errorf("api_key %q: want id, name or a dimension name ([a-z_][a-z0-9_]*)", s.APIKey)
 	}
 	return nil
 }
@@ -113,6 +121,9 @@ type Request interface {
 	// rather than charging a made-up string form.
 	Metadata(namespace string, path []string) string
 	Attribute(name string) string
+	// APIKey returns field of the key the request carries (a valid one);
+	// "" when it carries none, or the key does not set field.
+	APIKey(field string) string
 }
 
 // Headers adapts a header lookup to a Request that has no metadata and no
@@ -127,6 +138,9 @@ func (Headers) Metadata(string, []string) string { return "" }
 
 // Attribute is always a miss.
 func (Headers) Attribute(string) string { return "" }
+
+// APIKey is always a miss.
+func (Headers) APIKey(string) string { return "" }
 
 // DefaultDimensions are used when the config names none.
 func DefaultDimensions() []Dimension {
@@ -211,6 +225,20 @@ type Extractor struct {
 	names []string
 }
 
+// KeyFields returns the fields of an API key the dimensions read
+// ({api_key: field}), "id" and "name" included when read.
+func KeyFields(dims []Dimension) map[string]bool {
+	out := map[string]bool{}
+	for _, d := range dims {
+		for _, s := range d.From {
+			if s.APIKey != "" {
+				out[s.APIKey] = true
+			}
+		}
+	}
+	return out
+}
+
 // NewExtractor builds an extractor for dims (already validated).
 func NewExtractor(dims []Dimension) *Extractor {
 	names := make([]string, len(dims))
@@ -248,6 +276,8 @@ func first(r Request, srcs []Source) string {
 			v = r.Metadata(s.Namespace, s.Path)
 		case s.Attribute != "":
 			v = r.Attribute(s.Attribute)
+		case s.APIKey != "":
+			v = r.APIKey(s.APIKey)
 		default:
 			v = r.Header(s.Header)
 		}

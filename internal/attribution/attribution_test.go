@@ -67,20 +67,22 @@ func TestValidate(t *testing.T) {
 }
 
 // fakeRequest answers from maps; metadata is keyed "namespace:a.b".
-type fakeRequest struct{ headers, metadata, attributes map[string]string }
+type fakeRequest struct{ headers, metadata, attributes, key map[string]string }
 
 func (f fakeRequest) Header(n string) string { return f.headers[n] }
 func (f fakeRequest) Metadata(ns string, path []string) string {
 	return f.metadata[ns+":"+strings.Join(path, ".")]
 }
-func (f fakeRequest) Attribute(n string) string { return f.attributes[n] }
+func (f fakeRequest) Attribute(n string) string  { return f.attributes[n] }
+func (f fakeRequest) APIKey(field string) string { return f.key[field] }
 
 func TestExtractSources(t *testing.T) {
 	const jwt = "envoy.filters.http.jwt_authn"
 	dims := []Dimension{
 		{Name: "user", From: []Source{{Namespace: jwt, Path: []string{"jwt_payload", "sub"}}, {Header: "x-tokenmeter-user"}}},
 		{Name: "team", From: []Source{{Attribute: "connection.uri_san_peer_certificate"}}},
-		{Name: "project", Header: "x-tokenmeter-project"},
+		{Name: "project", From: []Source{{APIKey: "project"}, {Header: "x-tokenmeter-project"}}},
+		{Name: "api_key", From: []Source{{APIKey: "id"}}},
 	}
 	if err := Validate(dims); err != nil {
 		t.Fatal(err)
@@ -94,19 +96,27 @@ func TestExtractSources(t *testing.T) {
 		{"claim wins over header", fakeRequest{
 			headers:  map[string]string{"x-tokenmeter-user": "mallory", "x-tokenmeter-project": "p"},
 			metadata: map[string]string{jwt + ":jwt_payload.sub": "alice"},
-		}, "alice|unknown|p", ""},
-		{"no claim falls back to header", fakeRequest{headers: map[string]string{"x-tokenmeter-user": "bob"}}, "bob|unknown|unknown", ""},
+		}, "alice|unknown|p|unknown", ""},
+		{"no claim falls back to header", fakeRequest{headers: map[string]string{"x-tokenmeter-user": "bob"}}, "bob|unknown|unknown|unknown", ""},
 		{"blank claim falls back", fakeRequest{
 			headers:  map[string]string{"x-tokenmeter-user": "bob"},
 			metadata: map[string]string{jwt + ":jwt_payload.sub": "  "},
-		}, "bob|unknown|unknown", ""},
+		}, "bob|unknown|unknown|unknown", ""},
 		{"invalid claim is invalid, not the header", fakeRequest{
 			headers:  map[string]string{"x-tokenmeter-user": "mallory"},
 			metadata: map[string]string{jwt + ":jwt_payload.sub": "a\x01b"},
-		}, "invalid|unknown|unknown", "user"},
+		}, "invalid|unknown|unknown|unknown", "user"},
 		{"attribute", fakeRequest{attributes: map[string]string{"connection.uri_san_peer_certificate": "spiffe://cluster.local/ns/a/sa/b"}},
-			"unknown|spiffe://cluster.local/ns/a/sa/b|unknown", ""},
-		{"team header is not a source", fakeRequest{headers: map[string]string{"x-tokenmeter-team": "t"}}, "unknown|unknown|unknown", ""},
+			"unknown|spiffe://cluster.local/ns/a/sa/b|unknown|unknown", ""},
+		{"team header is not a source", fakeRequest{headers: map[string]string{"x-tokenmeter-team": "t"}}, "unknown|unknown|unknown|unknown", ""},
+		{"key wins over header", fakeRequest{
+			headers: map[string]string{"x-tokenmeter-project": "victim"},
+			key:     map[string]string{"project": "p1", "id": "key_1"},
+		}, "unknown|unknown|p1|key_1", ""},
+		{"key without the field falls back", fakeRequest{
+			headers: map[string]string{"x-tokenmeter-project": "p"},
+			key:     map[string]string{"id": "key_2"},
+		}, "unknown|unknown|p|key_2", ""},
 	}
 	e := NewExtractor(dims)
 	for _, tt := range tests {
@@ -129,14 +139,15 @@ func TestValidateSources(t *testing.T) {
 		err  string
 	}{
 		{"header and from", Dimension{Name: "a", Header: "x-a", From: []Source{{Header: "x-b"}}}, `dimension "a": header and from: want one of them`},
-		{"empty source", Dimension{Name: "a", From: []Source{{}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
-		{"two kinds", Dimension{Name: "a", From: []Source{{Header: "x-a", Attribute: "connection.uri_san_peer_certificate"}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute`},
+		{"empty source", Dimension{Name: "a", From: []Source{{}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute, api_key`},
+		{"two kinds", Dimension{Name: "a", From: []Source{{Header: "x-a", Attribute: "connection.uri_san_peer_certificate"}}}, `dimension "a" from[0]: want exactly one of header, metadata, attribute, api_key`},
 		{"no path", Dimension{Name: "a", From: []Source{{Namespace: "ns"}}}, `dimension "a" from[0]: metadata "ns": want a non-empty path of non-empty keys`},
 		{"empty key", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"x", ""}}}}, `dimension "a" from[0]: metadata "ns": want a non-empty path of non-empty keys`},
 		{"upper header", Dimension{Name: "a", From: []Source{{Attribute: "connection.uri_san_peer_certificate"}, {Header: "X-A"}}}, `dimension "a" from[1]: header "X-A": want a lower-case header name`},
 		{"not an Envoy attribute", Dimension{Name: "a", From: []Source{{Attribute: "source.principal"}}}, `dimension "a" from[0]: attribute "source.principal": want one of ` + strings.Join(Attributes, ", ")},
 		{"client's attribute", Dimension{Name: "a", From: []Source{{Attribute: "request.host"}}}, `dimension "a" from[0]: attribute "request.host": want one of ` + strings.Join(Attributes, ", ")},
-		{"ok", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"p"}}, {Attribute: "connection.uri_san_peer_certificate"}, {Header: "x-a"}}}, ""},
+		{"bad key field", Dimension{Name: "a", From: []Source{{APIKey: "Team"}}}, `dimension "a" from[0]: api_key "Team": want id, name or a dimension name ([a-z_][a-z0-9_]*)`},
+		{"ok", Dimension{Name: "a", From: []Source{{Namespace: "ns", Path: []string{"p"}}, {Attribute: "connection.uri_san_peer_certificate"}, {APIKey: "a"}, {Header: "x-a"}}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

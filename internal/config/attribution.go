@@ -1,8 +1,14 @@
 package config
 
 import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 )
 
@@ -24,7 +30,7 @@ func (w *walker) dimensions(n *yaml.Node, key string) []attribution.Dimension {
 			"name":   w.str(&d.Name),
 			"header": w.str(&d.Header),
 			"from": func(n *yaml.Node, k string) {
-				w.Sequence(n, k, "a list of sources: header, metadata or attribute", func(item *yaml.Node, k string) {
+				w.Sequence(n, k, "a list of sources: header, metadata, attribute or api_key", func(item *yaml.Node, k string) {
 					s, ok := w.source(item, k)
 					d.From, bad = append(d.From, s), bad || !ok
 				})
@@ -56,6 +62,7 @@ func (w *walker) source(n *yaml.Node, key string) (s attribution.Source, ok bool
 	w.mapping(n, key, map[string]func(*yaml.Node, string){
 		"header":    w.str(&s.Header),
 		"attribute": w.str(&s.Attribute),
+		"api_key":   w.str(&s.APIKey),
 		"metadata": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"namespace": w.str(&s.Namespace),
@@ -73,4 +80,113 @@ func (w *walker) source(n *yaml.Node, key string) (s attribution.Source, ok bool
 		return s, false
 	}
 	return s, true
+}
+
+// apiKeys reads attribution.api_keys:
+//
+//	api_keys:
+//	  secret_env: TOKENMETER_KEY_SECRET   # the HMAC secret, from the environment
+//	  unknown: deny                       # a key the table does not hold: deny or unknown
+//	  missing: deny                       # a request without a key: deny or unknown
+//	  keys:
+//	    - {id: ci, name: CI, hash: "hmac-sha256:...", dimensions: {project: ci}}
+func (w *walker) apiKeys(dst **apikey.Config) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		c := &apikey.Config{Unknown: apikey.Deny, Missing: apikey.Deny}
+		w.mapping(n, k, map[string]func(*yaml.Node, string){
+			"secret_env": func(n *yaml.Node, k string) {
+				if env, ok := w.Scalar(n, k, "the name of an environment variable"); ok {
+					c.SecretEnv = env
+					// The value is a secret: name the variable, never the value.
+					if c.Secret = []byte(os.Getenv(env)); len(c.Secret) == 0 {
+						w.Fail(n, k, "this environment variable is empty or unset")
+					} else if len(c.Secret) < apikey.MinSecretBytes {
+						w.Fail(n, k, fmt.Sprintf("this environment variable holds %d bytes; want at least %d (e.g. openssl rand -hex 32)", len(c.Secret), apikey.MinSecretBytes))
+					}
+				}
+			},
+			"unknown": w.keyPolicy(&c.Unknown),
+			"missing": w.keyPolicy(&c.Missing),
+			"keys": func(n *yaml.Node, k string) {
+				w.Sequence(n, k, "a list of keys, each with id, hash and dimensions", func(item *yaml.Node, k string) {
+					if key, ok := w.apiKey(item, k); ok {
+						c.Keys = append(c.Keys, key)
+						w.keepItem("api_keys", k)
+					}
+				})
+			},
+		})
+		if c.SecretEnv == "" {
+			w.Fail(n, k, "want secret_env: the environment variable holding the secret keys are hashed with")
+		}
+		*dst = c
+	}
+}
+
+func (w *walker) keyPolicy(dst *apikey.Policy) func(*yaml.Node, string) {
+	return func(n *yaml.Node, k string) {
+		w.value(n, k, "deny or unknown", func(v string) bool {
+			switch p := apikey.Policy(v); p {
+			case apikey.Deny, apikey.Attribute:
+				*dst = p
+				return true
+			}
+			return false
+		})
+	}
+}
+
+// apiKey reads one entry of attribution.api_keys.keys.
+func (w *walker) apiKey(n *yaml.Node, key string) (k apikey.Key, ok bool) {
+	errs := len(*w.Errs)
+	w.mapping(n, key, map[string]func(*yaml.Node, string){
+		"id":   w.str(&k.ID),
+		"name": w.str(&k.Name),
+		"hash": func(n *yaml.Node, key string) {
+			if v, ok := w.Scalar(n, key, "a digest"); ok {
+				d, err := apikey.ParseDigest(v)
+				if err != nil {
+					w.Fail(n, key, err.Error())
+					return
+				}
+				k.Secrets = []apikey.Secret{{Digest: d}}
+			}
+		},
+		"dimensions": w.stringMap(&k.Dimensions, "a mapping of dimension to value"),
+	})
+	if len(*w.Errs) > errs {
+		return k, false
+	}
+	if err := apikey.CheckID(k.ID); err != nil {
+		w.Fail(n, key, err.Error())
+		return k, false
+	}
+	if len(k.Secrets) == 0 {
+		w.Fail(n, key, "want hash: the key's digest (tokenmeter keys hash makes one)")
+		return k, false
+	}
+	return k, true
+}
+
+// checkAPIKeys checks what spans attribution's parts: a key's dimensions
+// are read by some {api_key: ...} source, ids and digests are unique, and
+// an {api_key: ...} source has keys to read.
+func (w *walker) checkAPIKeys(c *Config) {
+	fields := attribution.KeyFields(c.Dimensions)
+	if c.APIKeys == nil {
+		if len(fields) > 0 {
+			f := slices.Sorted(maps.Keys(fields))[0]
+			w.failKey("attribution.dimensions", f, "a dimension reads {api_key: "+f+"} but attribution.api_keys is not set")
+		}
+		return
+	}
+	for i, k := range c.APIKeys.Keys {
+		key := w.itemKeys["api_keys"][i]
+		if err := apikey.CheckDimensions(k.Dimensions, fields); err != nil {
+			w.failKey(key+".dimensions", "", err.Error())
+		}
+	}
+	if _, err := apikey.NewTable(c.APIKeys.Keys); err != nil {
+		w.failKey("attribution.api_keys.keys", "", err.Error())
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/cfgerr"
 	"github.com/tokenmeter/tokenmeter/internal/dialect"
@@ -170,7 +171,10 @@ type Config struct {
 	// BudgetUnpriced overrides Unpriced per budget name (deny or allow).
 	BudgetUnpriced map[string]UnpricedPolicy
 	Dimensions     []attribution.Dimension
-	Budgets        []ratelimit.Budget
+	// APIKeys, when set, attributes requests by the API key they carry
+	// (attribution.api_keys); nil when off.
+	APIKeys *apikey.Config
+	Budgets []ratelimit.Budget
 	// Routes map path prefixes to dialects, for APIs mounted where their
 	// documented path would not be recognised (e.g. /anthropic/ → anthropic_messages).
 	Routes []dialect.Route
@@ -320,6 +324,7 @@ func (w *walker) sections(c *Config, root *yaml.Node, cur *currencyNodes) *parse
 		"attribution": func(n *yaml.Node, k string) {
 			w.mapping(n, k, map[string]func(*yaml.Node, string){
 				"dimensions": func(n *yaml.Node, k string) { c.Dimensions = w.dimensions(n, k) },
+				"api_keys":   w.apiKeys(&c.APIKeys),
 			})
 		},
 		"routes": func(n *yaml.Node, k string) {
@@ -578,6 +583,7 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 		}
 	}
 	w.checkAdjustments(c, dims)
+	w.checkAPIKeys(c)
 	if a := c.Alerts.Anomaly; a != nil {
 		for i, g := range a.GroupBy {
 			if !dims[g] {

@@ -32,6 +32,8 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"attribution.dimensions[].", "attribution: {dimensions: [{zz_probe: 1}]}"},
 	{"attribution.dimensions[].from[].", "attribution: {dimensions: [{name: a, from: [{zz_probe: 1}]}]}"},
 	{"attribution.dimensions[].from[].metadata.", "attribution: {dimensions: [{name: a, from: [{metadata: {zz_probe: 1}}]}]}"},
+	{"attribution.api_keys.", "attribution: {api_keys: {zz_probe: 1}}"},
+	{"attribution.api_keys.keys[].", "attribution: {api_keys: {keys: [{zz_probe: 1}]}}"},
 	{"metrics.", "metrics: {zz_probe: 1}"},
 	{"metrics.dimensions.<name>.", "metrics: {dimensions: {project: {zz_probe: 1}}}"},
 	{"metrics.otlp.", "metrics: {otlp: {zz_probe: 1}}"},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -143,6 +144,12 @@ func restartOnly(cur, next *Config) error {
 	}
 	if !reflect.DeepEqual(cur.Dimensions, next.Dimensions) {
 		what = append(what, "attribution.dimensions")
+	}
+	if (cur.APIKeys == nil) != (next.APIKeys == nil) || (cur.APIKeys != nil && !bytes.Equal(cur.APIKeys.Secret, next.APIKeys.Secret)) {
+		// The key table's digests are made with the secret: a new one
+		// would orphan every stored key, so it takes a restart (and a
+		// re-issue of keys) on purpose.
+		what = append(what, "attribution.api_keys (on/off, secret_env)")
 	}
 	if !reflect.DeepEqual(cur.Metrics, next.Metrics) {
 		what = append(what, "metrics")

@@ -26,6 +26,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/extproc"
 	"github.com/tokenmeter/tokenmeter/internal/admin"
 	"github.com/tokenmeter/tokenmeter/internal/alerting"
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/internal/budgets"
 	"github.com/tokenmeter/tokenmeter/internal/config"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
@@ -57,12 +58,23 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	if _, err := runtime.Refresh(ctx, cfg); err != nil {
 		return err
 	}
+	keys, err := openKeys(ctx, cfg, records, log)
+	if err != nil {
+		return err
+	}
 	// file is the config file's config; the server runs it with the runtime
 	// budgets added.
 	var file atomic.Pointer[config.Config]
 	file.Store(cfg)
+	newSnapshot := func(c *config.Config) *extproc.Snapshot {
+		s := extproc.NewSnapshot(runtime.Apply(c), store, time.Now)
+		if keys != nil { // not a typed nil in the interface
+			s.Keys = keys
+		}
+		return s
+	}
 
-	snap := extproc.NewSnapshot(runtime.Apply(cfg), store, time.Now)
+	snap := newSnapshot(cfg)
 	var srv *extproc.Server
 	m := metrics.New(metricsOptions(cfg.Metrics), func(ctx context.Context) ([]ratelimit.Status, error) {
 		return srv.Snapshot().Limiter.Status(ctx)
@@ -98,7 +110,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	rebuild := func() {
 		swapMu.Lock()
 		defer swapMu.Unlock()
-		srv.Swap(extproc.NewSnapshot(runtime.Apply(file.Load()), store, time.Now))
+		srv.Swap(newSnapshot(file.Load()))
 	}
 	adm := admin.New(m.Handler(), cfg.AdminToken).WithBudgets(&budgets.API{
 		Registry: runtime, File: file.Load, Limiter: func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
@@ -112,7 +124,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	errc := serveBoth(g, gl, hsrv, al)
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
-	startReloading(reloadCtx, cfg, reloading{file: &file, runtime: runtime, rebuild: rebuild, metrics: m, log: log})
+	startReloading(reloadCtx, cfg, reloading{file: &file, runtime: runtime, keys: keys, rebuild: rebuild, metrics: m, log: log})
 	alerts.run(reloadCtx)
 
 	adm.SetReady(true)
@@ -196,6 +208,7 @@ func listen(cfg *config.Config) (grpcL, adminL net.Listener, err error) {
 type reloading struct {
 	file    *atomic.Pointer[config.Config]
 	runtime *budgets.Registry
+	keys    *apikey.Registry // nil when API keys are off
 	rebuild func()
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -212,6 +225,7 @@ func startReloading(ctx context.Context, cfg *config.Config, r reloading) {
 	}()
 	reloader := config.NewReloader(cfg, func(next *config.Config) {
 		r.file.Store(next)
+		configureKeys(r.keys, next)
 		if _, err := r.runtime.Refresh(ctx, next); err != nil {
 			r.log.Error("runtime budgets", "err", err)
 		}
@@ -227,7 +241,7 @@ func startReloading(ctx context.Context, cfg *config.Config, r reloading) {
 		interval = 24 * time.Hour * 365 // polling off: SIGHUP only
 	}
 	go reloader.Run(ctx, interval, hup)
-	go refreshRuntime(ctx, interval, r.runtime, r.file.Load, r.rebuild, r.log)
+	go refreshRuntime(ctx, interval, r, r.log)
 }
 
 // openStore opens the configured budget store.
@@ -240,9 +254,9 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (ratel
 	return badgerstore.Open(badgerstore.Options{Dir: cfg.StoreDir, SyncWrites: cfg.StoreSyncWrites, Logger: log})
 }
 
-// refreshRuntime picks up runtime budgets that other replicas created,
+// refreshRuntime picks up the API keys and runtime budgets that other replicas created,
 // changed or deleted in the shared store.
-func refreshRuntime(ctx context.Context, every time.Duration, r *budgets.Registry, file func() *config.Config, rebuild func(), log *slog.Logger) {
+func refreshRuntime(ctx context.Context, every time.Duration, r reloading, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -250,13 +264,19 @@ func refreshRuntime(ctx context.Context, every time.Duration, r *budgets.Registr
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			changed, err := r.Refresh(ctx, file())
+			if r.keys != nil {
+				// Keys created, revoked or rotated on another replica.
+				if _, err := r.keys.Refresh(ctx); err != nil {
+					log.Warn("API keys", "err", err)
+				}
+			}
+			changed, err := r.runtime.Refresh(ctx, r.file.Load())
 			if err != nil {
 				log.Warn("runtime budgets", "err", err)
 				continue
 			}
 			if changed {
-				rebuild()
+				r.rebuild()
 			}
 		}
 	}

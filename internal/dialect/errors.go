@@ -69,7 +69,7 @@ func OpenAIRefusal(r Refusal) ErrorResponse {
 func anthropicRefusal(r Refusal) ErrorResponse {
 	var e anthropicErrorJSON
 	e.Type, e.Error.Message = "error", r.Message
-	e.Error.Type = map[int]string{429: "rate_limit_error", 403: "permission_error"}[r.Status]
+	e.Error.Type = map[int]string{429: "rate_limit_error", 403: "permission_error", 401: "authentication_error"}[r.Status]
 	if e.Error.Type == "" {
 		e.Error.Type = "api_error"
 	}
@@ -80,7 +80,7 @@ func anthropicRefusal(r Refusal) ErrorResponse {
 func googleRefusal(r Refusal) ErrorResponse {
 	var e googleErrorJSON
 	e.Error.Code, e.Error.Message = r.Status, r.Message
-	e.Error.Status = map[int]string{429: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED"}[r.Status]
+	e.Error.Status = map[int]string{429: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED", 401: "UNAUTHENTICATED"}[r.Status]
 	if e.Error.Status == "" {
 		e.Error.Status = "UNAVAILABLE"
 	}
@@ -89,7 +89,7 @@ func googleRefusal(r Refusal) ErrorResponse {
 
 // bedrockRefusal is AWS's shape: the SDKs read the error type from a header.
 func bedrockRefusal(r Refusal) ErrorResponse {
-	t := map[int]string{429: "ThrottlingException", 403: "AccessDeniedException"}[r.Status]
+	t := map[int]string{429: "ThrottlingException", 403: "AccessDeniedException", 401: "UnrecognizedClientException"}[r.Status]
 	if t == "" {
 		t = "ServiceUnavailableException"
 	}

@@ -22,6 +22,9 @@ func TestErrorShapes(t *testing.T) {
 		{"gemini", 429, `{"error":{"code":429,"message":"m","status":"RESOURCE_EXHAUSTED"}}`, ""},
 		{"vertex_gemini", 403, `{"error":{"code":403,"message":"m","status":"PERMISSION_DENIED"}}`, ""},
 		{"gemini", 503, `{"error":{"code":503,"message":"m","status":"UNAVAILABLE"}}`, ""},
+		{"anthropic_messages", 401, `{"type":"error","error":{"type":"authentication_error","message":"m"}}`, ""},
+		{"gemini", 401, `{"error":{"code":401,"message":"m","status":"UNAUTHENTICATED"}}`, ""},
+		{"bedrock_converse", 401, `{"message":"m"}`, "x-amzn-errortype: UnrecognizedClientException"},
 		{"bedrock_converse", 429, `{"message":"m"}`, "x-amzn-errortype: ThrottlingException"},
 		{"bedrock_invoke", 403, `{"message":"m"}`, "x-amzn-errortype: AccessDeniedException"},
 		{"cohere_chat", 429, `{"message":"m"}`, ""},
@@ -52,7 +55,7 @@ func TestEveryDialectWritesItsErrors(t *testing.T) {
 	reg := DefaultRegistry()
 	for _, name := range reg.Names() {
 		d, _ := reg.ByName(name)
-		for _, status := range []int{403, 413, 429, 503} {
+		for _, status := range []int{401, 403, 413, 429, 503} {
 			e := d.ErrorBody(Refusal{Status: status, Code: "c", Message: "a \"quoted\" message"})
 			if !json.Valid(e.Body) {
 				t.Errorf("%s %d: %s is not JSON", d.Name(), status, e.Body)

@@ -76,6 +76,12 @@ const (
 	// before the answer went out: the provider was not called.
 	AnswerLate Reason = "answer_late"
 	BadHandoff Reason = "bad_handoff" // an observer could not read the gate's handoff (a metric label only)
+	// The API key (attribution.api_keys): refused with 401 before the
+	// provider is called. A missing or unknown key is refused when its
+	// policy is deny; a revoked one always.
+	KeyMissing Reason = "api_key_missing" // the request carries no key
+	KeyUnknown Reason = "api_key_unknown" // a key the table does not hold (or a secret rotated out)
+	KeyRevoked Reason = "api_key_revoked" // a key that was revoked
 )
 
 // All is the vocabulary of record reasons, in the order docs/ledger.md lists
@@ -85,6 +91,7 @@ var All = []Reason{
 	MalformedJSON, UnexpectedShape, TooLarge, Truncated, InconsistentUsage, UnsupportedEncoding, ProviderError,
 	StoreUnavailable, NoUsage,
 	UnknownPath, ClientDisconnect, NoResponse, RequestTooLarge, StreamCancelled, Overloaded, AnswerLate,
+	KeyMissing, KeyUnknown, KeyRevoked,
 }
 
 // rank orders noted reasons; unlisted ones (the body-reading reasons and
@@ -99,6 +106,7 @@ var rank = map[Reason]int{
 	// Assigned with their outcome, never noted over another reason.
 	UnknownPath: -1, ClientDisconnect: -1, NoResponse: -1, RequestTooLarge: -1,
 	StreamCancelled: -1, Overloaded: -1, AnswerLate: -1, BadHandoff: -1,
+	KeyMissing: -1, KeyUnknown: -1, KeyRevoked: -1,
 }
 
 // Rank is the precedence Note compares: higher wins. It is -1 for the
