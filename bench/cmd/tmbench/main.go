@@ -63,6 +63,11 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tmbench:", err)
 		return 1
 	}
+	// The tokenmeters it starts inherit it: chat-json-keys hashes keys with it.
+	if err := os.Setenv(benchKeySecretEnv, benchKeySecret); err != nil {
+		fmt.Fprintln(stderr, "tmbench:", err)
+		return 1
+	}
 
 	r, err := newRunner(stderr)
 	if err != nil {

@@ -357,8 +357,8 @@ type goal struct {
 }
 
 func goalsOf(o *outcome) []goal {
-	if o.err != nil || o.sc.Arrangement != split {
-		return nil // the goals are split mode's
+	if o.err != nil || o.sc.Arrangement != split || o.sc.Beside != "" {
+		return nil // the goals are split mode's, as shipped
 	}
 	var gs []goal
 	name := o.sc.Name
@@ -508,7 +508,7 @@ func (rep *report) arrangementSection(m *md) {
 	var rows [][]string
 	for _, o := range rep.outcomes {
 		sp := byName[o.sc.Beside]
-		if o.sc.Arrangement == split || sp == nil || o.err != nil || sp.err != nil || o.floor == nil || sp.floor == nil {
+		if o.sc.Beside == "" || sp == nil || o.err != nil || sp.err != nil || o.floor == nil || sp.floor == nil {
 			continue
 		}
 		for _, q := range []float64{.50, .99} {
@@ -520,7 +520,10 @@ func (rep *report) arrangementSection(m *md) {
 					vsSplit = times(w-b, sp.one.Lat[with].pct(q)-sp.one.Lat[bare].pct(q))
 				}
 				arr := x.sc.Arrangement
-				if arr == split {
+				switch {
+				case x.sc.Variant != "":
+					arr = x.sc.Variant
+				case arr == split:
 					arr = "split"
 				}
 				rows = append(rows, []string{fmt.Sprintf("[%s](%s-%s.md)", x.sc.Name, rep.date, x.sc.Name), arr,
@@ -535,7 +538,8 @@ func (rep *report) arrangementSection(m *md) {
 	m.p("The same requests through another arrangement of tokenmeter in Envoy, 1 client. `envoy-gateway` is the " +
 		"Envoy that Envoy Gateway makes of `deploy/envoy-gateway`: its gate takes two round trips (the request " +
 		"headers, then the Buffered body), where split mode (`envoy/envoy.yaml`) takes one. `upstream` is split mode's " +
-		"gate and observer in the provider cluster's filter chain (`envoy/upstream-filter.yaml`). Each arrangement has its " +
+		"gate and observer in the provider cluster's filter chain (`envoy/upstream-filter.yaml`). `split, API keys` is split " +
+		"mode attributing each request by its API key (`chat-json-keys`). Each arrangement has its " +
 		"own bare Envoy (its config without the ext_proc filters) and its own floor (its config in front of the no-op " +
 		"ext_proc server).\n")
 	m.head("scenario", "arrangement", "", "bare Envoy", "with tokenmeter", "added", "with ÷ bare",

@@ -118,6 +118,7 @@ func (e *env) startStack(r *runner, sc *scenario, o *outcome, profile string) (*
 		// Info, not testbed's debug: debug logs every record, which is work
 		// on the measured path that a deployment does not do.
 		ServeArgs: []string{"--log-level", "info", "--cpuprofile", profile},
+		Extra:     sc.Config,
 	}
 	if sc.Arrangement == envoyGateway {
 		opts.Arrangement = envoygateway.Arrangement

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
@@ -60,9 +61,12 @@ type scenario struct {
 	// upstream); the bare Envoy and the no-op floor's are the same config
 	// without the ext_proc filters.
 	Arrangement string
-	// Beside names the split-mode scenario an arrangement's is compared
-	// with in the summary.
+	// Beside names the split-mode scenario an arrangement's (or a
+	// variant's) is compared with in the summary.
 	Beside string
+	// Config is more tokenmeter config YAML (testbed.Options.Extra), and
+	// Variant says in the summary what it changes, e.g. "API keys".
+	Config, Variant string
 }
 
 // Sizes chosen for the issue's "about 1 KB each way": a 1,024-byte request,
@@ -81,6 +85,7 @@ func scenarios() []*scenario {
 		base[sc.Name] = *sc
 	}
 	return append(list,
+		chatJSONKeys(),
 		egScenario(base["chat-json"], "A non-streaming chat through Envoy Gateway's translation"),
 		egScenario(base["body-1mb"], "A 1 MiB request body through Envoy Gateway's translation"),
 	)
@@ -178,6 +183,43 @@ func chatJSONUpstream() *scenario {
 		"connection manager's. The bare Envoy and the no-op floor's Envoy are the same config without the ext_proc " +
 		"filters, so they keep the cluster's chain (the header removal and the upstream codec): the difference is " +
 		"tokenmeter's alone. Compare with chat-json, measured in the same run."
+	return sc
+}
+
+// benchKey is the API key chat-json-keys sends, and benchKeySecret the
+// hashing secret its tokenmeter runs with (set in the environment by main).
+const (
+	benchKey          = "tmk_bench_0123456789abcdefghijklmnopqrstuvwxyz"
+	benchKeySecretEnv = "TOKENMETER_BENCH_KEY_SECRET"
+	benchKeySecret    = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+)
+
+// chatJSONKeys is chat-json attributed by an API key instead of a header:
+// what key attribution adds (hashing the key, the table lookup), in the
+// same run as chat-json.
+func chatJSONKeys() *scenario {
+	sc := chatJSON()
+	sc.Name, sc.Title = "chat-json-keys", "Non-streaming chat, attributed by API key"
+	sc.Beside, sc.Variant = "chat-json", "split, API keys"
+	sc.About = "The chat-json request with `Authorization: Bearer <key>` and no attribution header: tokenmeter reads " +
+		"the key, hashes it (HMAC-SHA256) and finds its project in the key table (`attribution.api_keys`, 1,000 keys in " +
+		"the config file), then does what chat-json does. Compare with chat-json, measured in the same run."
+	sc.Header = header("authorization", "Bearer "+benchKey, "x-mock-completion-tokens", fmt.Sprint(jsonReplyWords))
+	h, err := apikey.NewHasher([]byte(benchKeySecret))
+	if err != nil {
+		panic(err) // a constant secret of the right length
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "attribution:\n  api_keys:\n    secret_env: %s\n    keys:\n", benchKeySecretEnv)
+	for i := range 1000 {
+		key := fmt.Sprintf("tmk_other_%d", i)
+		if i == 500 {
+			key = benchKey
+		}
+		fmt.Fprintf(&b, "      - {id: k%d, hash: %q, dimensions: {project: bench}}\n", i, h.Hash(key).String())
+	}
+	b.WriteString("  dimensions:\n    - name: project\n      from: [{api_key: project}]\n    - name: api_key\n      from: [{api_key: id}]\n")
+	sc.Config = b.String()
 	return sc
 }
 
