@@ -22,13 +22,14 @@ pids+=($!)
 cat <<'MSG'
 
 tokenmeter demo is starting. Try:
-  curl -s localhost:10000/v1/chat/completions -H 'x-tokenmeter-project: demo' \
+  curl -s localhost:10000/v1/chat/completions -H 'Authorization: Bearer tmk_demo_key' \
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}'
-  curl -sN localhost:10000/v1/chat/completions -H 'x-tokenmeter-project: demo' \
+  curl -sN localhost:10000/v1/chat/completions -H 'Authorization: Bearer tmk_demo_key' \
        -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}'
   curl -s localhost:9464/metrics | grep ^tokenmeter_
   open http://localhost:9464/                       # the web page: spend and budgets
   ./bin/tokenmeter budgets list
+  ./bin/tokenmeter keys create --name my-app --dimension project=demo   # a new key for project demo
   ./bin/tokenmeter usage report --from $(date -u +%F) --to $(date -u -d tomorrow +%F) --group-by project,model
   ./bin/tokenmeter usage statement --month $(date -u +%Y-%m) --dimension project --value demo
 Ctrl-C stops everything.

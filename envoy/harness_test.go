@@ -124,7 +124,11 @@ func TestAttributionHeadersRemoved(t *testing.T) {
 	}
 	want := map[string]bool{}
 	for _, d := range append(attribution.DefaultDimensions(), demo.Dimensions...) {
-		want[d.Header] = true
+		for _, s := range d.Sources() {
+			if s.Header != "" {
+				want[s.Header] = true
+			}
+		}
 	}
 	for _, h := range hosts {
 		removed := map[string]bool{}

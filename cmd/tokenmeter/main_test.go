@@ -28,7 +28,7 @@ func TestCommands(t *testing.T) {
 		{"version", []string{"version"}, exitOK, "tokenmeter dev\n", ""},
 		{"--version", []string{"--version"}, exitOK, "tokenmeter dev\n", ""},
 		{"check ok", []string{"check", "--config", "../../demo/tokenmeter.yaml"}, exitOK,
-			"../../demo/tokenmeter.yaml: ok (198 priced models in USD from the built-in catalog and 1 catalog file, 2 budgets, 3 dimensions)\n", ""},
+			"../../demo/tokenmeter.yaml: ok (198 priced models in USD from the built-in catalog and 1 catalog file, 3 budgets, 4 dimensions)\n", ""},
 		{"check bad config names file, line, key, value, why", []string{"check", "--config", "../../internal/config/testdata/bad_window.yaml"}, exitConfig, "",
 			"tokenmeter: ../../internal/config/testdata/bad_window.yaml:5: budgets[0].window: \"fortnight\": want minute, hour, day, month, week, year, total\n"},
 		{"check bad catalog", []string{"check", "--config", "../../internal/config/testdata/bad_catalog_price.yaml"}, exitConfig, "",

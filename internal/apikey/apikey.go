@@ -176,11 +176,12 @@ const (
 
 // Config is the attribution.api_keys section.
 type Config struct {
-	SecretEnv string // the environment variable that holds the HMAC secret
-	Secret    []byte // its value, read at load
-	Unknown   Policy // a key the table does not hold
-	Missing   Policy // a request without a key
-	Keys      []Key  // the file's keys (Source "config")
+	SecretEnv  string // the environment variable that holds the HMAC secret
+	SecretFile string // or the file that does
+	Secret     []byte // its value, read at load
+	Unknown    Policy // a key the table does not hold
+	Missing    Policy // a request without a key
+	Keys       []Key  // the file's keys (Source "config")
 }
 
 // Table is an immutable index of keys by digest.

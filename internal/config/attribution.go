@@ -1,9 +1,12 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"go.yaml.in/yaml/v3"
@@ -85,7 +88,7 @@ func (w *walker) source(n *yaml.Node, key string) (s attribution.Source, ok bool
 // apiKeys reads attribution.api_keys:
 //
 //	api_keys:
-//	  secret_env: TOKENMETER_KEY_SECRET   # the HMAC secret, from the environment
+//	  secret_env: TOKENMETER_KEY_SECRET   # the HMAC secret, from the environment (or secret_file)
 //	  unknown: deny                       # a key the table does not hold: deny or unknown
 //	  missing: deny                       # a request without a key: deny or unknown
 //	  keys:
@@ -98,11 +101,23 @@ func (w *walker) apiKeys(dst **apikey.Config) func(*yaml.Node, string) {
 				if env, ok := w.Scalar(n, k, "the name of an environment variable"); ok {
 					c.SecretEnv = env
 					// The value is a secret: name the variable, never the value.
-					if c.Secret = []byte(os.Getenv(env)); len(c.Secret) == 0 {
-						w.Fail(n, k, "this environment variable is empty or unset")
-					} else if len(c.Secret) < apikey.MinSecretBytes {
-						w.Fail(n, k, fmt.Sprintf("this environment variable holds %d bytes; want at least %d (e.g. openssl rand -hex 32)", len(c.Secret), apikey.MinSecretBytes))
+					c.Secret = []byte(os.Getenv(env))
+					w.checkSecret(n, k, c.Secret, "this environment variable")
+				}
+			},
+			"secret_file": func(n *yaml.Node, k string) {
+				if path, ok := w.Scalar(n, k, "a file name"); ok {
+					c.SecretFile = path
+					if !filepath.IsAbs(path) {
+						path = filepath.Join(filepath.Dir(w.File), path)
 					}
+					b, err := os.ReadFile(path)
+					if err != nil {
+						w.Fail(n, k, "cannot read it: "+errors.Unwrap(err).Error())
+						return
+					}
+					c.Secret = bytes.TrimSpace(b)
+					w.checkSecret(n, k, c.Secret, "this file")
 				}
 			},
 			"unknown": w.keyPolicy(&c.Unknown),
@@ -116,10 +131,20 @@ func (w *walker) apiKeys(dst **apikey.Config) func(*yaml.Node, string) {
 				})
 			},
 		})
-		if c.SecretEnv == "" {
-			w.Fail(n, k, "want secret_env: the environment variable holding the secret keys are hashed with")
+		if (c.SecretEnv == "") == (c.SecretFile == "") {
+			w.Fail(n, k, "want one of secret_env and secret_file: the environment variable or the file holding the secret keys are hashed with")
 		}
 		*dst = c
+	}
+}
+
+// checkSecret checks a hashing secret's length; where names its source.
+func (w *walker) checkSecret(n *yaml.Node, k string, secret []byte, where string) {
+	switch {
+	case len(secret) == 0:
+		w.Fail(n, k, where+" is empty or unset")
+	case len(secret) < apikey.MinSecretBytes:
+		w.Fail(n, k, fmt.Sprintf("%s holds %d bytes; want at least %d (e.g. openssl rand -hex 32)", where, len(secret), apikey.MinSecretBytes))
 	}
 }
 

@@ -124,7 +124,7 @@ attribution:
 		{"no secret_env", `
 attribution:
   api_keys: {unknown: deny}
-` + dims, `a.yaml:3: attribution.api_keys: want secret_env: the environment variable holding the secret keys are hashed with`},
+` + dims, `a.yaml:3: attribution.api_keys: want one of secret_env and secret_file: the environment variable or the file holding the secret keys are hashed with`},
 		{"secret unset", `
 attribution:
   api_keys: {secret_env: TM_TEST_UNSET_SECRET}
@@ -133,6 +133,15 @@ attribution:
 attribution:
   api_keys: {secret_env: TM_TEST_SHORT_SECRET}
 ` + dims, `a.yaml:3: attribution.api_keys.secret_env: "TM_TEST_SHORT_SECRET": this environment variable holds 5 bytes; want at least 32 (e.g. openssl rand -hex 32)`},
+		{"secret file missing", `
+attribution:
+  api_keys: {secret_file: testdata/no-such-secret}
+` + dims, `a.yaml:3: attribution.api_keys.secret_file: "testdata/no-such-secret": cannot read it: no such file or directory`},
+		{"both secrets", `
+attribution:
+  api_keys: {secret_env: TM_TEST_KEY_SECRET, secret_file: x}
+` + dims, `a.yaml:3: attribution.api_keys.secret_file: "x": cannot read it: no such file or directory
+a.yaml:3: attribution.api_keys: want one of secret_env and secret_file: the environment variable or the file holding the secret keys are hashed with`},
 		{"bad policy", `
 attribution:
   api_keys: {secret_env: TM_TEST_KEY_SECRET, missing: allow}
