@@ -156,7 +156,7 @@ FUZZ_TARGETS ?= \
 	./internal/dialect/:FuzzStringElider ./internal/dialect/:FuzzSecondsToMillis ./internal/dialect/:FuzzTextBuffer \
 	./pricing/:FuzzParse ./internal/money/:FuzzParse ./pricing/litellm/:FuzzConvert ./internal/fx/:FuzzParseRate \
 	./internal/fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
-	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg
+	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/apikey/:FuzzRead
 FUZZLONG      ?= 10000000x
 FUZZLONGMINTIME ?= 60s
 FUZZLONGDIR   ?= .fuzz/long
