@@ -4,6 +4,7 @@
 //	tokenmeter check   --config FILE   validate the config and its price catalogs
 //	tokenmeter prices  import|show|cost   convert, inspect and try prices
 //	tokenmeter budgets list|set|delete|reset   manage a running server's budgets
+//	tokenmeter keys    create|list|revoke|rotate|hash   manage the API keys requests are attributed by
 //	tokenmeter usage   report|statement|export   read a running server's ledger
 //	tokenmeter version                 print the version
 //
@@ -50,6 +51,7 @@ type cli struct {
 	Check   checkCmd   `cmd:"" help:"Validate the config and its price catalogs; exit 2 on error."`
 	Prices  pricesCmd  `cmd:"" help:"Convert, inspect and try prices."`
 	Budgets budgetsCmd `cmd:"" help:"Budgets of a running tokenmeter, through its admin API."`
+	Keys    keysCmd    `cmd:"" help:"API keys requests are attributed by, through the admin API; digests for the config file."`
 	Usage   usageCmd   `cmd:"" help:"The stored ledger of a running tokenmeter, through its admin API."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 	Help    helpCmd    `cmd:"" hidden:"" help:"Show the help of a command."`

@@ -1,6 +1,7 @@
 // Package admin is tokenmeter's HTTP side: Prometheus metrics, health and
-// readiness, and the budget API (/v1/budgets). When a bearer token is
-// configured, everything except the health probes requires it.
+// readiness, the budget API (/v1/budgets), the API keys' (/v1/keys) and the
+// ledger's (/v1/usage). When a bearer token is configured, everything except
+// the health probes requires it.
 package admin
 
 import (
