@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ func NewRegistry(secret []byte, store ratelimit.Records, log *slog.Logger, now f
 	h, err := NewHasher(secret)
 	if err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Registry{store: store, log: log, now: now, hasher: h, runtime: map[string]Key{}}
 	t, _ := NewTable(nil)
@@ -261,6 +265,10 @@ func (r *Registry) check(id, name string, dims map[string]string) error {
 func CheckID(id string) error {
 	if id == "" || len(id) > 64 {
 		return fmt.Errorf("id %q: want 1 to 64 characters", id)
+	}
+	if strings.Trim(id, ".") == "" {
+		// "." and ".." would be rewritten out of /v1/keys/{id} paths.
+		return fmt.Errorf("id %q: want more than dots", id)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

@@ -116,6 +116,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 		Registry: runtime, File: file.Load, Limiter: func() *ratelimit.Limiter { return srv.Snapshot().Limiter },
 		Store: store, Changed: rebuild, Forecasts: alerts.forecasts,
 	})
+	// Always: with keys off, /v1/keys answers a 404 that says so.
+	adm.WithKeys(&apikey.API{Registry: keys})
 	if book != nil {
 		adm.WithUsage(book, cfg.Ledger.TimeZone)
 	}
