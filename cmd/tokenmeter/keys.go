@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -199,7 +200,8 @@ func jsonOr(w io.Writer, raw []byte, err error) error {
 }
 
 type keysHashCmd struct {
-	SecretEnv string `name:"secret-env" default:"TOKENMETER_KEY_SECRET" placeholder:"NAME" help:"Environment variable holding the server's key-hashing secret, as attribution.api_keys.secret_env names it (default: ${default})."`
+	SecretEnv  string `name:"secret-env" default:"TOKENMETER_KEY_SECRET" placeholder:"NAME" help:"Environment variable holding the server's key-hashing secret, as attribution.api_keys.secret_env names it (default: ${default})."`
+	SecretFile string `name:"secret-file" type:"path" placeholder:"FILE" help:"Instead: the file holding it, as attribution.api_keys.secret_file names it (white space around it ignored, as the server does)."`
 }
 
 func (*keysHashCmd) Help() string {
@@ -211,13 +213,19 @@ func (*keysHashCmd) Help() string {
 const maxKeyInput = 64 << 10
 
 func (c *keysHashCmd) Run(s stdio) error {
-	secret := os.Getenv(c.SecretEnv)
-	if secret == "" {
+	secret, from := []byte(os.Getenv(c.SecretEnv)), c.SecretEnv
+	if c.SecretFile != "" {
+		b, err := os.ReadFile(c.SecretFile)
+		if err != nil {
+			return usageError{fmt.Sprintf("keys hash: %v", err)}
+		}
+		secret, from = bytes.TrimSpace(b), c.SecretFile
+	} else if len(secret) == 0 {
 		return usageError{fmt.Sprintf("keys hash: %s is empty or unset; set it to the secret the server hashes keys with (its attribution.api_keys.secret_env)", c.SecretEnv)}
 	}
-	h, err := apikey.NewHasher([]byte(secret))
+	h, err := apikey.NewHasher(secret)
 	if err != nil {
-		return usageError{fmt.Sprintf("keys hash: %s: %v", c.SecretEnv, err)}
+		return usageError{fmt.Sprintf("keys hash: %s: %v", from, err)}
 	}
 	key, err := readKey(os.Stdin, s.err)
 	if err != nil {

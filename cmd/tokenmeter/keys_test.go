@@ -82,6 +82,10 @@ func TestKeysHash(t *testing.T) {
 	}
 	digest := h.Hash("tmk_the-key").String()
 	t.Setenv("TOKENMETER_KEY_SECRET", secret)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("TM_TEST_OTHER_SECRET", strings.Repeat("o", 40))
 	t.Setenv("TM_TEST_SHORT_SECRET", "short")
 	t.Setenv("TM_TEST_EMPTY_SECRET", "")
@@ -100,6 +104,9 @@ func TestKeysHash(t *testing.T) {
 			"tokenmeter: keys hash: TM_TEST_SHORT_SECRET: the key-hashing secret is 5 bytes; want at least 32 (e.g. openssl rand -hex 32)\n"},
 		{"no secret", "tmk_the-key\n", []string{"--secret-env", "TM_TEST_EMPTY_SECRET"}, exitConfig, "",
 			"tokenmeter: keys hash: TM_TEST_EMPTY_SECRET is empty or unset; set it to the secret the server hashes keys with (its attribution.api_keys.secret_env)\n"},
+		{"the secret from a file", "tmk_the-key\n", []string{"--secret-file", secretFile}, exitOK, digest + "\n", ""},
+		{"no such file", "tmk_the-key\n", []string{"--secret-file", secretFile + ".missing"}, exitConfig, "",
+			"tokenmeter: keys hash: open " + secretFile + ".missing: no such file or directory\n"},
 		{"no key", "\n", nil, exitConfig, "", "tokenmeter: keys hash: no key on stdin; e.g. tokenmeter keys hash < key.txt\n"},
 		{"two keys", "tmk_a\ntmk_b\n", nil, exitConfig, "", "tokenmeter: keys hash: stdin holds more than one line; want one key\n"},
 		{"too much", strings.Repeat("k", 64<<10+1), nil, exitConfig, "", "tokenmeter: keys hash: stdin holds more than 64 KiB; want one key\n"},
@@ -189,6 +196,10 @@ func TestKeysAgainstTheAdminAPI(t *testing.T) {
 		t.Fatalf("after revoke, the new secret is %s", st)
 	}
 	t.Setenv("TOKENMETER_KEY_SECRET", secret)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	withStdin(t, newSecret+"\n")
 	code, stdout, stderr := runCLI("keys", "hash")
 	if want := reg.Hash(newSecret).String() + "\n"; code != exitOK || stdout != want {

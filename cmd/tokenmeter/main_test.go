@@ -115,7 +115,7 @@ func TestHelp(t *testing.T) {
 		{"keys list", "Usage: tokenmeter keys list [flags]", append(admin, "--json")},
 		{"keys revoke", "Usage: tokenmeter keys revoke <id> [flags]", admin},
 		{"keys rotate", "Usage: tokenmeter keys rotate <id> [flags]", append(admin, "--grace", "--json")},
-		{"keys hash", "Usage: tokenmeter keys hash [flags]", []string{"--secret-env"}},
+		{"keys hash", "Usage: tokenmeter keys hash [flags]", []string{"--secret-env", "--secret-file"}},
 		{"usage", "Usage: tokenmeter usage <command> [flags]", nil},
 		{"usage report", "Usage: tokenmeter usage report [flags]",
 			append(admin, "--from", "--to", "--group-by", "--bucket", "--filter", "--tz", "--json")},
