@@ -3,14 +3,19 @@ package helm
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 )
 
 var update = flag.Bool("update", false, "write the plain manifests under deploy/kubernetes from a fresh render")
@@ -72,6 +77,14 @@ func TestBadValues(t *testing.T) {
 		{"config_sets_token_env.yaml", "config.admin.token_env is set by the chart: use the value adminToken instead"},
 		{"password_twice.yaml", "redis.password: set existingSecret or value, not both"},
 		{"files_replace_config.yaml", "files.tokenmeter.yaml: the chart writes tokenmeter.yaml"},
+		{"config_sets_key_secret_env.yaml", "config.attribution.api_keys.secret_env is set by the chart: use the value apiKeys instead"},
+		{"config_sets_key_secret_file.yaml", "config.attribution.api_keys.secret_file is set by the chart: use the value apiKeys instead"},
+		{"api_keys_without_secret.yaml", "config.attribution.api_keys needs the secret keys are hashed with: set apiKeys.value or apiKeys.existingSecret"},
+		{"api_keys_not_a_mapping.yaml", "config.attribution.api_keys: want a mapping"},
+		{"key_secret_twice.yaml", "apiKeys: set existingSecret or value, not both"},
+		// The chart's floor is tokenmeter's: the message names the number tokenmeter holds.
+		{"key_secret_short.yaml", fmt.Sprintf("apiKeys.value: %d bytes; want at least %d", apikey.MinSecretBytes-1, apikey.MinSecretBytes)},
+		{"key_secret_misspelt.yaml", "additional properties 'secret' not allowed"},
 	} {
 		t.Run(strings.TrimSuffix(tc.file, ".yaml"), func(t *testing.T) {
 			_, err := render(c, filepath.Join("testdata", "bad", tc.file))
@@ -80,6 +93,53 @@ func TestBadValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecretChangeRollsPods: the pods read their secrets once, from the
+// environment, so a new value given to the chart must change the pod
+// template (checksum/secret) for Kubernetes to replace them.
+func TestSecretChangeRollsPods(t *testing.T) {
+	c := loadChart(t)
+	base, err := readValues("../kubernetes/shared.values.yaml", "testdata/inline-secrets.yaml", "testdata/api-keys.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := podChecksum(t, c, base)
+	for _, tc := range []struct {
+		name  string
+		value map[string]any
+	}{
+		{"redis password", map[string]any{"redis": map[string]any{"password": map[string]any{"value": "redis-rotated"}}}},
+		{"admin token", map[string]any{"adminToken": map[string]any{"value": "admin-rotated"}}},
+		{"API-key secret", map[string]any{"apiKeys": map[string]any{"value": "chart-test-key-secret-rotated-0123456789"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if after := podChecksum(t, c, loader.MergeMaps(base, tc.value)); after == before {
+				t.Errorf("checksum/secret %q unchanged by a new %s: the pods would keep the old one", after, tc.name)
+			}
+		})
+	}
+}
+
+// podChecksum renders vals and returns the Deployment's pod's checksum/secret.
+func podChecksum(t *testing.T, c *chart.Chart, vals map[string]any) string {
+	t.Helper()
+	ms, err := renderValues(c, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeAll(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.deployments) != 1 {
+		t.Fatalf("%d deployments, want 1", len(objs.deployments))
+	}
+	sum := objs.deployments[0].Spec.Template.Annotations["checksum/secret"]
+	if sum == "" {
+		t.Fatal("no checksum/secret on the pods")
+	}
+	return sum
 }
 
 // TestPlainManifests holds the committed manifests under deploy/kubernetes to

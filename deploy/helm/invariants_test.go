@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 	"github.com/tokenmeter/tokenmeter/internal/config"
 )
 
@@ -222,7 +224,65 @@ func checkConfig(t *testing.T, in install) *config.Config {
 	if in.v.shared && (len(cfg.Redis.Addrs) == 0 || cfg.Redis.Password == "") {
 		t.Errorf("config store.redis: addrs %q, password set %v", cfg.Redis.Addrs, cfg.Redis.Password != "")
 	}
+	checkAPIKeys(t, in, cfg)
 	return cfg
+}
+
+// keySecretEnv is the variable the chart hands the API-key hashing secret in.
+const keySecretEnv = "TOKENMETER_KEY_SECRET"
+
+// checkAPIKeys: attribution by API key is on exactly when the variant wires
+// the hashing secret, which tokenmeter then reads from the pod's variable,
+// with the policies and keys of the user's config merged in.
+func checkAPIKeys(t *testing.T, in install, cfg *config.Config) {
+	var env *corev1.EnvVar
+	for i := range in.container.Env {
+		if in.container.Env[i].Name == keySecretEnv {
+			env = &in.container.Env[i]
+		}
+	}
+	want := in.v.apiKeys
+	if want == nil {
+		if env != nil || cfg.APIKeys != nil {
+			t.Errorf("attribution by API key: env %+v, config %+v; want neither", env, cfg.APIKeys)
+		}
+		return
+	}
+	if env == nil || cfg.APIKeys == nil {
+		t.Errorf("attribution by API key: env %+v, config %+v; want both", env, cfg.APIKeys)
+		return
+	}
+	k := cfg.APIKeys
+	if k.SecretEnv != keySecretEnv || k.SecretFile != "" || string(k.Secret) != secretValue(in, *env) {
+		t.Errorf("api_keys: secret_env %q, secret_file %q, secret %d bytes; want the pod's %s (%d bytes)",
+			k.SecretEnv, k.SecretFile, len(k.Secret), keySecretEnv, len(secretValue(in, *env)))
+	}
+	if k.Unknown != want.unknown || k.Missing != want.missing {
+		t.Errorf("api_keys: unknown %q, missing %q; want %q, %q", k.Unknown, k.Missing, want.unknown, want.missing)
+	}
+	var ids []string
+	for _, key := range k.Keys {
+		ids = append(ids, key.ID)
+	}
+	if !slices.Equal(ids, want.ids) {
+		t.Errorf("api_keys.keys: ids %q, want %q", ids, want.ids)
+	}
+	if want.key == "" {
+		return
+	}
+	// The digest in the values was made under the secret given in them: the
+	// table opens the key only if the pod gets that very secret.
+	h, err := apikey.NewHasher(k.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := apikey.NewTable(k.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, status := table.Lookup(h.Hash(want.key), time.Now()); status != apikey.Valid || got.ID != want.id {
+		t.Errorf("api_keys: %s opens %+v (%v), want key %q", want.key, got, status, want.id)
+	}
 }
 
 // secretValue is what the pod's environment variable e will hold: the value

@@ -15,6 +15,8 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tokenmeter/tokenmeter/internal/apikey"
 )
 
 const (
@@ -68,6 +70,11 @@ func render(c *chart.Chart, valuesFiles ...string) ([]manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return renderValues(c, vals)
+}
+
+// renderValues is render with the values already read and merged.
+func renderValues(c *chart.Chart, vals map[string]any) ([]manifest, error) {
 	top, err := util.ToRenderValuesWithSchemaValidation(c, vals,
 		common.ReleaseOptions{Name: releaseName, Namespace: releaseNamespace, IsInstall: true, Revision: 1}, nil, false)
 	if err != nil {
@@ -138,6 +145,18 @@ type variant struct {
 	shared         bool // store.type redis
 	serviceMonitor bool // the variant enables it
 	noLedger       bool // ledger.enabled false
+	apiKeys        *keyAttribution
+}
+
+// keyAttribution is what a variant's tokenmeter.yaml says of
+// attribution.api_keys (nil: nothing, attribution by API key off). Its
+// secret is always the pod's TOKENMETER_KEY_SECRET.
+type keyAttribution struct {
+	unknown, missing apikey.Policy
+	ids              []string // the config's keys
+	// A key in clear and the id the config's table opens it as under the
+	// secret the pod gets; "" when the secret is the user's, unknown here.
+	key, id string
 }
 
 func variants() []variant {
@@ -151,6 +170,12 @@ func variants() []variant {
 			values: []string{"../kubernetes/shared.values.yaml", "testdata/no-ledger.yaml"}},
 		{name: "embedded with files, token and serviceMonitor", serviceMonitor: true,
 			values: []string{"testdata/embedded-catalog.yaml", "testdata/servicemonitor.yaml"}},
+		{name: "embedded with API keys from the chart's Secret", values: []string{"testdata/api-keys.yaml"},
+			apiKeys: &keyAttribution{unknown: apikey.Attribute, missing: apikey.Deny, ids: []string{"ci"},
+				key: "tmk_ci_key", id: "ci"}},
+		{name: "shared with API keys from an existing Secret", shared: true,
+			values:  []string{"../kubernetes/shared.values.yaml", "testdata/api-keys-existing-secret.yaml"},
+			apiKeys: &keyAttribution{unknown: apikey.Deny, missing: apikey.Deny}},
 	}
 }
 

@@ -54,6 +54,7 @@ value) and that block's name for errors. A secret that is not configured is left
 {{- $all = append $all (dict "env" "REDIS_PASSWORD" "v" .Values.redis.password "what" "redis.password") -}}
 {{- end -}}
 {{- $all = append $all (dict "env" "TOKENMETER_ADMIN_TOKEN" "v" .Values.adminToken "what" "adminToken") -}}
+{{- $all = append $all (dict "env" "TOKENMETER_KEY_SECRET" "v" .Values.apiKeys "what" "apiKeys") -}}
 {{- $out := list -}}
 {{- range $all -}}
 {{- if and .v.existingSecret .v.value -}}
@@ -73,7 +74,8 @@ value) and that block's name for errors. A secret that is not configured is left
 
 {{/*
 The keys the chart owns in tokenmeter.yaml, each with the value to set instead: a user's config that sets one would
-be overwritten without a word, or would point a listener or a store where the pod has no port or volume.
+be overwritten without a word, or would point a listener or a store where the pod has no port or volume (or, for the
+key-hashing secret, at a variable or file the pod does not have).
 */}}
 {{- define "tokenmeter.ownedKeys" -}}
 {{- toJson (dict
@@ -82,7 +84,9 @@ be overwritten without a word, or would point a listener or a store where the po
   "store.dir" "persistence"
   "store.redis" "redis"
   "ledger.dir" "ledger.enabled"
-  "admin.token_env" "adminToken") -}}
+  "admin.token_env" "adminToken"
+  "attribution.api_keys.secret_env" "apiKeys"
+  "attribution.api_keys.secret_file" "apiKeys") -}}
 {{- end -}}
 
 {{/* tokenmeter.yaml: the user's config with the keys the chart owns. */}}
@@ -90,15 +94,26 @@ be overwritten without a word, or would point a listener or a store where the po
 {{- $cfg := deepCopy .Values.config -}}
 {{- range $path, $instead := fromJson (include "tokenmeter.ownedKeys" .) -}}
 {{- $parts := splitList "." $path -}}
-{{- $section := index $parts 0 -}}
-{{- if hasKey $cfg $section -}}
-{{- if eq (len $parts) 1 -}}
+{{- $node := $cfg -}}
+{{- range $i, $part := $parts -}}
+{{- if and (kindIs "map" $node) (hasKey $node $part) -}}
+{{- if eq (add1 $i) (len $parts) -}}
 {{- fail (printf "config.%s is set by the chart: use the value %s instead" $path $instead) -}}
 {{- end -}}
-{{- $sec := get $cfg $section -}}
-{{- if and (kindIs "map" $sec) (hasKey $sec (index $parts 1)) -}}
-{{- fail (printf "config.%s is set by the chart: use the value %s instead" $path $instead) -}}
+{{- $node = get $node $part -}}
+{{- else -}}
+{{- /* Not there, or not a mapping to hold it: nothing below can be set. */ -}}
+{{- $node = "" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $attribution := get $cfg "attribution" -}}
+{{- $userKeys := and (kindIs "map" $attribution) (hasKey $attribution "api_keys") -}}
+{{- if $userKeys -}}
+{{- $v := get $attribution "api_keys" -}}
+{{- /* Merged with the chart's secret_env, anything but a mapping (or nothing) would be lost without a word. */ -}}
+{{- if not (or (kindIs "map" $v) (kindIs "invalid" $v)) -}}
+{{- fail "config.attribution.api_keys: want a mapping (unknown, missing, keys: docs/config.md)" -}}
 {{- end -}}
 {{- end -}}
 {{- $owned := dict "listen" (dict
@@ -122,6 +137,19 @@ be overwritten without a word, or would point a listener or a store where the po
 {{- if eq .env "TOKENMETER_ADMIN_TOKEN" -}}
 {{- $_ := set $owned "admin" (dict "token_env" .env) -}}
 {{- end -}}
+{{- if eq .env "TOKENMETER_KEY_SECRET" -}}
+{{- /*
+tokenmeter would refuse a short one at start, in a crash loop; refused here it is one clear error. 32 is
+apikey.MinSecretBytes (TestBadValues holds them together).
+*/ -}}
+{{- if and .v.value (lt (len .v.value) 32) -}}
+{{- fail (printf "apiKeys.value: %d bytes; want at least 32 (e.g. openssl rand -hex 32)" (len .v.value)) -}}
+{{- end -}}
+{{- $_ := set $owned "attribution" (dict "api_keys" (dict "secret_env" .env)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $userKeys (not (hasKey $owned "attribution")) -}}
+{{- fail "config.attribution.api_keys needs the secret keys are hashed with: set apiKeys.value or apiKeys.existingSecret" -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $cfg $owned) -}}
 {{- end -}}
