@@ -40,7 +40,9 @@ func TestKeyAttribution(t *testing.T) {
 		project, key string
 		why          reason.Reason
 	}{
-		{"bearer", "deny", false, func(s string) []string { return []string{"authorization", "Bearer " + s, "x-tokenmeter-project", "victim"} },
+		{"bearer", "deny", false, func(s string) []string {
+			return []string{"authorization", "Bearer " + s, "x-tokenmeter-project", "victim"}
+		},
 			"/v1/chat/completions", 0, "alpha", "k1", ""},
 		{"anthropic x-api-key", "deny", false, func(s string) []string { return []string{"x-api-key", s} },
 			"/v1/messages", 0, "alpha", "k1", ""},
