@@ -79,14 +79,14 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := newStack(t, "")
+	s := demoStack(t)
 	want := map[string]money.Amount{} // cumulative cost per model
 	requests, first := readmeRequests(t)
 	for i, r := range requests {
 		name, value, _ := strings.Cut(r.header, ": ")
 		resp, body := post(t, s.Proxy.URL+r.path, r.body, map[string]string{name: value})
-		if resp.StatusCode != 200 || value != "demo" {
-			t.Fatalf("request %d (%s): status %d, project %q: %s", i+1, r.path, resp.StatusCode, value, body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d (%s): status %d: %s", i+1, r.path, resp.StatusCode, body)
 		}
 		m := modelField.FindStringSubmatch(r.body + " " + r.path)
 		model := m[1] + m[2]
@@ -99,6 +99,87 @@ func TestReadmeDemo(t *testing.T) {
 			t.Fatalf("the first request cost %s, the README says %s", want[model], first)
 		}
 	}
+}
+
+// The README's promise that a client cannot pick a project: without a
+// known key the demo answers 401 whatever x-tokenmeter-project says, and
+// with the key a forged project header changes nothing.
+func TestReadmeDemoCannotBeSpoofed(t *testing.T) {
+	s := demoStack(t)
+	requests, _ := readmeRequests(t)
+	r := requests[0]
+	for _, hdrs := range []map[string]string{
+		{"x-tokenmeter-project": "demo"},
+		{"x-tokenmeter-project": "demo", "authorization": "Bearer tmk_guessed_key"},
+	} {
+		resp, body := post(t, s.Proxy.URL+r.path, r.body, hdrs)
+		if resp.StatusCode != 401 || !strings.Contains(body, "invalid_api_key") {
+			t.Fatalf("%v: status %d, want 401 invalid_api_key: %s", hdrs, resp.StatusCode, body)
+		}
+	}
+	name, value, _ := strings.Cut(r.header, ": ")
+	if resp, body := post(t, s.Proxy.URL+r.path, r.body, map[string]string{name: value, "x-tokenmeter-project": "victim"}); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams := s.Metrics()
+		demo, _ := testbed.Value(fams, "tokenmeter_requests_total", map[string]string{"project": "demo", "outcome": "ok"})
+		victim, _ := testbed.Value(fams, "tokenmeter_requests_total", map[string]string{"project": "victim"})
+		if victim != 0 {
+			t.Fatalf("%v requests charged to the forged project", victim)
+		}
+		if demo == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v requests of project demo, want 1", demo)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// demoStack is the test stack (the test catalog) on the shipped envoy.yaml
+// with the demo config's attribution: its API keys, hashed under its
+// secret file.
+func demoStack(t *testing.T) *testbed.Stack {
+	t.Helper()
+	demoDir, err := filepath.Abs(filepath.Join("..", "..", "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(demoDir, "tokenmeter.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attr := topLevel(t, string(cfg), "attribution")
+	// The secret file is relative to the demo config; the stack's config is elsewhere.
+	attr = secretFile.ReplaceAllString(attr, "${1}"+demoDir+"/$2")
+	return testbed.New(t, testbed.Options{Bin: bin, AsShipped: true, Extra: attr})
+}
+
+var secretFile = regexp.MustCompile(`(secret_file: )(\S+)`)
+
+// topLevel returns the top-level key's block of a YAML file, as written.
+func topLevel(t *testing.T, doc, key string) string {
+	t.Helper()
+	var out []string
+	in := false
+	for _, line := range strings.Split(doc, "\n") {
+		switch {
+		case strings.HasPrefix(line, key+":"):
+			in = true
+		case in && line != "" && line[0] != ' ' && line[0] != '#':
+			in = false
+		}
+		if in {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no %s: in the demo config", key)
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 // demoCost waits for model's cost to move past before and returns by how
