@@ -11,6 +11,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/alerting"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
 	"github.com/tokenmeter/tokenmeter/internal/webhook"
@@ -39,6 +40,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 	r.Usage.SetUnit(usage.Images, 1)
 	m.Append(r)
 	m.Append(&ledger.Record{Provider: "openai", Model: "x", Outcome: ledger.Denied, Budget: "b"})
+	m.Append(&ledger.Record{Provider: "openai", Model: "x", Outcome: ledger.Denied, Reason: reason.KeyRevoked})
 	m.ObservePhase("request_headers", time.Microsecond)
 	m.ParseError("openai_chat", "malformed_json")
 	m.InvalidAttribution("project")

@@ -19,6 +19,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/alerting"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/reason"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
 	"github.com/tokenmeter/tokenmeter/internal/webhook"
@@ -37,6 +38,7 @@ type Metrics struct {
 	units       *prometheus.CounterVec
 	cost        *exactCounter
 	denied      *prometheus.CounterVec
+	keyRefusals *prometheus.CounterVec
 	unpriced    *prometheus.CounterVec
 	parseErrors *prometheus.CounterVec
 	invalid     *prometheus.CounterVec
@@ -82,6 +84,10 @@ func New(o Options, budgets BudgetStatus, log *slog.Logger) *Metrics {
 	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_denied_total", Help: "Requests refused before the upstream call, by the budget that refused them.",
 	}, []string{"budget"})
+	m.keyRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenmeter_api_key_refusals_total",
+		Help: "Requests refused (401) for their API key, by why: missing, unknown or revoked (attribution.api_keys). A rise of unknown is someone guessing.",
+	}, []string{"reason"})
 	m.unpriced = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenmeter_unpriced_requests_total",
 		Help: "Requests for a model the price catalog does not cover, by how they ended. Their cost is unknown, not zero; the ledger names the model.",
@@ -117,7 +123,7 @@ func New(o Options, budgets BudgetStatus, log *slog.Logger) *Metrics {
 		Name: "tokenmeter_config_reload_errors_total", Help: "Config or catalog changes refused; the running config was kept (see the log for file, key and reason).",
 	})
 	m.reg.MustRegister(m.reloads, m.reloadErrs)
-	m.reg.MustRegister(m.requests, m.tokens, m.units, m.cost, m.denied, m.unpriced, m.parseErrors, m.invalid,
+	m.reg.MustRegister(m.requests, m.tokens, m.units, m.cost, m.denied, m.keyRefusals, m.unpriced, m.parseErrors, m.invalid,
 		m.duration, m.storeErrors, m.shadow, m.unavailable, m.overloaded, m.overflow,
 		&budgetCollector{status: budgets, keys: m.keys, log: log},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -137,6 +143,10 @@ func (m *Metrics) Append(r *ledger.Record) {
 	m.requests.WithLabelValues(r.Provider, model, string(r.Outcome)).Inc()
 	if r.Outcome == ledger.Denied {
 		m.denied.WithLabelValues(r.Budget).Inc()
+		switch r.Reason {
+		case reason.KeyMissing, reason.KeyUnknown, reason.KeyRevoked:
+			m.keyRefusals.WithLabelValues(strings.TrimPrefix(string(r.Reason), "api_key_")).Inc()
+		}
 	}
 	if (!r.Priced || r.Fallback) && r.Model != "" {
 		m.unpriced.WithLabelValues(r.Provider, string(r.Outcome)).Inc()
