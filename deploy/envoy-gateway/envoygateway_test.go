@@ -166,6 +166,11 @@ func TestTranslationIsWhatTheDocsSay(t *testing.T) {
 		{"listener buffer limit", at(t, listener, "perConnectionBufferLimitBytes"), float64(config.DefaultMaxMessageBytes + config.EnvoyBufferHeadroom)},
 		// A stream lasts as long as the model talks.
 		{"route timeout", at(t, route, "route", "timeout"), "0s"},
+		// The client's x-tokenmeter-* headers go before any filter, as in
+		// envoy.yaml (envoy/trust_test.go): the ClientTrafficPolicy's
+		// earlyRequestHeaders, Envoy's early header mutation.
+		{"client headers removed early", at(t, hcm, "earlyHeaderMutationExtensions", "name=envoy.http.early_header_mutation.header_mutation", "typedConfig", "mutations"),
+			[]any{map[string]any{"removeOnMatch": map[string]any{"keyMatcher": map[string]any{"prefix": envoy.HeaderPrefix}}}}},
 	} {
 		if fmt.Sprint(tt.v) != fmt.Sprint(tt.want) {
 			t.Errorf("%s: %v, want %v", tt.what, tt.v, tt.want)

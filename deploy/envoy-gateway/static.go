@@ -243,59 +243,65 @@ func unwrap(m map[string]any) map[string]any {
 // tokenmeter on extProcPort, and the name of its listener. egctl runs once
 // per process; each call takes a fresh copy of its output.
 func Arrangement(upstreamPort, extProcPort int) ([]byte, string, error) {
-	raw, err := translated()
-	if err != nil {
-		return nil, "", err
+	return inputArrangement(upstreamPort, extProcPort)
+}
+
+var inputArrangement = ArrangementOf(Input)
+
+// ArrangementOf is Arrangement for the resources docs returns instead of
+// Input: Input with a test's edits, or with more objects (a SecurityPolicy).
+// egctl runs once per ArrangementOf, on first use.
+func ArrangementOf(docs func() ([]byte, error)) func(upstreamPort, extProcPort int) ([]byte, string, error) {
+	var once struct {
+		sync.Once
+		xds []byte
+		err error
 	}
-	var t Translation
-	if err := json.Unmarshal(raw, &t.XDS); err != nil {
-		return nil, "", fmt.Errorf("translation: %w", err)
-	}
-	dump, ok := t.XDS[Gateway].(map[string]any)
-	if !ok {
-		return nil, "", fmt.Errorf("no config for Gateway %s in the translation", Gateway)
-	}
-	config, err := Static(dump, func(cluster string) (string, int, bool) {
-		switch {
-		case strings.HasPrefix(cluster, ExtProcClusterPrefix):
-			return "127.0.0.1", extProcPort, true
-		case cluster == ProviderCluster:
-			return "127.0.0.1", upstreamPort, true
+	return func(upstreamPort, extProcPort int) ([]byte, string, error) {
+		once.Do(func() { once.xds, once.err = translated(docs) })
+		if once.err != nil {
+			return nil, "", once.err
 		}
-		return "", 0, false
-	})
-	return config, Listener, err
+		var t Translation
+		if err := json.Unmarshal(once.xds, &t.XDS); err != nil {
+			return nil, "", fmt.Errorf("translation: %w", err)
+		}
+		dump, ok := t.XDS[Gateway].(map[string]any)
+		if !ok {
+			return nil, "", fmt.Errorf("no config for Gateway %s in the translation", Gateway)
+		}
+		config, err := Static(dump, func(cluster string) (string, int, bool) {
+			switch {
+			case strings.HasPrefix(cluster, ExtProcClusterPrefix):
+				return "127.0.0.1", extProcPort, true
+			case cluster == ProviderCluster:
+				return "127.0.0.1", upstreamPort, true
+			}
+			return "", 0, false
+		})
+		return config, Listener, err
+	}
 }
 
-var translateOnce struct {
-	sync.Once
-	xds []byte
-	err error
-}
-
-// translated is Input's translation, its xDS part as JSON.
-func translated() ([]byte, error) {
-	translateOnce.Do(func() {
-		translateOnce.xds, translateOnce.err = func() ([]byte, error) {
-			egctl, err := Egctl()
-			if err != nil {
-				return nil, err
-			}
-			in, err := Input()
-			if err != nil {
-				return nil, err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			t, err := Translate(ctx, egctl, in)
-			if err != nil {
-				return nil, err
-			}
-			if bad := t.NotAccepted(); len(bad) > 0 {
-				return nil, fmt.Errorf("envoy gateway did not accept the resources: %s", strings.Join(bad, "; "))
-			}
-			return json.Marshal(t.XDS)
-		}()
-	})
-	return translateOnce.xds, translateOnce.err
+// translated is the translation of docs' resources, its xDS part as JSON;
+// an object Envoy Gateway did not accept is an error.
+func translated(docs func() ([]byte, error)) ([]byte, error) {
+	egctl, err := Egctl()
+	if err != nil {
+		return nil, err
+	}
+	in, err := docs()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t, err := Translate(ctx, egctl, in)
+	if err != nil {
+		return nil, err
+	}
+	if bad := t.NotAccepted(); len(bad) > 0 {
+		return nil, fmt.Errorf("envoy gateway did not accept the resources: %s", strings.Join(bad, "; "))
+	}
+	return json.Marshal(t.XDS)
 }

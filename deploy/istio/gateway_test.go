@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -29,6 +30,14 @@ func TestGatewaysMeterProviderCalls(t *testing.T) {
 			}
 			if hosts := m.up.seen(); len(hosts) != 1 || hosts[0] != "api.openai.com" {
 				t.Errorf("the provider was called as %q, want api.openai.com", hosts)
+			}
+			// The forged headers stop at the gateway, as the ones it sets do.
+			for _, r := range m.up.mock.Requests() {
+				for k := range r.Header {
+					if strings.HasPrefix(strings.ToLower(k), "x-tokenmeter-") {
+						t.Errorf("the provider got %s: %q", k, r.Header.Get(k))
+					}
+				}
 			}
 			// 1000×0.15 + 200×0.075 + 50×0.60 + 30×0.60 = 213 µ$.
 			m.waitMetric("tokenmeter_cost_total", labels("project", "unknown", "team", "unknown", "model", "gpt-4o-mini", "provider", "openai", "currency", "USD"), usd("0.000213"))

@@ -14,7 +14,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -26,6 +28,9 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	envoygateway "github.com/tokenmeter/tokenmeter/deploy/envoy-gateway"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/test/testbed"
@@ -332,5 +337,127 @@ func TestAttributionFromPeerIdentity(t *testing.T) {
 	r := exported(t, s, 1)[0]
 	if r.Dimensions.Get("team") != spiffeID || r.Dimensions.Get("project") != "alpha" || r.Outcome != ledger.OK || r.Cost.String() != "0.00018" {
 		t.Fatalf("record %+v: want team %s, project alpha, ok, 0.00018", r, spiffeID)
+	}
+}
+
+// egJWTAttribution reads project from the verified token's claims in
+// dynamic metadata (Envoy Gateway names jwt_authn's metadata entry after the
+// provider) and user from the header the SecurityPolicy's claimToHeaders
+// sets; team only from a header, which no one but the client sends.
+const egJWTAttribution = `attribution:
+  dimensions:
+    - name: project
+      from:
+        - {metadata: {namespace: envoy.filters.http.jwt_authn, path: [corp, project]}}
+    - {name: team, header: x-tokenmeter-team}
+    - {name: user, header: x-tokenmeter-user}
+`
+
+// egWithJWT is the Envoy Gateway resources the tests run (envoygateway.Input)
+// plus a SecurityPolicy that verifies JWTs against jwks on the route and
+// puts the sub claim in x-tokenmeter-user, and the gate allowed to read
+// jwt_authn's metadata: docs/security.md's two ways on Envoy Gateway.
+func egWithJWT(jwks string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		in, err := envoygateway.Input()
+		if err != nil {
+			return nil, err
+		}
+		var out bytes.Buffer
+		for dec := yaml.NewDecoder(bytes.NewReader(in)); ; {
+			var doc map[string]any
+			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("envoy gateway input: %w", err)
+			}
+			if doc["kind"] == "EnvoyExtensionPolicy" {
+				spec, _ := doc["spec"].(map[string]any)
+				entries, _ := spec["extProc"].([]any)
+				if len(entries) == 0 {
+					return nil, fmt.Errorf("the EnvoyExtensionPolicy has no extProc entries: %v", spec)
+				}
+				gate, _ := entries[0].(map[string]any)
+				meta, _ := gate["metadata"].(map[string]any)
+				if meta == nil {
+					return nil, fmt.Errorf("the gate has no metadata section: %v", gate)
+				}
+				meta["accessibleNamespaces"] = []any{"envoy.filters.http.jwt_authn"}
+			}
+			b, err := yaml.Marshal(doc)
+			if err != nil {
+				return nil, fmt.Errorf("envoy gateway input: %w", err)
+			}
+			out.WriteString("---\n")
+			out.Write(b)
+		}
+		jwksJSON, err := json.Marshal(jwks)
+		if err != nil {
+			return nil, err
+		}
+		out.WriteString(`---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: jwt, namespace: llm}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: openai}]
+  jwt:
+    providers:
+    - name: corp
+      issuer: https://issuer.test
+      audiences: [tokenmeter]
+      localJWKS: {type: Inline, inline: ` + string(jwksJSON) + `}
+      claimToHeaders:
+      - {header: x-tokenmeter-user, claim: sub}
+`)
+		return out.Bytes(), nil
+	}
+}
+
+// Issue 15 on Envoy Gateway, as shipped (the ClientTrafficPolicy removes the
+// client's x-tokenmeter-* headers first): a SecurityPolicy's JWT attributes
+// the request, by a claim in dynamic metadata (project) and by claimToHeaders
+// (user), which runs after the removal; the client's forged headers count
+// for nothing (team stays unknown), and the provider receives none of
+// tokenmeter's headers. A request without a token gets Envoy's 401 and never
+// reaches the provider.
+func TestEnvoyGatewayAttributionFromJWT(t *testing.T) {
+	is := newIssuer(t)
+	s := testbed.New(t, testbed.Options{Bin: bin, AsShipped: true, Extra: egJWTAttribution,
+		Arrangement: envoygateway.ArrangementOf(egWithJWT(is.jwks(t)))})
+	forged := map[string]string{
+		"x-tokenmeter-project": "forged", "x-tokenmeter-team": "forged", "x-tokenmeter-user": "mallory",
+		"x-mock-prompt-tokens": "1000", "x-mock-completion-tokens": "50",
+	}
+	if resp := s.Post(chatBody, forged); resp.StatusCode != 401 {
+		t.Fatalf("no token: status %d, want 401 from Envoy: %s", resp.StatusCode, testbed.ReadAll(t, resp))
+	} else {
+		testbed.ReadAll(t, resp)
+	}
+	if n := len(s.Mock.Requests()); n != 0 {
+		t.Fatalf("the provider saw %d requests without a token", n)
+	}
+	h := map[string]string{"authorization": "Bearer " + is.token(t, map[string]any{
+		"iss": "https://issuer.test", "aud": "tokenmeter", "exp": time.Now().Add(time.Hour).Unix(), "sub": "alice", "project": "apollo"})}
+	for k, v := range forged {
+		h[k] = v
+	}
+	resp := s.Post(chatBody, h)
+	if b := testbed.ReadAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	up := s.Mock.Requests()
+	if len(up) != 1 {
+		t.Fatalf("the provider saw %d requests, want 1", len(up))
+	}
+	for k := range up[0].Header {
+		if strings.HasPrefix(strings.ToLower(k), "x-tokenmeter-") {
+			t.Errorf("the provider received %s: %q", k, up[0].Header.Get(k))
+		}
+	}
+	r := exported(t, s, 1)[0]
+	if r.Dimensions.Get("project") != "apollo" || r.Dimensions.Get("user") != "alice" || r.Dimensions.Get("team") != "unknown" ||
+		r.Outcome != ledger.OK || r.Cost.String() != "0.00018" {
+		t.Fatalf("record %+v: want project apollo, user alice, team unknown, ok, 0.00018", r)
 	}
 }

@@ -3,6 +3,12 @@
 // envoy/envoy.yaml that ships (ports rewritten), optionally beside a bare
 // Envoy without the ext_proc filter. A missing Envoy fails the test with the
 // install command (make tools): never a skip.
+//
+// The shipped configs remove a client's x-tokenmeter-* headers before any
+// filter runs, and most tests attribute requests by sending them (standing
+// in for an Envoy that sets them from a trusted source); so a Stack runs
+// envoy.TrustClientHeaders of its config, which drops only that removal,
+// unless Options.AsShipped.
 package testbed
 
 import (
@@ -75,6 +81,7 @@ type Stack struct {
 	args    []string
 	inline  bool
 	up      bool
+	shipped bool // Options.AsShipped
 	// configMap is the ConfigMap volume's directory, with Options.ConfigMap.
 	configMap string
 	arrange   Arrangement
@@ -122,7 +129,12 @@ type Options struct {
 	// Arrangement, when set, builds the Envoy config instead of envoy.yaml
 	// (not with Inline).
 	Arrangement Arrangement
-	Mock        mockllm.Options
+	// AsShipped runs the config as it ships (the ports aside), which
+	// removes the client's x-tokenmeter-* request headers before any filter:
+	// the client's attribution headers are then ignored. By default a Stack
+	// runs envoy.TrustClientHeaders of it, which believes them.
+	AsShipped bool
+	Mock      mockllm.Options
 }
 
 // PricesYAML is the catalog every stack loads.
@@ -166,7 +178,7 @@ func New(t T, o Options) *Stack {
 		t.Fatal("testbed: Inline and UpstreamFilters are two places for tokenmeter; pick one")
 	}
 	s := &Stack{t: t, Dir: t.TempDir(), Mock: mockllm.New(o.Mock), bin: o.Bin, envoy: bin, args: o.ServeArgs, inline: o.Inline,
-		up: o.UpstreamFilters, arrange: o.Arrangement, Listener: envoy.Listener}
+		up: o.UpstreamFilters, shipped: o.AsShipped, arrange: o.Arrangement, Listener: envoy.Listener}
 	if o.Arrangement != nil {
 		s.Listener = "" // the arrangement's, from its first config
 		if o.Inline || o.UpstreamFilters {
@@ -427,8 +439,23 @@ func (s *Stack) StartProxy(config []byte) *envoy.Proxy {
 
 // EnvoyConfig is the shipped envoy.yaml pointed at the mock and at the
 // tokenmeter listening on grpcAddr, inline or upstream when the stack is;
-// or the stack's Arrangement's config.
+// or the stack's Arrangement's config. Unless Options.AsShipped, it trusts
+// the client's attribution headers (envoy.TrustClientHeaders).
 func (s *Stack) EnvoyConfig(grpcAddr string) []byte {
+	s.t.Helper()
+	config := s.shippedConfig(grpcAddr)
+	if s.shipped {
+		return config
+	}
+	config, err := envoy.TrustClientHeaders(config)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return config
+}
+
+// shippedConfig is EnvoyConfig as shipped.
+func (s *Stack) shippedConfig(grpcAddr string) []byte {
 	s.t.Helper()
 	if s.arrange != nil {
 		config, listener, err := s.arrange(s.upPort, port(s.t, grpcAddr))
