@@ -124,16 +124,16 @@ func TestReadmeDemoCannotBeSpoofed(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fams := s.Metrics()
-		demo, _ := testbed.Value(fams, "tokenmeter_requests_total", map[string]string{"project": "demo", "outcome": "ok"})
-		victim, _ := testbed.Value(fams, "tokenmeter_requests_total", map[string]string{"project": "victim"})
-		if victim != 0 {
-			t.Fatalf("%v requests charged to the forged project", victim)
+		// The mock answers 8 output tokens.
+		demo, _ := testbed.Value(fams, "tokenmeter_tokens_total", map[string]string{"project": "demo", "class": "output"})
+		if victim := testbed.Sum(fams, "tokenmeter_tokens_total", map[string]string{"project": "victim"}); victim != 0 {
+			t.Fatalf("%v tokens charged to the forged project", victim)
 		}
-		if demo == 1 {
+		if demo == 8 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%v requests of project demo, want 1", demo)
+			t.Fatalf("%v output tokens charged to project demo, want 8", demo)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
