@@ -5,10 +5,13 @@
 // claims), a request attribute (the peer's workload identity), or a field of
 // the API key the request carries (package apikey).
 //
-// Clients can send any header, so a header must be set or stripped by Envoy
-// before the ext_proc filter (docs/security.md); metadata and attributes are
-// written by Envoy itself, so a client cannot forge them. This package only
-// guards against values that would poison metrics and storage keys.
+// Clients can send any header, so the shipped Envoy configs remove a
+// client's x-tokenmeter-* headers before any filter, and a header source is
+// only as good as whatever in Envoy sets it after that (docs/security.md,
+// "The trust boundary"); metadata and attributes are written by Envoy
+// itself, and a key's fields need the key, so a client cannot forge them.
+// This package only guards against values that would poison metrics and
+// storage keys.
 package attribution
 
 import (
