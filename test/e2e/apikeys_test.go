@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/envoy"
+	"github.com/tokenmeter/tokenmeter/ratelimit/redisstore/redistest"
 	"github.com/tokenmeter/tokenmeter/test/testbed"
 )
 
@@ -254,4 +255,43 @@ func TestVirtualKeyNeverReachesProvider(t *testing.T) {
 		t.Fatalf("the provider got Authorization %q, want its own key", strings.Replace(got, k.Secret, "<the caller's tmk_ key>", 1))
 	}
 	s.WaitMetric("tokenmeter_tokens_total", map[string]string{"project": "alpha", "api_key": "app", "class": "output"}, 8)
+}
+
+// Replicas on one Redis share their keys: a key made through one replica's
+// admin API opens the others within reload.interval, and a revocation
+// through another closes it everywhere.
+func TestAPIKeysAcrossReplicas(t *testing.T) {
+	t.Setenv("TM_E2E_KEY_SECRET", keysSecret)
+	s := testbed.New(t, testbed.Options{Bin: bin, AsShipped: true, Redis: redistest.Start(t, false),
+		Extra: keysAttribution + "reload: {interval: 100ms}\n"})
+	r1 := s.AddReplica()
+	var k createdKey
+	adminCall(t, s, "POST", "/v1/keys", `{"id":"shared","dimensions":{"project":"alpha"}}`, 201, &k)
+	const chat = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}`
+	until := func(p *envoy.Proxy, want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, body := post(t, p.URL+"/v1/chat/completions", chat, map[string]string{"authorization": "Bearer " + k.Secret})
+			if resp.StatusCode == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, want, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	until(r1.Proxy, 200)
+	req, err := http.NewRequest("POST", "http://"+r1.TM.Admin+"/v1/keys/shared/revoke", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoke through the replica: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	until(r1.Proxy, 401) // at once where it was revoked
+	until(s.Proxy, 401)  // within the interval on the other
 }
