@@ -12,6 +12,14 @@ import (
 // chain: after the gate and the observer, e.g. Envoy's credential_injector
 // putting the provider's key in place of the caller's tokenmeter key.
 func WithFilterBeforeRouter(config, filter []byte) ([]byte, error) {
+	return withHCMFilter(config, filter, func(chain []*yaml.Node) int {
+		return slices.IndexFunc(chain, func(n *yaml.Node) bool { return filterName(n) == "envoy.filters.http.router" })
+	})
+}
+
+// withHCMFilter inserts filter into the one connection manager chain that
+// holds the router, at the index where says.
+func withHCMFilter(config, filter []byte, where func(chain []*yaml.Node) int) ([]byte, error) {
 	f, err := oneFilter(filter)
 	if err != nil {
 		return nil, err
@@ -22,8 +30,7 @@ func WithFilterBeforeRouter(config, filter []byte) ([]byte, error) {
 	}
 	added := 0
 	hcmChain(root, func(chain *yaml.Node) {
-		i := slices.IndexFunc(chain.Content, func(n *yaml.Node) bool { return filterName(n) == "envoy.filters.http.router" })
-		chain.Content = slices.Insert(chain.Content, i, f)
+		chain.Content = slices.Insert(chain.Content, where(chain.Content), f)
 		added++
 	})
 	if added != 1 {

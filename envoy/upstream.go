@@ -121,23 +121,7 @@ func upstreamChainOf(cluster *yaml.Node) (*yaml.Node, error) {
 // ends with the router: an edge filter, e.g. one that sets the attribution
 // headers from an authenticated caller.
 func WithDownstreamFilter(config, filter []byte) ([]byte, error) {
-	f, err := oneFilter(filter)
-	if err != nil {
-		return nil, err
-	}
-	root, err := parseConfig(config)
-	if err != nil {
-		return nil, err
-	}
-	added := 0
-	hcmChain(root, func(chain *yaml.Node) {
-		chain.Content = append([]*yaml.Node{f}, chain.Content...)
-		added++
-	})
-	if added != 1 {
-		return nil, fmt.Errorf("want one connection manager with a router in the config, found %d", added)
-	}
-	return marshalConfig(root)
+	return withHCMFilter(config, filter, func([]*yaml.Node) int { return 0 })
 }
 
 // hcmChain calls fn with every http_filters list that holds the router.
