@@ -114,7 +114,7 @@ budgets:
 	}
 	api := &budgets.API{Registry: budgets.New(store, log), File: func() *config.Config { return cfg },
 		Limiter: func() *ratelimit.Limiter { return l }, Store: store, Changed: func() {}}
-	srv := httptest.NewServer(admin.New(http.NotFoundHandler(), "").WithBudgets(api).WithUsage(book, nil))
+	srv := httptest.NewServer(admin.New(http.NotFoundHandler(), "").WithBudgets(api).WithUsage(usagedb.Ledger{Store: book}, nil))
 	defer srv.Close()
 
 	dom := headless(t, bin, srv.URL+"/", "--dump-dom")

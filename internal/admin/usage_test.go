@@ -34,7 +34,7 @@ func TestReportOutcomes(t *testing.T) {
 	if err := book.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(admin.New(http.NotFoundHandler(), "").WithUsage(book, nil))
+	srv := httptest.NewServer(admin.New(http.NotFoundHandler(), "").WithUsage(usagedb.Ledger{Store: book}, nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/v1/usage/report?from=2026-03-02&to=2026-03-03")
 	if err != nil {

@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	// Always: with keys off, /v1/keys answers a 404 that says so.
 	adm.WithKeys(&apikey.API{Registry: keys})
 	if book != nil {
-		adm.WithUsage(book, cfg.Ledger.TimeZone)
+		adm.WithUsage(usagedb.Ledger{Store: book}, cfg.Ledger.TimeZone)
 	}
 	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
 
@@ -183,12 +183,16 @@ func serveBoth(g *grpc.Server, gl net.Listener, hsrv *http.Server, al net.Listen
 
 // openLedger opens the stored ledger, or returns nil when the config keeps
 // none (ledger.dir empty).
-func openLedger(cfg *config.Config, dims []string, log *slog.Logger) (*usagedb.DB, error) {
+func openLedger(cfg *config.Config, dims []string, log *slog.Logger) (usagedb.Store, error) {
 	if cfg.Ledger.Dir == "" {
 		return nil, nil
 	}
-	return usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: dims,
+	db, err := usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: dims,
 		Retention: cfg.Ledger.Retention, QueueSize: int(cfg.Ledger.QueueSize), SyncWrites: cfg.StoreSyncWrites, Logger: log})
+	if err != nil {
+		return nil, err // not a nil *DB in the interface
+	}
+	return db, nil
 }
 
 // listen binds the gRPC and admin listeners, or neither.
@@ -296,7 +300,7 @@ type alerts struct {
 // sent, and nothing is claimed either, so that alerts still fire once
 // webhooks are configured; forecasts are still made when there is a ledger,
 // for the budget status and the metrics.
-func newAlerts(cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, claims ratelimit.Records, book *usagedb.DB, log *slog.Logger) *alerts {
+func newAlerts(cfg *config.Config, srv *extproc.Server, m *metrics.Metrics, claims ratelimit.Records, book usagedb.Store, log *slog.Logger) *alerts {
 	a := &alerts{every: cfg.Alerts.ForecastInterval}
 	var sender alerting.Sender = noSender{}
 	var claimer alerting.Claimer = noSender{}

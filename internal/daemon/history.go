@@ -11,7 +11,7 @@ import (
 )
 
 // ledgerHistory answers the forecaster's questions from the stored ledger.
-type ledgerHistory struct{ db *usagedb.DB }
+type ledgerHistory struct{ db usagedb.Reader }
 
 // days lists the starts of the days of [from, to) in loc.
 func days(from, to time.Time, loc *time.Location) []time.Time {

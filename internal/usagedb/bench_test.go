@@ -254,7 +254,7 @@ func BenchmarkReportMonth(b *testing.B) {
 	}
 	b.Run("statement/project/Paris", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := db.Statement(context.Background(), march.AddDate(0, 0, 10), "project", "project-02", paris); err != nil {
+			if _, err := Statements(context.Background(), db, march.AddDate(0, 0, 10), "project", "project-02", paris); err != nil {
 				b.Fatal(err)
 			}
 		}

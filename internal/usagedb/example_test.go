@@ -50,7 +50,7 @@ func Example() {
 		fmt.Println(r.Bucket.Format(time.DateOnly), r.Group, r.Requests, r.Tokens[usage.Output], r.Cost, r.Currency)
 	}
 
-	sts, err := db.Statement(ctx, march, "project", "search", nil)
+	sts, err := usagedb.Statements(ctx, db, march, "project", "search", nil)
 	if err != nil {
 		panic(err)
 	}
@@ -58,7 +58,7 @@ func Example() {
 		fmt.Println(s.Month.Format("2006-01"), s.Value, s.Requests, s.Total, s.Currency)
 	}
 
-	_ = db.WriteExport(ctx, os.Stdout, usagedb.CSV, march, march.AddDate(0, 0, 2))
+	_ = usagedb.WriteExport(ctx, db, os.Stdout, usagedb.CSV, march, march.AddDate(0, 0, 2))
 	// Output:
 	// 2026-03-02 [search] 1 1000 0.0125 USD
 	// 2026-03-03 [search] 1 1000 0.0125 USD

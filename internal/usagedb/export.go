@@ -101,20 +101,6 @@ func NewWriter(f Format, w io.Writer, dims []string) (RecordWriter, error) {
 	return nil, fmt.Errorf("export format %q: want csv or jsonl", f)
 }
 
-// WriteExport streams the records of [from, to) to w in format f, with the
-// configured dimensions' columns (what `export --format csv|jsonl --from
-// --to` needs).
-func (db *DB) WriteExport(ctx context.Context, w io.Writer, f Format, from, to time.Time) error {
-	enc, err := NewWriter(f, w, db.dims)
-	if err != nil {
-		return err
-	}
-	if err := db.Export(ctx, from, to, enc.Write); err != nil {
-		return err
-	}
-	return enc.Flush()
-}
-
 // CSVWriter writes records as CSV (RFC 4180, comma, a header line first).
 type CSVWriter struct {
 	w      *csv.Writer

@@ -59,7 +59,7 @@ func TestCSVRoundTrip(t *testing.T) {
 	db := openTest(t, Options{})
 	appendAll(t, db, recs)
 	var buf bytes.Buffer
-	if err := db.WriteExport(context.Background(), &buf, CSV, march, march.AddDate(0, 1, 0)); err != nil {
+	if err := WriteExport(context.Background(), db, &buf, CSV, march, march.AddDate(0, 1, 0)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ReadCSV(&buf)

@@ -109,7 +109,7 @@ func TestStatementTotals(t *testing.T) {
 						wantReq[cur]++
 					}
 				}
-				sts, err := db.Statement(context.Background(), from.Add(17*24*time.Hour), key.dim, key.value, loc)
+				sts, err := Statements(context.Background(), db, from.Add(17*24*time.Hour), key.dim, key.value, loc)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -140,12 +140,12 @@ func TestStatementTotals(t *testing.T) {
 
 func TestStatementErrors(t *testing.T) {
 	db := openTest(t, Options{})
-	_, err := db.Statement(context.Background(), time.Now(), "provider", "openai", nil)
+	_, err := Statements(context.Background(), db, time.Now(), "provider", "openai", nil)
 	const msg = `usagedb: bad query: statement dimension "provider": not a configured dimension; want one of project, team, user`
 	if !errors.Is(err, ErrBadQuery) || err.Error() != msg {
 		t.Fatalf("err = %v, want %s", err, msg)
 	}
-	sts, err := db.Statement(context.Background(), time.Now(), "project", "none", nil)
+	sts, err := Statements(context.Background(), db, time.Now(), "project", "none", nil)
 	if err != nil || len(sts) != 0 {
 		t.Fatalf("empty month: %v, %v; want no statements", sts, err)
 	}
@@ -247,7 +247,7 @@ func TestDailyCost(t *testing.T) {
 		rec(day.AddDate(0, 0, 3), "7", money.USD),
 		rec(day.AddDate(0, 0, 1), "9", "EUR"),
 	})
-	got, cur, err := db.DailyCost(context.Background(), map[string]string{"currency": "USD"}, day, day.AddDate(0, 0, 3), paris)
+	got, cur, err := DailyCost(context.Background(), db, map[string]string{"currency": "USD"}, day, day.AddDate(0, 0, 3), paris)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestDailyCost(t *testing.T) {
 	if cur != money.USD || !reflect.DeepEqual(got, want) {
 		t.Fatalf("DailyCost = %v %s, want %v USD", got, cur, want)
 	}
-	_, _, err = db.DailyCost(context.Background(), nil, day, day.AddDate(0, 0, 3), paris)
+	_, _, err = DailyCost(context.Background(), db, nil, day, day.AddDate(0, 0, 3), paris)
 	if !errors.Is(err, ErrMixedCurrencies) || err.Error() != "usagedb: costs in more than one currency: USD and EUR; filter by currency" {
 		t.Fatalf("err = %v, want mixed currencies", err)
 	}
@@ -359,7 +359,7 @@ func TestChargedByOutcome(t *testing.T) {
 			t.Error("an outcome outside the vocabulary counts")
 		}
 	}
-	sts, err := db.Statement(context.Background(), day, "project", "p", nil)
+	sts, err := Statements(context.Background(), db, day, "project", "p", nil)
 	if err != nil || len(sts) != 1 {
 		t.Fatalf("%d statements, %v", len(sts), err)
 	}
@@ -370,7 +370,7 @@ func TestChargedByOutcome(t *testing.T) {
 	recs[5].Dimensions.Values[0] = "refused" // denied
 	recs[5].Start = day.AddDate(0, 1, 0)
 	appendAll(t, db, recs[5:6])
-	if sts, err := db.Statement(context.Background(), day.AddDate(0, 1, 0), "project", "refused", nil); err != nil || len(sts) != 0 {
+	if sts, err := Statements(context.Background(), db, day.AddDate(0, 1, 0), "project", "refused", nil); err != nil || len(sts) != 0 {
 		t.Fatalf("only a denied record: %+v, %v; want no statement", sts, err)
 	}
 }
