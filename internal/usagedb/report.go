@@ -493,4 +493,3 @@ func appendOrdered(b []byte, s string) []byte {
 	}
 	return append(b, 0, 0)
 }
-
