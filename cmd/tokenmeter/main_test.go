@@ -118,9 +118,9 @@ func TestHelp(t *testing.T) {
 		{"keys hash", "Usage: tokenmeter keys hash [flags]", []string{"--secret-env", "--secret-file"}},
 		{"usage", "Usage: tokenmeter usage <command> [flags]", nil},
 		{"usage report", "Usage: tokenmeter usage report [flags]",
-			append(admin, "--from", "--to", "--group-by", "--bucket", "--filter", "--tz", "--json")},
-		{"usage statement", "Usage: tokenmeter usage statement [flags]", append(admin, "--month", "--dimension", "--value", "--tz", "--json")},
-		{"usage export", "Usage: tokenmeter usage export [flags]", append(admin, "--from", "--to", "--format", "--out", "--tz")},
+			append(admin, "--config", "--from", "--to", "--group-by", "--bucket", "--filter", "--tz", "--json")},
+		{"usage statement", "Usage: tokenmeter usage statement [flags]", append(admin, "--config", "--month", "--dimension", "--value", "--tz", "--json")},
+		{"usage export", "Usage: tokenmeter usage export [flags]", append(admin, "--config", "--from", "--to", "--format", "--out", "--tz")},
 		{"version", "Usage: tokenmeter version [flags]", nil},
 	}
 	for _, tt := range tests {

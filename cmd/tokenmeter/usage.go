@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// usageCmd is "usage report|statement|export": the stored ledger of a
-// running tokenmeter, read through its admin API, because Badger allows one
-// process per directory and that is the server.
+// usageCmd is "usage report|statement|export": the stored ledger, read
+// through a running tokenmeter's admin API, or with --config directly from
+// the ledger a config names when no server has it open (offline.go).
 type usageCmd struct {
 	Report    usageReportCmd    `cmd:"" help:"Requests, tokens and cost over a range, grouped and bucketed."`
 	Statement usageStatementCmd `cmd:"" help:"A month's statement for one value of a dimension."`
@@ -36,6 +36,7 @@ type tzFlag struct {
 
 type usageReportCmd struct {
 	adminFlags
+	ledgerFlag
 	rangeFlags
 	GroupBy string   `name:"group-by" placeholder:"KEYS" help:"Comma-separated keys: dimensions, provider, model, dialect, outcome, currency."`
 	Bucket  string   `name:"bucket" placeholder:"B" help:"none, hour, day, week or month."`
@@ -53,8 +54,13 @@ func (c *usageReportCmd) Run(ctx context.Context, s stdio) error {
 		}
 		q.Set("filter."+k, v)
 	}
+	client, stop, err := c.usageClient(ctx, c.adminFlags)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	var rep reportOut
-	raw, err := c.client().get(ctx, "/v1/usage/report?"+q.Encode(), &rep)
+	raw, err := client.get(ctx, "/v1/usage/report?"+q.Encode(), &rep)
 	if err != nil {
 		return err
 	}
@@ -67,6 +73,7 @@ func (c *usageReportCmd) Run(ctx context.Context, s stdio) error {
 
 type usageStatementCmd struct {
 	adminFlags
+	ledgerFlag
 	Month     string `name:"month" placeholder:"YYYY-MM" help:"The month."`
 	Dimension string `name:"dimension" placeholder:"D" help:"The dimension, e.g. project."`
 	Value     string `name:"value" placeholder:"V" help:"Its value."`
@@ -76,8 +83,13 @@ type usageStatementCmd struct {
 
 func (c *usageStatementCmd) Run(ctx context.Context, s stdio) error {
 	q := query{"tz": c.TZ, "month": c.Month, "dimension": c.Dimension, "value": c.Value}.values()
+	client, stop, err := c.usageClient(ctx, c.adminFlags)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	var st struct{ Statements []statementOut }
-	raw, err := c.client().get(ctx, "/v1/usage/statement?"+q.Encode(), &st)
+	raw, err := client.get(ctx, "/v1/usage/statement?"+q.Encode(), &st)
 	if err != nil {
 		return err
 	}
@@ -95,6 +107,7 @@ func (c *usageStatementCmd) Run(ctx context.Context, s stdio) error {
 
 type usageExportCmd struct {
 	adminFlags
+	ledgerFlag
 	rangeFlags
 	Format string `name:"format" default:"csv" placeholder:"FORMAT" help:"csv or jsonl (default: ${default})."`
 	Out    string `name:"out" placeholder:"FILE" help:"Write to FILE instead of stdout."`
@@ -103,6 +116,11 @@ type usageExportCmd struct {
 
 func (c *usageExportCmd) Run(ctx context.Context, s stdio) (err error) {
 	q := query{"tz": c.TZ, "from": c.From, "to": c.To, "format": c.Format}.values()
+	client, stop, err := c.usageClient(ctx, c.adminFlags)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	w := s.out
 	if c.Out != "" {
 		f, err := os.Create(c.Out)
@@ -117,7 +135,7 @@ func (c *usageExportCmd) Run(ctx context.Context, s stdio) (err error) {
 		}()
 		w = f
 	}
-	return c.client().stream(ctx, "/v1/usage/export?"+q.Encode(), w)
+	return client.stream(ctx, "/v1/usage/export?"+q.Encode(), w)
 }
 
 // query is an admin API query; a flag left empty leaves its parameter to
