@@ -212,6 +212,9 @@ type Ledger struct {
 	QueueSize int64
 	// TimeZone aligns report days, weeks and months and statements' months.
 	TimeZone *time.Location
+	// CloudEvents, when set, also sends every record as a CloudEvent
+	// (ledger.cloudevents); nil when off.
+	CloudEvents *CloudEvents
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -583,6 +586,7 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 		}
 	}
 	w.checkAdjustments(c, dims)
+	w.checkCloudEvents(c, dims)
 	w.checkAPIKeys(c)
 	if a := c.Alerts.Anomaly; a != nil {
 		for i, g := range a.GroupBy {

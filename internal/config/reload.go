@@ -118,10 +118,7 @@ func restartOnly(cur, next *Config) error {
 	if cur.StoreDir != next.StoreDir {
 		what = append(what, "store.dir")
 	}
-	if cur.Ledger.Dir != next.Ledger.Dir || cur.Ledger.QueueSize != next.Ledger.QueueSize || cur.Ledger.Retention != next.Ledger.Retention ||
-		cur.Ledger.TimeZone.String() != next.Ledger.TimeZone.String() {
-		what = append(what, "ledger")
-	}
+	what = append(what, ledgerRestartOnly(cur.Ledger, next.Ledger)...)
 	if !reflect.DeepEqual(cur.Alerts.Anomaly, next.Alerts.Anomaly) || cur.Alerts.ForecastInterval != next.Alerts.ForecastInterval {
 		what = append(what, "alerts.anomaly/forecast_interval")
 	}
@@ -175,4 +172,19 @@ func (r *Reloader) Run(ctx context.Context, interval time.Duration, hup <-chan o
 			r.Check(true)
 		}
 	}
+}
+
+// ledgerRestartOnly names the ledger's changes a running process cannot
+// apply: the store is open, and the CloudEvents sender's queue cannot be
+// handed to another endpoint without losing or repeating events.
+func ledgerRestartOnly(cur, next Ledger) []string {
+	var what []string
+	if cur.Dir != next.Dir || cur.QueueSize != next.QueueSize || cur.Retention != next.Retention ||
+		cur.TimeZone.String() != next.TimeZone.String() {
+		what = append(what, "ledger")
+	}
+	if !reflect.DeepEqual(cur.CloudEvents, next.CloudEvents) {
+		what = append(what, "ledger.cloudevents")
+	}
+	return what
 }

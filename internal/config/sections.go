@@ -92,6 +92,7 @@ func (w *walker) ledgerSection(c *Config) func(*yaml.Node, string) {
 			"dir":            w.str(&c.Ledger.Dir),
 			"retention_days": w.integer(&days, 0, 36500),
 			"queue_size":     w.integer(&c.Ledger.QueueSize, 16, 1<<24),
+			"cloudevents":    w.cloudEvents(&c.Ledger.CloudEvents),
 			"time_zone": func(n *yaml.Node, k string) {
 				if loc, ok := w.timeZone(n, k); ok {
 					c.Ledger.TimeZone = loc

@@ -79,11 +79,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	m := metrics.New(metricsOptions(cfg.Metrics), func(ctx context.Context) ([]ratelimit.Status, error) {
 		return srv.Snapshot().Limiter.Status(ctx)
 	}, log)
-	sinks, stopOTLP, err := recordSinks(ctx, cfg, m, log)
+	sinks, stopSinks, err := recordSinks(ctx, cfg, m, log)
 	if err != nil {
 		return err
 	}
-	defer stopOTLP() // after the servers stop and the ledger closes (deferred later): no record follows the last export
+	defer stopSinks() // after the servers stop and the ledger closes (deferred later): no record follows the last export or event
 	book, err := openLedger(cfg, snap.Extractor.Names(), log)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/alerting"
+	"github.com/tokenmeter/tokenmeter/internal/cloudevents"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/reason"
@@ -33,6 +34,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 	}, quiet)
 	m.WatchLedger(func() usagedb.Stats { return usagedb.Stats{} })
 	m.WatchAlerts(func() webhook.Stats { return webhook.Stats{} })
+	m.WatchCloudEvents(func() cloudevents.Stats { return cloudevents.Stats{} })
 	m.WatchForecasts(func() []alerting.Forecast { return []alerting.Forecast{{Budget: "b", Key: "all"}} })
 	r := &ledger.Record{Provider: "openai", Model: "m", PricedModel: "m", Priced: true, Outcome: ledger.OK, Currency: money.USD, Cost: 1,
 		Dimensions: dims([]string{"project"}, "p")}
