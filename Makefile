@@ -54,11 +54,12 @@ egctl:
 		$(GO) build -C deploy/envoy-gateway/egctl -o $(EGCTL) github.com/envoyproxy/gateway/cmd/egctl; fi
 
 # apt-need installs the Debian packages $(1), each named as the command it
-# provides, that are missing, when make runs as root; otherwise it stops with
-# the command to run. The policy-rc.d that exits 101 keeps a package's
-# postinst (redis-server's) from starting a system service (invoke-rc.d(8)).
+# provides (command:package when the names differ), that are missing, when
+# make runs as root; otherwise it stops with the command to run. The
+# policy-rc.d that exits 101 keeps a package's postinst (redis-server's) from
+# starting a system service (invoke-rc.d(8)).
 define apt-need
-	@missing=""; for p in $(1); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(1); do command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 		echo "missing:$$missing; run: sudo apt-get update && sudo apt-get install -y --no-install-recommends$$missing"; exit 1; fi; \
@@ -70,10 +71,11 @@ endef
 
 # The Debian packages the tests use: redis-server (the Redis store and the
 # replica tests start their own), chromium (the admin page's test renders it
-# headless), buildah and runc (the image's test builds and runs it). A test
-# never skips for want of them.
+# headless), buildah and runc (the image's test builds and runs it),
+# poppler-utils (the statement test reads its PDF back with pdftotext). A
+# test never skips for want of them.
 test-deps:
-	$(call apt-need,redis-server chromium buildah runc)
+	$(call apt-need,redis-server chromium buildah runc pdftotext:poppler-utils)
 
 # What `make image` needs: buildah builds without a daemon; runc runs the
 # image in its test (crun, buildah's other choice, refuses this machine's
@@ -156,7 +158,8 @@ FUZZ_TARGETS ?= \
 	./internal/dialect/:FuzzStringElider ./internal/dialect/:FuzzSecondsToMillis ./internal/dialect/:FuzzTextBuffer \
 	./pricing/:FuzzParse ./internal/money/:FuzzParse ./pricing/litellm/:FuzzConvert ./internal/fx/:FuzzParseRate \
 	./internal/fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
-	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/apikey/:FuzzRead
+	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/apikey/:FuzzRead \
+	./internal/statement/:FuzzHTML
 FUZZLONG      ?= 10000000x
 FUZZLONGMINTIME ?= 60s
 FUZZLONGDIR   ?= .fuzz/long

@@ -119,7 +119,7 @@ func TestHelp(t *testing.T) {
 		{"usage", "Usage: tokenmeter usage <command> [flags]", nil},
 		{"usage report", "Usage: tokenmeter usage report [flags]",
 			append(admin, "--config", "--from", "--to", "--group-by", "--bucket", "--filter", "--tz", "--json")},
-		{"usage statement", "Usage: tokenmeter usage statement [flags]", append(admin, "--config", "--month", "--dimension", "--value", "--tz", "--json")},
+		{"usage statement", "Usage: tokenmeter usage statement [flags]", append(admin, "--config", "--month", "--dimension", "--value", "--tz", "--json", "--format", "--out")},
 		{"usage export", "Usage: tokenmeter usage export [flags]", append(admin, "--config", "--from", "--to", "--format", "--out", "--tz")},
 		{"version", "Usage: tokenmeter version [flags]", nil},
 	}

@@ -44,7 +44,8 @@ func (l ledgerFlag) usageClient(ctx context.Context, a adminFlags) (c *adminClie
 		return nil, nil, fmt.Errorf("serve the ledger: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           admin.New(http.NotFoundHandler(), "").WithUsage(usagedb.Ledger{Store: store}, cfg.Ledger.TimeZone),
+		Handler: admin.New(http.NotFoundHandler(), "").WithUsage(usagedb.Ledger{Store: store}, cfg.Ledger.TimeZone).
+			WithStatements(cfg.StatementSettings),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go srv.Serve(ln) //nolint:errcheck // ends with Close below

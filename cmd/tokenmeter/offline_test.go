@@ -64,9 +64,9 @@ func TestUsageOffline(t *testing.T) {
 				"total: 4 requests, 0.00054 USD\n"},
 		{"statement", []string{"statement", "--config", cfg, "--month", "2026-11", "--dimension", "project", "--value", "alpha"},
 			"Statement 2026-11 for project=alpha, in USD\n\n" +
-				"  PROVIDER        MODEL  REQUESTS  TOKENS     COST\n" +
-				"    openai  gpt-4o-mini         3    3150  0.00054\n" +
-				"     TOTAL                      3          0.00054\n\n"},
+				"  PROVIDER        MODEL  SERVED  UNPRICED  DENIED  FAILED  TOKENS     COST\n" +
+				"    openai  gpt-4o-mini       3         0       1       0    3150  0.00054\n" +
+				"     TOTAL                    3         0       1       0          0.00054\n\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +76,11 @@ func TestUsageOffline(t *testing.T) {
 			}
 		})
 	}
-	code, stdout, stderr := runCLI("usage", "export", "--config", cfg, "--from", "2026-11-01", "--to", "2026-12-01", "--format", "jsonl")
+	code, stdout, stderr := runCLI("usage", "statement", "--config", cfg, "--month", "2026-11", "--dimension", "project", "--value", "alpha", "--format", "html")
+	if code != exitOK || !strings.Contains(stdout, "TM-202611-") || !strings.Contains(stdout, "0.00054") {
+		t.Fatalf("statement --format html: exit %d, stderr %q, stdout:\n%.400s", code, stderr, stdout)
+	}
+	code, stdout, stderr = runCLI("usage", "export", "--config", cfg, "--from", "2026-11-01", "--to", "2026-12-01", "--format", "jsonl")
 	if code != exitOK || strings.Count(stdout, "\n") != 4 || !strings.Contains(stdout, `"request_id":"r3"`) {
 		t.Fatalf("export: exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
 	}

@@ -78,7 +78,9 @@ type usageStatementCmd struct {
 	Dimension string `name:"dimension" placeholder:"D" help:"The dimension, e.g. project."`
 	Value     string `name:"value" placeholder:"V" help:"Its value."`
 	tzFlag
-	JSON bool `name:"json" help:"Print the API's JSON."`
+	JSON   bool   `name:"json" help:"Print the API's JSON."`
+	Format string `name:"format" enum:"text,html,pdf" default:"text" placeholder:"F" help:"text (a table), or the printable document: html or pdf (default: ${default})."`
+	Out    string `name:"out" placeholder:"FILE" help:"Write the document to FILE (required with --format pdf)."`
 }
 
 func (c *usageStatementCmd) Run(ctx context.Context, s stdio) error {
@@ -88,6 +90,9 @@ func (c *usageStatementCmd) Run(ctx context.Context, s stdio) error {
 		return err
 	}
 	defer stop()
+	if c.Format != "text" {
+		return c.document(ctx, s, client, q)
+	}
 	var st struct{ Statements []statementOut }
 	raw, err := client.get(ctx, "/v1/usage/statement?"+q.Encode(), &st)
 	if err != nil {
@@ -212,25 +217,40 @@ type statementOut struct {
 		Provider string           `json:"provider"`
 		Model    string           `json:"model"`
 		Requests int64            `json:"requests"`
+		Unpriced int64            `json:"unpriced"`
+		Denied   int64            `json:"denied"`
+		Failed   int64            `json:"failed"`
 		Tokens   map[string]int64 `json:"tokens"`
 		Cost     string           `json:"cost"`
 	} `json:"lines"`
 	Requests int64  `json:"requests"`
+	Unpriced int64  `json:"unpriced"`
+	Denied   int64  `json:"denied"`
+	Failed   int64  `json:"failed"`
 	Total    string `json:"total"`
 }
 
 func printStatement(w io.Writer, s *statementOut) {
 	fmt.Fprintf(w, "Statement %s for %s=%s, in %s\n\n", s.Month, s.Dimension, s.Value, s.Currency)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "PROVIDER\tMODEL\tREQUESTS\tTOKENS\tCOST\t")
+	// Served requests are the charged ones; denied and failed ones are
+	// never billed; an unpriced one's cost is unknown, not zero.
+	fmt.Fprintln(tw, "PROVIDER\tMODEL\tSERVED\tUNPRICED\tDENIED\tFAILED\tTOKENS\tCOST\t")
 	for _, l := range s.Lines {
 		var tokens int64
 		for _, n := range l.Tokens {
 			tokens += n
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", l.Provider, l.Model, l.Requests, tokens, l.Cost)
+		cost := l.Cost
+		switch {
+		case l.Requests == 0:
+			cost = "-"
+		case l.Unpriced == l.Requests && l.Cost == "0":
+			cost = "unknown"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", l.Provider, l.Model, l.Requests, l.Unpriced, l.Denied, l.Failed, tokens, cost)
 	}
-	fmt.Fprintf(tw, "TOTAL\t\t%d\t\t%s\t\n", s.Requests, s.Total)
+	fmt.Fprintf(tw, "TOTAL\t\t%d\t%d\t%d\t%d\t\t%s\t\n", s.Requests, s.Unpriced, s.Denied, s.Failed, s.Total)
 	tw.Flush()
 	fmt.Fprintln(w)
 }

@@ -12,8 +12,9 @@ func TestUsage(t *testing.T) {
 		`"rows":[{"group":{"project":"alpha"},"currency":"USD","requests":3,"tokens":{"input":3000,"output":150},"cost":"0.00054","unpriced":0}],` +
 		`"totals":[{"currency":"USD","requests":3,"cost":"0.00054"}]}`
 	const statement = `{"statements":[{"month":"2026-11","dimension":"project","value":"alpha","currency":"USD",` +
-		`"lines":[{"provider":"openai","model":"gpt-4o-mini","requests":3,"tokens":{"input":3000,"output":150},"cost":"0.00054"}],` +
-		`"requests":3,"total":"0.00054"}]}`
+		`"lines":[{"provider":"openai","model":"gpt-4o-mini","requests":3,"denied":1,"tokens":{"input":3000,"output":150},"cost":"0.00054"},` +
+		`{"provider":"openai","model":"gpt-4o","requests":0,"denied":2,"tokens":{},"cost":"0"}],` +
+		`"requests":3,"denied":3,"total":"0.00054"}]}`
 	const csv = "time,project\n2026-11-22T10:00:00Z,alpha\n"
 	api := newAdminAPI(t, map[string]string{
 		"GET /v1/usage/report":    report,
@@ -21,6 +22,7 @@ func TestUsage(t *testing.T) {
 		"GET /v1/usage/export":    csv,
 	})
 	out := filepath.Join(t.TempDir(), "export.csv")
+	doc := filepath.Join(t.TempDir(), "statement.html")
 	tests := []apiCase{
 		{"report --json ends with a newline", []string{"report", "--from", "2026-11-01", "--to", "2026-12-01", "--group-by", "project", "--json"},
 			exitOK, report + "\n", "", "GET /v1/usage/report?from=2026-11-01&group_by=project&to=2026-12-01 auth= "},
@@ -32,10 +34,15 @@ func TestUsage(t *testing.T) {
 			exitOK, statement + "\n", "", "GET /v1/usage/statement?dimension=project&month=2026-11&value=alpha auth= "},
 		{"statement", []string{"statement", "--month", "2026-11", "--dimension", "project", "--value", "alpha"}, exitOK,
 			"Statement 2026-11 for project=alpha, in USD\n\n" +
-				"  PROVIDER        MODEL  REQUESTS  TOKENS     COST\n" +
-				"    openai  gpt-4o-mini         3    3150  0.00054\n" +
-				"     TOTAL                      3          0.00054\n\n", "",
+				"  PROVIDER        MODEL  SERVED  UNPRICED  DENIED  FAILED  TOKENS     COST\n" +
+				"    openai  gpt-4o-mini       3         0       1       0    3150  0.00054\n" +
+				"    openai       gpt-4o       0         0       2       0       0        -\n" +
+				"     TOTAL                    3         0       3       0          0.00054\n\n", "",
 			"GET /v1/usage/statement?dimension=project&month=2026-11&value=alpha auth= "},
+		{"statement --format html --out", []string{"statement", "--month", "2026-11", "--dimension", "project", "--value", "alpha", "--format", "html", "--out", doc},
+			exitOK, "", "", "GET /v1/usage/statement?dimension=project&format=html&month=2026-11&value=alpha auth= "},
+		{"statement --format pdf without --out", []string{"statement", "--month", "2026-11", "--dimension", "project", "--value", "alpha", "--format", "pdf"},
+			exitConfig, "", "tokenmeter: --format pdf needs --out FILE\n", ""},
 		{"export to stdout, csv by default", []string{"export", "--from", "2026-11-01", "--to", "2026-12-01"}, exitOK, csv, "",
 			"GET /v1/usage/export?format=csv&from=2026-11-01&to=2026-12-01 auth= "},
 		{"export to --out", []string{"export", "--format", "jsonl", "--out", out}, exitOK, "", "",
@@ -44,5 +51,8 @@ func TestUsage(t *testing.T) {
 	runAPICases(t, api, "usage", tests)
 	if b, err := os.ReadFile(out); err != nil || string(b) != csv {
 		t.Fatalf("--out holds %q, %v; want %q", b, err, csv)
+	}
+	if b, err := os.ReadFile(doc); err != nil || string(b) != statement {
+		t.Fatalf("statement --out holds %q, %v; want the API's answer", b, err)
 	}
 }

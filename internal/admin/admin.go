@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+
+	"github.com/tokenmeter/tokenmeter/internal/statement"
 )
 
 // Server is the admin HTTP handler.
@@ -16,6 +18,9 @@ type Server struct {
 	mux   *http.ServeMux
 	token string
 	ready atomic.Bool
+	// statements gives the statement document's settings at each request
+	// (WithStatements): a reload changes taxes and rates.
+	statements func() statement.Settings
 }
 
 // New builds the admin handler. metrics serves /metrics; token, when not

@@ -43,33 +43,7 @@ func (s *Server) WithUsage(u Usage, loc *time.Location) *Server {
 		}
 		writeJSON(w, http.StatusOK, reportJSON(q, rows))
 	})))
-	s.mux.Handle("GET /v1/usage/statement", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := r.URL.Query()
-		zone, err := zoneOf(v, loc)
-		if err != nil {
-			badQuery(w, err)
-			return
-		}
-		month, err := time.ParseInLocation("2006-01", v.Get("month"), zone)
-		if err != nil {
-			badQuery(w, fmt.Errorf("month %q: want YYYY-MM", v.Get("month")))
-			return
-		}
-		if v.Get("dimension") == "" || v.Get("value") == "" {
-			badQuery(w, errors.New("dimension and value are required, e.g. dimension=project&value=alpha"))
-			return
-		}
-		sts, err := u.Statement(r.Context(), month, v.Get("dimension"), v.Get("value"), zone)
-		if err != nil {
-			usageError(w, err)
-			return
-		}
-		out := make([]statementJSON, 0, len(sts))
-		for _, st := range sts {
-			out = append(out, toStatementJSON(st))
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"statements": out})
-	})))
+	s.mux.Handle("GET /v1/usage/statement", s.auth(s.statementHandler(u, loc)))
 	s.mux.Handle("GET /v1/usage/export", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query()
 		zone, err := zoneOf(v, loc)
@@ -222,9 +196,14 @@ type (
 		Cost     string `json:"cost"`
 	}
 	lineJSON struct {
-		Provider string           `json:"provider"`
-		Model    string           `json:"model"`
+		Provider string `json:"provider"`
+		Model    string `json:"model"`
+		// Requests are the served (charged) ones; Unpriced of them had no
+		// price; Denied and Failed were never billed.
 		Requests int64            `json:"requests"`
+		Unpriced int64            `json:"unpriced"`
+		Denied   int64            `json:"denied"`
+		Failed   int64            `json:"failed"`
 		Tokens   map[string]int64 `json:"tokens"`
 		Units    map[string]int64 `json:"units,omitempty"`
 		Cost     string           `json:"cost"`
@@ -237,6 +216,9 @@ type (
 		Currency  string     `json:"currency"`
 		Lines     []lineJSON `json:"lines"`
 		Requests  int64      `json:"requests"`
+		Unpriced  int64      `json:"unpriced"`
+		Denied    int64      `json:"denied"`
+		Failed    int64      `json:"failed"`
 		Total     string     `json:"total"`
 		ListTotal string     `json:"list_total"`
 	}
@@ -319,9 +301,11 @@ func reportJSON(q usagedb.Query, rows []usagedb.Row) map[string]any {
 
 func toStatementJSON(st usagedb.Statement) statementJSON {
 	sj := statementJSON{Month: st.Month.Format("2006-01"), Dimension: st.Dimension, Value: st.Value, Currency: string(st.Currency),
-		Requests: st.Requests, Total: st.Total.String(), ListTotal: st.ListTotal.String(), Lines: []lineJSON{}}
+		Requests: st.Requests, Unpriced: st.Unpriced, Denied: st.Denied, Failed: st.Failed,
+		Total: st.Total.String(), ListTotal: st.ListTotal.String(), Lines: []lineJSON{}}
 	for _, l := range st.Lines {
 		sj.Lines = append(sj.Lines, lineJSON{Provider: l.Provider, Model: l.Model, Requests: l.Requests,
+			Unpriced: l.Unpriced, Denied: l.Denied, Failed: l.Failed,
 			Tokens: tokensJSON(l.Tokens), Units: unitsJSON(l.Units), Cost: l.Cost.String(), ListCost: l.ListCost.String()})
 	}
 	return sj

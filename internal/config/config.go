@@ -186,6 +186,7 @@ type Config struct {
 	Adjustments []Adjustment
 	Alerts      Alerts
 	Ledger      Ledger
+	Statements  Statements
 	Metrics     Metrics
 	Shutdown    Shutdown
 }
@@ -341,6 +342,7 @@ func (w *walker) sections(c *Config, root *yaml.Node, cur *currencyNodes) *parse
 		"adjustments": w.adjustmentsSection(c),
 		"budgets":     w.budgetsSection(c),
 		"shutdown":    w.shutdownSection(c),
+		"statements":  w.statementsSection(c),
 	})
 	return refs
 }
@@ -587,6 +589,7 @@ func (w *walker) crossCheck(c *Config, root *yaml.Node) {
 	}
 	w.checkAdjustments(c, dims)
 	w.checkCloudEvents(c, dims)
+	w.checkStatements(c, dims)
 	w.checkAPIKeys(c)
 	if a := c.Alerts.Anomaly; a != nil {
 		for i, g := range a.GroupBy {

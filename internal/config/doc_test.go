@@ -43,6 +43,8 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"adjustments[].", "adjustments: [{zz_probe: 1}]"},
 	{"budgets[].", "budgets: [{zz_probe: 1}]"},
 	{"budgets[].limit.", "budgets: [{limit: {zz_probe: 1}}]"},
+	{"statements.", "statements: {zz_probe: 1}"},
+	{"statements.tax[].", "statements: {tax: [{zz_probe: 1}]}"},
 }
 
 var acceptedRE = regexp.MustCompile(`zz_probe: unknown key; want one of ([a-z_, ]+)`)

@@ -31,6 +31,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/config"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
 	"github.com/tokenmeter/tokenmeter/internal/metrics"
+	"github.com/tokenmeter/tokenmeter/internal/statement"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
 	"github.com/tokenmeter/tokenmeter/internal/webhook"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
@@ -119,7 +120,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(A
 	// Always: with keys off, /v1/keys answers a 404 that says so.
 	adm.WithKeys(&apikey.API{Registry: keys})
 	if book != nil {
-		adm.WithUsage(usagedb.Ledger{Store: book}, cfg.Ledger.TimeZone)
+		adm.WithUsage(usagedb.Ledger{Store: book}, cfg.Ledger.TimeZone).
+			WithStatements(func() statement.Settings { return file.Load().StatementSettings() })
 	}
 	hsrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
 

@@ -72,6 +72,7 @@
 package fx
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -286,4 +287,31 @@ func signed(neg bool, q uint64, roundUp bool) (money.Amount, bool) {
 		return money.Amount(-q), true // -q wraps to the two's complement, exact for 2⁶³
 	}
 	return 0, false
+}
+
+// InForce returns the rates of the pairs that convert to or from cur that
+// were in force at some instant of [from, to): for each pair, the rate in
+// force at from and every rate taking effect before to. A statement lists
+// them, with their sources, as the rates its month was converted at. They
+// are sorted by pair, then EffectiveFrom.
+func (t *Table) InForce(cur money.Currency, from, to time.Time) []Rate {
+	if t == nil {
+		return nil
+	}
+	var out []Rate
+	for p, s := range t.series {
+		if p.from != cur && p.to != cur {
+			continue
+		}
+		for i, r := range s {
+			next := i+1 < len(s) && !s[i+1].EffectiveFrom.After(from)
+			if !next && r.EffectiveFrom.Before(to) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Rate) int {
+		return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(a.To, b.To), a.EffectiveFrom.Compare(b.EffectiveFrom))
+	})
+	return out
 }

@@ -48,7 +48,8 @@
 // over the records whose outcome carries a charge (ledger.Outcome.Charged)
 // only. The outcome is a field of every aggregate key, so the rule applies
 // when reading, alike to aggregates and records, whatever version wrote
-// them; a statement is the charged records alone.
+// them; a statement bills the charged records alone and counts the
+// others by outcome (StatementLine.Denied, Failed).
 //
 // Buckets align in Query.Location: Day at local midnight (a DST day is 23
 // or 25 hours), Week at Monday 00:00 (ISO), Month at the first of the

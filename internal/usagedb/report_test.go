@@ -359,18 +359,32 @@ func TestChargedByOutcome(t *testing.T) {
 			t.Error("an outcome outside the vocabulary counts")
 		}
 	}
+	checkOutcomeStatements(t, db, recs, day)
+}
+
+// checkOutcomeStatements: the statement bills the charged records and
+// counts the denied and failed ones apart; a project with only a denied
+// request still has a statement, with no money.
+func checkOutcomeStatements(t *testing.T, db *DB, recs []*ledger.Record, day time.Time) {
+	t.Helper()
 	sts, err := Statements(context.Background(), db, day, "project", "p", nil)
 	if err != nil || len(sts) != 1 {
 		t.Fatalf("%d statements, %v", len(sts), err)
 	}
-	if s := sts[0]; s.Requests != 5 || s.Total != money.MustParse("0.005") || len(s.Lines) != 1 || s.Lines[0].Requests != 5 {
-		t.Fatalf("statement %+v: want 5 charged requests, total 0.005", s)
+	if s := sts[0]; s.Requests != 5 || s.Denied != 1 || s.Failed != 3 || s.Total != money.MustParse("0.005") || len(s.Lines) != 1 ||
+		s.Lines[0].Requests != 5 || s.Lines[0].Denied != 1 || s.Lines[0].Failed != 3 {
+		t.Fatalf("statement %+v: want 5 served, 1 denied, 3 failed, total 0.005", s)
 	}
-	// A project with nothing charged has no statement.
+	// A project with only a denied request has a statement: a line with
+	// no money, its request counted as denied, never as served.
 	recs[5].Dimensions.Values[0] = "refused" // denied
 	recs[5].Start = day.AddDate(0, 1, 0)
 	appendAll(t, db, recs[5:6])
-	if sts, err := Statements(context.Background(), db, day.AddDate(0, 1, 0), "project", "refused", nil); err != nil || len(sts) != 0 {
-		t.Fatalf("only a denied record: %+v, %v; want no statement", sts, err)
+	sts, err = Statements(context.Background(), db, day.AddDate(0, 1, 0), "project", "refused", nil)
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("only a denied record: %+v, %v; want one statement", sts, err)
+	}
+	if s := sts[0]; s.Requests != 0 || s.Denied != 1 || s.Total != 0 || len(s.Lines) != 1 || s.Lines[0].Denied != 1 || s.Lines[0].Cost != 0 {
+		t.Fatalf("only a denied record: %+v; want one line, 1 denied, no money", s)
 	}
 }

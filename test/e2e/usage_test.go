@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +101,22 @@ func checkUsageStatement(t *testing.T, s *testbed.Stack, now time.Time) {
 	for _, want := range []string{"Statement " + now.Format("2006-01") + " for project=alpha, in USD", "openai", "gpt-4o-mini", "0.00054"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("statement lacks %q:\n%s", want, out)
+		}
+	}
+	// The printable document, through the server's wiring of the config's
+	// statement settings.
+	doc := filepath.Join(t.TempDir(), "statement.html")
+	if out, err := cli(t, s.TM.Admin, "usage", "statement", "--month", now.Format("2006-01"), "--dimension", "project", "--value", "alpha",
+		"--format", "html", "--out", doc); err != nil {
+		t.Fatalf("statement --format html: %v %s", err, out)
+	}
+	page, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`data-field="number">TM-` + now.Format("200601") + "-", `data-field="subtotal">0.00054 USD`, `data-field="due">0.00 USD`} {
+		if !strings.Contains(string(page), want) {
+			t.Fatalf("the statement document lacks %q:\n%s", want, page)
 		}
 	}
 }
