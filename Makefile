@@ -24,7 +24,7 @@ EGCTL         := $(TOOLS)/bin/egctl
 export ENVOY_BIN := $(ENVOY)
 export EGCTL_BIN := $(EGCTL)
 
-.PHONY: all build tools egctl test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
+.PHONY: all build tools egctl test-deps pg-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
 
 all: build
 
@@ -70,10 +70,17 @@ endef
 
 # The Debian packages the tests use: redis-server (the Redis store and the
 # replica tests start their own), chromium (the admin page's test renders it
-# headless), buildah and runc (the image's test builds and runs it). A test
+# headless), buildah and runc (the image's test builds and runs it), postgresql
+# (the Postgres ledger's tests start their own, as its user when root). A test
 # never skips for want of them.
 test-deps:
 	$(call apt-need,redis-server chromium buildah runc)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || $(MAKE) --no-print-directory pg-deps
+
+# Postgres (the ledger's pgstore tests) is not on PATH, so test-deps checks its
+# binary by path and installs it through apt-need only when missing.
+pg-deps:
+	$(call apt-need,postgresql)
 
 # What `make image` needs: buildah builds without a daemon; runc runs the
 # image in its test (crun, buildah's other choice, refuses this machine's

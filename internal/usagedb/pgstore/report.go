@@ -1,0 +1,196 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/money"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb"
+)
+
+// Report implements usagedb.Reader: see the package doc, Reports.
+func (s *Store) Report(ctx context.Context, q usagedb.Query) ([]usagedb.Row, error) {
+	if err := q.Validate(s.dims); err != nil {
+		return nil, err
+	}
+	plan := usagedb.NewPlan(q)
+	acc := usagedb.NewAccumulator(q, s.dims, plan)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		for _, day := range []bool{false, true} {
+			var spans []usagedb.RollupSpan
+			for _, r := range plan.Rollups() {
+				if r.Day == day {
+					spans = append(spans, r)
+				}
+			}
+			if err := s.addRollups(ctx, tx, q, day, spans, acc); err != nil {
+				return err
+			}
+		}
+		for _, sp := range plan.Records() {
+			err := s.scan(ctx, tx, sp.From, sp.To, func(start int64, body []byte) error {
+				r, err := usagedb.DecodeRecord(start, body)
+				if err != nil {
+					return err
+				}
+				return acc.AddRecord(r)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return acc.Rows(), nil
+}
+
+// addRollups sums the rollups of spans in SQL, grouped by bucket, sign,
+// currency, outcome and q.GroupBy, filtered by q.Filter, and adds the sums.
+func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day bool, spans []usagedb.RollupSpan, acc *usagedb.Accumulator) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	table := tableHour
+	if day {
+		table = tableDay
+	}
+	froms, tos, buckets, negs := make([]int64, len(spans)), make([]int64, len(spans)), make([]int32, len(spans)), make([]bool, len(spans))
+	for i, sp := range spans {
+		froms[i], tos[i], buckets[i], negs[i] = sp.From, sp.To, int32(sp.Bucket), sp.Neg
+	}
+	args := []any{froms, tos, buckets, negs}
+	sel := []string{"s.b", "s.neg", "r.currency", "r.outcome"}
+	for _, k := range q.GroupBy {
+		sel = append(sel, s.column(k))
+	}
+	var where []string
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range q.Filter {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		args = append(args, q.Filter[k])
+		where = append(where, s.column(k)+" = $"+strconv.Itoa(len(args)))
+	}
+	groups := len(sel)
+	for _, c := range sumColumns {
+		sel = append(sel, "sum(r."+c+")::bigint")
+	}
+	sql := "SELECT " + strings.Join(sel, ", ") + " FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bool[]) AS s(f, t, b, neg) JOIN " +
+		table + " r ON r.period >= s.f AND r.period < s.t"
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	sql += " GROUP BY " + groupList(groups)
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("pgstore: report: %w", err)
+	}
+	defer rows.Close()
+	var (
+		bucket   int32
+		neg      bool
+		cur, out string
+		group    = make([]string, len(q.GroupBy))
+		sums     usagedb.Sums
+		cost     int64
+		list     int64
+	)
+	dest := []any{&bucket, &neg, &cur, &out}
+	for i := range group {
+		dest = append(dest, &group[i])
+	}
+	dest = append(dest, &sums.Requests, &sums.Unpriced)
+	for i := range sums.Tokens {
+		dest = append(dest, &sums.Tokens[i])
+	}
+	for i := range sums.Units {
+		dest = append(dest, &sums.Units[i])
+	}
+	dest = append(dest, &cost, &list)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("pgstore: report: %w", err)
+		}
+		sums.Cost, sums.ListCost = money.Amount(cost), money.Amount(list)
+		if err := acc.AddSums(int(bucket), money.Currency(cur), out, group, &sums, neg); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pgstore: report: %w", err)
+	}
+	return nil
+}
+
+func groupList(n int) string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = strconv.Itoa(i + 1)
+	}
+	return strings.Join(s, ", ")
+}
+
+// column is the rollup expression of a group key (validated by the query).
+func (s *Store) column(k string) string {
+	if i := slices.Index(s.dims, k); i >= 0 {
+		return "r.dims[" + strconv.Itoa(i+1) + "]"
+	}
+	return "r." + map[string]string{usagedb.KeyProvider: "provider", usagedb.KeyModel: "model",
+		usagedb.KeyDialect: "dialect", usagedb.KeyOutcome: "outcome", usagedb.KeyCurrency: "currency"}[k]
+}
+
+// scan calls fn with the records that started in [from, to), in start
+// order (then request id), streaming.
+func (s *Store) scan(ctx context.Context, tx pgx.Tx, from, to int64, fn func(start int64, body []byte) error) error {
+	rows, err := tx.Query(ctx, "SELECT start_ns, body FROM "+tableRecords+
+		" WHERE start_ns >= $1 AND start_ns < $2 ORDER BY start_ns, request_id", from, to)
+	if err != nil {
+		return fmt.Errorf("pgstore: read records: %w", err)
+	}
+	defer rows.Close()
+	var start int64
+	var body []byte
+	for rows.Next() {
+		if err := rows.Scan(&start, &body); err != nil {
+			return fmt.Errorf("pgstore: read records: %w", err)
+		}
+		if err := fn(start, body); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pgstore: read records: %w", err)
+	}
+	return nil
+}
+
+// Export implements usagedb.Store: the records that started in [from, to),
+// in start order (records with the same start in request-id order),
+// streamed from one snapshot.
+func (s *Store) Export(ctx context.Context, from, to time.Time, fn func(*ledger.Record) error) error {
+	if err := usagedb.ValidateExportRange(from, to); err != nil {
+		return err
+	}
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		return s.scan(ctx, tx, from.UnixNano(), to.UnixNano(), func(start int64, body []byte) error {
+			r, err := usagedb.DecodeRecord(start, body)
+			if err != nil {
+				return err
+			}
+			return fn(r)
+		})
+	})
+}
