@@ -212,6 +212,10 @@ type Ledger struct {
 	QueueSize int64
 	// TimeZone aligns report days, weeks and months and statements' months.
 	TimeZone *time.Location
+	// Type is "badger" (embedded, in Dir; the default) or "postgres" (one
+	// ledger shared by replicas: Postgres).
+	Type     string
+	Postgres LedgerPostgres
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -284,7 +288,7 @@ func defaults(file string) *Config {
 		Unpriced:          UnpricedDeny,
 		BuiltinCatalog:    true,
 		Alerts:            Alerts{Interval: 10 * time.Second, ForecastInterval: 5 * time.Minute},
-		Ledger:            Ledger{Dir: DefaultLedgerDir},
+		Ledger:            Ledger{Dir: DefaultLedgerDir, Type: "badger"},
 		Shutdown:          Shutdown{Drain: DefaultShutdownDrain, Grace: DefaultShutdownGrace},
 	}
 }

@@ -119,7 +119,7 @@ func restartOnly(cur, next *Config) error {
 		what = append(what, "store.dir")
 	}
 	if cur.Ledger.Dir != next.Ledger.Dir || cur.Ledger.QueueSize != next.Ledger.QueueSize || cur.Ledger.Retention != next.Ledger.Retention ||
-		cur.Ledger.TimeZone.String() != next.Ledger.TimeZone.String() {
+		cur.Ledger.TimeZone.String() != next.Ledger.TimeZone.String() || cur.Ledger.Type != next.Ledger.Type || cur.Ledger.Postgres != next.Ledger.Postgres {
 		what = append(what, "ledger")
 	}
 	if !reflect.DeepEqual(cur.Alerts.Anomaly, next.Alerts.Anomaly) || cur.Alerts.ForecastInterval != next.Alerts.ForecastInterval {

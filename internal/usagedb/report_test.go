@@ -1,12 +1,10 @@
 package usagedb
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 
@@ -23,12 +21,6 @@ func mustLoad(t testing.TB, name string) *time.Location {
 		t.Fatal(err)
 	}
 	return loc
-}
-
-func sortRows(rows []Row) {
-	slices.SortFunc(rows, func(a, b Row) int {
-		return cmp.Or(a.Bucket.Compare(b.Bucket), slices.Compare(a.Group, b.Group), cmp.Compare(a.Currency, b.Currency))
-	})
 }
 
 // TestStatementTotals checks that each statement's total is the sum of its
