@@ -24,7 +24,7 @@ EGCTL         := $(TOOLS)/bin/egctl
 export ENVOY_BIN := $(ENVOY)
 export EGCTL_BIN := $(EGCTL)
 
-.PHONY: all build tools egctl test-deps pg-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
+.PHONY: all build tools egctl test-deps pg-deps bench-ledger image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
 
 all: build
 
@@ -145,6 +145,12 @@ lint:
 bench: tools egctl build
 	$(GO) run ./bench/cmd/tmbench -out bench/results
 
+# The ledger stores measured (bench/cmd/ledgerbench): records/s from one
+# writer, disk per million records, month reports of 3M records, Badger and
+# Postgres; results in bench/results/ledger/. Minutes; not part of make test.
+bench-ledger: test-deps
+	$(GO) run ./bench/cmd/ledgerbench -out bench/results/ledger
+
 # Checks that the harness still works: every scenario, a few requests each,
 # well under 2 minutes. It measures nothing and fails on any wrong answer.
 bench-smoke: tools egctl
@@ -163,7 +169,7 @@ FUZZ_TARGETS ?= \
 	./internal/dialect/:FuzzStringElider ./internal/dialect/:FuzzSecondsToMillis ./internal/dialect/:FuzzTextBuffer \
 	./pricing/:FuzzParse ./internal/money/:FuzzParse ./pricing/litellm/:FuzzConvert ./internal/fx/:FuzzParseRate \
 	./internal/fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
-	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/apikey/:FuzzRead
+	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/usagedb/pgstore/:FuzzSegment ./internal/apikey/:FuzzRead
 FUZZLONG      ?= 10000000x
 FUZZLONGMINTIME ?= 60s
 FUZZLONGDIR   ?= .fuzz/long

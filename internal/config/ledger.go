@@ -19,6 +19,11 @@ type LedgerPostgres struct {
 	// BatchSize bounds the records of one write transaction; 0 is
 	// pgstore's default.
 	BatchSize int64
+	// SpoolDir is where batches wait on disk while Postgres is away
+	// (absolute, or relative to the working directory); "" keeps no spool.
+	SpoolDir string
+	// SpoolMaxMB bounds the spool, in MiB; 0 is pgstore's default.
+	SpoolMaxMB int64
 }
 
 func (w *walker) ledgerType(l *Ledger) func(*yaml.Node, string) {
@@ -42,6 +47,8 @@ func (w *walker) ledgerType(l *Ledger) func(*yaml.Node, string) {
 //	    dsn_env: LEDGER_DSN   # the connection string, from the environment
 //	    max_conns: 4
 //	    batch_size: 5000
+//	    spool_dir: /var/lib/tokenmeter/ledger-spool
+//	    spool_max_mb: 1024
 func (w *walker) ledgerPostgres(p *LedgerPostgres) func(*yaml.Node, string) {
 	return func(n *yaml.Node, k string) {
 		w.mapping(n, k, map[string]func(*yaml.Node, string){
@@ -51,8 +58,10 @@ func (w *walker) ledgerPostgres(p *LedgerPostgres) func(*yaml.Node, string) {
 					w.Fail(n, k, "this environment variable is empty or unset")
 				}
 			},
-			"max_conns":  w.integer(&p.MaxConns, 2, 1000),
-			"batch_size": w.integer(&p.BatchSize, 1, 100_000),
+			"max_conns":    w.integer(&p.MaxConns, 2, 1000),
+			"batch_size":   w.integer(&p.BatchSize, 1, 100_000),
+			"spool_dir":    w.str(&p.SpoolDir),
+			"spool_max_mb": w.integer(&p.SpoolMaxMB, 1, 1<<20),
 		})
 	}
 }

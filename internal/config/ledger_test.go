@@ -11,7 +11,8 @@ func TestLedgerPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := LedgerPostgres{DSN: "postgres://tm@db/ledger", DSNEnv: "TOKENMETER_TEST_LEDGER_DSN", MaxConns: 8, BatchSize: 2000}
+	want := LedgerPostgres{DSN: "postgres://tm@db/ledger", DSNEnv: "TOKENMETER_TEST_LEDGER_DSN", MaxConns: 8, BatchSize: 2000,
+		SpoolDir: "/var/lib/tokenmeter/spool", SpoolMaxMB: 64}
 	if c.Ledger.Type != "postgres" || c.Ledger.Postgres != want {
 		t.Fatalf("ledger %+v, want type postgres and %+v", c.Ledger, want)
 	}

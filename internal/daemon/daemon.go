@@ -190,7 +190,8 @@ func openLedger(cfg *config.Config, dims []string, log *slog.Logger) (usagedb.St
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		s, err := pgstore.Open(ctx, pgstore.Options{DSN: pg.DSN, Dimensions: dims, Retention: cfg.Ledger.Retention,
-			QueueSize: int(cfg.Ledger.QueueSize), MaxConns: int(pg.MaxConns), BatchSize: int(pg.BatchSize), Logger: log})
+			QueueSize: int(cfg.Ledger.QueueSize), MaxConns: int(pg.MaxConns), BatchSize: int(pg.BatchSize),
+			SpoolDir: pg.SpoolDir, SpoolMaxBytes: pg.SpoolMaxMB << 20, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("ledger postgres (from $%s): %w", pg.DSNEnv, err)
 		}

@@ -21,6 +21,18 @@
 // retried with backoff for Options.RetryFor; then its records are counted
 // in Stats.WriteErrors and logged. Meanwhile Appends fill the queue.
 //
+// # Spool
+//
+// With Options.SpoolDir, a batch that fails goes to an on-disk spool at
+// once instead (one synced file per batch), and so do the batches after
+// it until the database answers again (tried after a backoff of up to 5
+// seconds); then the spool is replayed, oldest first, before new batches.
+// A replay is an ordinary write, exactly once as every write is. The spool
+// is bounded (Options.SpoolMaxBytes): a batch it has no room for is lost,
+// counted in Stats.WriteErrors and logged, never silently. Its records,
+// bytes and the age of its oldest batch are in Stats (metrics export
+// them). Segments a stopped process left are replayed by the next Open.
+//
 // # Tables
 //
 // tokenmeter_ledger_records holds each record's start (unix nanoseconds),
@@ -87,6 +99,9 @@ const (
 	DefaultRetryFor      = 30 * time.Second
 	DefaultSweepInterval = time.Hour
 	DefaultMaxConns      = 4
+	// DefaultSpoolMaxBytes holds about 6 million records (~170 bytes each):
+	// an hour's outage at 1,500 requests a second.
+	DefaultSpoolMaxBytes = 1 << 30
 )
 
 // Options configure Open.
@@ -115,6 +130,12 @@ type Options struct {
 	// RetryFor is how long a failed batch is retried before its records
 	// count as lost. Default DefaultRetryFor.
 	RetryFor time.Duration
+	// SpoolDir, when set, is where batches wait on disk while Postgres is
+	// away (see the package doc, Spool); "" keeps none: a failed batch is
+	// retried for RetryFor, then lost and counted.
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool. Default DefaultSpoolMaxBytes.
+	SpoolMaxBytes int64
 	// Now is the clock retention is measured against; default time.Now.
 	Now func() time.Time
 	// Logger receives drops, write errors and rebuilds. Default: discard.
@@ -138,6 +159,9 @@ type Store struct {
 	exited  chan struct{}
 
 	// Writer state.
+	spool      *spool    // nil without Options.SpoolDir
+	nextTry    time.Time // while Postgres fails, batches go straight to the spool until then
+	backoff    time.Duration
 	conv       usagedb.Converter
 	partMu     sync.Mutex
 	partitions map[time.Time]bool // months whose partition exists
@@ -166,6 +190,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, errors.New("pgstore: malformed DSN (not a postgres:// URL or key=value list)")
 	}
 	cfg.MaxConns = int32(orDefault(o.MaxConns, DefaultMaxConns))
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// An unreachable host (not a refused port) must not hold the
+		// writer for long: batches go to the spool meanwhile.
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	s := &Store{
 		dims: slices.Clone(o.Dimensions), retention: o.Retention, now: o.Now, log: o.Logger,
 		batchSize: orDefault(o.BatchSize, DefaultBatchSize), retryFor: o.RetryFor, sweep: o.SweepInterval,
@@ -184,6 +213,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.sweep <= 0 {
 		s.sweep = DefaultSweepInterval
 	}
+	if o.SpoolDir != "" {
+		if s.spool, err = openSpool(o.SpoolDir, orDefault64(o.SpoolMaxBytes, DefaultSpoolMaxBytes)); err != nil {
+			return nil, err
+		}
+	}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
@@ -199,6 +233,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	go s.run()
 	return s, nil
+}
+
+func orDefault64(n, d int64) int64 {
+	if n <= 0 {
+		return d
+	}
+	return n
 }
 
 func orDefault(n, d int) int {
@@ -241,8 +282,8 @@ func (s *Store) drop(msg string) {
 
 var errClosed = errors.New("pgstore: closed")
 
-// Flush returns once every record appended before it is written or
-// counted lost.
+// Flush returns once every record appended before it is written, spooled
+// or counted lost.
 func (s *Store) Flush(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
@@ -267,11 +308,14 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 }
 
-// Stats implements usagedb.Store. Written counts records stored, once
-// each: a record already stored (a retry) counts as written.
+// Stats implements usagedb.Store. Written counts records stored in
+// Postgres, once each (a record already stored, a retry, counts as
+// written); Spooled and SpoolBytes are what waits in the spool now.
 func (s *Store) Stats() usagedb.Stats {
+	sp := s.spool.stats()
 	return usagedb.Stats{Written: s.written.Load(), Dropped: s.dropped.Load(), Queued: int64(len(s.queue)),
-		WriteErrors: s.writeErrors.Load(), Expired: s.expired.Load()}
+		WriteErrors: s.writeErrors.Load(), Expired: s.expired.Load(),
+		Spooled: sp.Records, SpoolBytes: sp.Bytes, SpoolOldest: sp.Oldest}
 }
 
 // Close writes what is queued (retrying a failing batch for at most

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -24,14 +25,11 @@ func (s *Store) Report(ctx context.Context, q usagedb.Query) ([]usagedb.Row, err
 	acc := usagedb.NewAccumulator(q, s.dims, plan)
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		for _, day := range []bool{false, true} {
-			var spans []usagedb.RollupSpan
-			for _, r := range plan.Rollups() {
-				if r.Day == day {
-					spans = append(spans, r)
+			for _, neg := range []bool{false, true} {
+				periods, buckets := expand(plan.Rollups(), day, neg)
+				if err := s.addRollups(ctx, tx, q, day, neg, periods, buckets, acc); err != nil {
+					return err
 				}
-			}
-			if err := s.addRollups(ctx, tx, q, day, spans, acc); err != nil {
-				return err
 			}
 		}
 		for _, sp := range plan.Records() {
@@ -54,22 +52,57 @@ func (s *Store) Report(ctx context.Context, q usagedb.Query) ([]usagedb.Row, err
 	return acc.Rows(), nil
 }
 
-// addRollups sums the rollups of spans in SQL, grouped by bucket, sign,
-// currency, outcome and q.GroupBy, filtered by q.Filter, and adds the sums.
-func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day bool, spans []usagedb.RollupSpan, acc *usagedb.Accumulator) error {
-	if len(spans) == 0 {
+// expand lists the periods (hour or day starts) of the plan's rollup spans
+// of one table and sign, in order, with the bucket each is counted in.
+// Within one table and sign the spans do not overlap, so each period is
+// listed once.
+func expand(spans []usagedb.RollupSpan, day, neg bool) ([]int64, []int32) {
+	step := int64(usagedb.NanosPerHour)
+	if day {
+		step = usagedb.NanosPerDay
+	}
+	var periods []int64
+	var buckets []int32
+	for _, sp := range spans {
+		if sp.Day != day || sp.Neg != neg {
+			continue
+		}
+		for p := sp.From; p < sp.To; p += step {
+			periods = append(periods, p)
+			buckets = append(buckets, int32(sp.Bucket))
+		}
+	}
+	if !slices.IsSorted(periods) { // the plan lists them in time order; width_bucket needs it
+		idx := make([]int, len(periods))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(periods[a], periods[b]) })
+		p2, b2 := make([]int64, len(idx)), make([]int32, len(idx))
+		for i, j := range idx {
+			p2[i], b2[i] = periods[j], buckets[j]
+		}
+		periods, buckets = p2, b2
+	}
+	return periods, buckets
+}
+
+// addRollups sums, in SQL, the rollup rows of the listed periods, grouped by
+// bucket, currency, outcome and q.GroupBy and filtered by q.Filter, and
+// adds (or, neg, subtracts) the sums. The periods are an index lookup
+// (period = ANY), and width_bucket, a binary search of the sorted list,
+// finds each row's bucket: a join of the rows on period ranges led the
+// planner to a nested loop over the whole table.
+func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day, neg bool, periods []int64, buckets []int32, acc *usagedb.Accumulator) error {
+	if len(periods) == 0 {
 		return nil
 	}
 	table := tableHour
 	if day {
 		table = tableDay
 	}
-	froms, tos, buckets, negs := make([]int64, len(spans)), make([]int64, len(spans)), make([]int32, len(spans)), make([]bool, len(spans))
-	for i, sp := range spans {
-		froms[i], tos[i], buckets[i], negs[i] = sp.From, sp.To, int32(sp.Bucket), sp.Neg
-	}
-	args := []any{froms, tos, buckets, negs}
-	sel := []string{"s.b", "s.neg", "r.currency", "r.outcome"}
+	args := []any{periods, buckets}
+	sel := []string{"($2::int[])[width_bucket(r.period, $1::bigint[])]", "r.currency", "r.outcome"}
 	for _, k := range q.GroupBy {
 		sel = append(sel, s.column(k))
 	}
@@ -88,11 +121,8 @@ func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day 
 	for _, c := range sumColumns {
 		sel = append(sel, "sum(r."+c+")::bigint")
 	}
-	sql := "SELECT " + strings.Join(sel, ", ") + " FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bool[]) AS s(f, t, b, neg) JOIN " +
-		table + " r ON r.period >= s.f AND r.period < s.t"
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
+	where = append([]string{"r.period = ANY($1::bigint[])"}, where...)
+	sql := "SELECT " + strings.Join(sel, ", ") + " FROM " + table + " r WHERE " + strings.Join(where, " AND ")
 	sql += " GROUP BY " + groupList(groups)
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
@@ -101,14 +131,13 @@ func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day 
 	defer rows.Close()
 	var (
 		bucket   int32
-		neg      bool
 		cur, out string
 		group    = make([]string, len(q.GroupBy))
 		sums     usagedb.Sums
 		cost     int64
 		list     int64
 	)
-	dest := []any{&bucket, &neg, &cur, &out}
+	dest := []any{&bucket, &cur, &out}
 	for i := range group {
 		dest = append(dest, &group[i])
 	}

@@ -22,6 +22,13 @@ func (s *Store) run() {
 		defer t.Stop()
 		tick = t.C
 	}
+	var replay <-chan time.Time
+	if s.spool != nil {
+		t := time.NewTicker(replayEvery)
+		defer t.Stop()
+		replay = t.C
+		s.replay() // what a previous run left
+	}
 	batch := make([]*ledger.Record, 0, s.batchSize)
 	for {
 		select {
@@ -32,6 +39,10 @@ func (s *Store) run() {
 		case <-tick:
 			if err := s.Sweep(context.Background()); err != nil {
 				s.log.Error("usage ledger retention failed", "err", err)
+			}
+		case <-replay:
+			if _, ok := s.spool.oldest(); ok && s.dbUp() {
+				s.replay()
 			}
 		}
 	}
@@ -76,6 +87,10 @@ func (s *Store) handle(first item, batch *[]*ledger.Record) (stop bool) {
 // them written or lost.
 func (s *Store) writeRecords(recs []*ledger.Record) {
 	if len(recs) == 0 {
+		return
+	}
+	if s.spool != nil {
+		s.writeOrSpool(recs)
 		return
 	}
 	rows := s.stage(recs)

@@ -36,11 +36,12 @@ type Server struct {
 	// over TCP, without a password.
 	DSN string
 
-	tb   testing.TB
-	bin  string
-	dir  string // the data directory's parent: data/ and postgres.log
-	port int
-	cred *syscall.Credential
+	tb      testing.TB // nil when Launched
+	durable bool
+	bin     string
+	dir     string // the data directory's parent: data/ and postgres.log
+	port    int
+	cred    *syscall.Credential
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -58,44 +59,81 @@ func Start(tb testing.TB) string {
 // removed when the test ends.
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, bin: binDir(tb)}
-	s.cred = credential(tb)
-	dir, err := os.MkdirTemp("", "pgtest-")
+	s, err := Launch(Options{})
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("pgtest: %v", err)
 	}
-	s.dir = dir
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if s.cred != nil {
-		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			tb.Fatalf("pgtest: chown %s to postgres: %v", dir, err)
-		}
-	}
-	s.initdb()
-	var last error
-	for range 5 { // the port can be taken between freePort and the bind
-		s.port = freePort(tb)
-		if last = s.start(); last == nil {
-			break
-		}
-	}
-	if last != nil {
-		tb.Fatalf("pgtest: %v", last)
-	}
-	tb.Cleanup(s.Stop)
-	s.DSN = s.dsn("postgres")
+	s.tb = tb
+	tb.Cleanup(s.Close)
 	return s
 }
 
+// Options shape a server started with Launch.
+type Options struct {
+	// Durable keeps Postgres's defaults (fsync, synchronous commit, full
+	// page writes), for measurements; tests trade them for speed.
+	Durable bool
+}
+
+// Launch starts a server outside a test (a benchmark program); Close stops
+// it and removes its files. Errors name what is missing and how to install
+// it.
+func Launch(o Options) (*Server, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := credential()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, cred: cred, durable: o.Durable}
+	if s.dir, err = os.MkdirTemp("", "pgtest-"); err != nil {
+		return nil, err
+	}
+	if err := s.launch(); err != nil {
+		_ = os.RemoveAll(s.dir)
+		return nil, err
+	}
+	s.DSN = s.dsn("postgres")
+	return s, nil
+}
+
+func (s *Server) launch() error {
+	if s.cred != nil {
+		if err := os.Chown(s.dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return fmt.Errorf("chown %s to postgres: %w", s.dir, err)
+		}
+	}
+	if out, err := s.command("initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C").CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	var last error
+	for range 5 { // the port can be taken between freePort and the bind
+		if s.port, last = freePort(); last != nil {
+			continue
+		}
+		if last = s.start(); last == nil {
+			return nil
+		}
+	}
+	return last
+}
+
+// Close stops the server and removes its files.
+func (s *Server) Close() {
+	s.Stop()
+	_ = os.RemoveAll(s.dir)
+}
+
 // binDir finds the newest Debian Postgres.
-func binDir(tb testing.TB) string {
-	tb.Helper()
+func binDir() (string, error) {
 	vers, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	if len(vers) == 0 {
-		tb.Fatalf("pgtest: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): %s", installHint)
+		return "", fmt.Errorf("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): %s", installHint)
 	}
 	slices.SortFunc(vers, func(a, b string) int { return version(a) - version(b) })
-	return filepath.Dir(vers[len(vers)-1])
+	return filepath.Dir(vers[len(vers)-1]), nil
 }
 
 func version(bin string) int {
@@ -105,18 +143,17 @@ func version(bin string) int {
 
 // credential is nil unless the test runs as root; then it is the postgres
 // user's.
-func credential(tb testing.TB) *syscall.Credential {
-	tb.Helper()
+func credential() (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
-		return nil
+		return nil, nil
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		tb.Fatalf("pgtest: running as root, and there is no postgres user to run Postgres as (%s): %v", installHint, err)
+		return nil, fmt.Errorf("running as root, and there is no postgres user to run Postgres as (%s): %w", installHint, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 func (s *Server) data() string { return filepath.Join(s.dir, "data") }
@@ -129,15 +166,8 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (s *Server) initdb() {
-	out, err := s.command("initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C").CombinedOutput()
-	if err != nil {
-		s.tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
-	}
-}
-
 // start runs postgres on s.port and waits until it accepts a query. Tests
-// trade durability for speed: fsync off.
+// trade durability for speed (fsync off) unless Options.Durable.
 func (s *Server) start() error {
 	logPath := filepath.Join(s.dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -145,9 +175,12 @@ func (s *Server) start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := s.command("postgres", "-D", s.data(), "-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=100")
+	args := []string{"-D", s.data(), "-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories=", "-c", "max_connections=100"}
+	if !s.durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := s.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
@@ -191,8 +224,13 @@ func (s *Server) Stop() {
 
 // Restart starts a stopped server again on the same port, with its data.
 func (s *Server) Restart() {
-	s.tb.Helper()
+	if s.tb != nil {
+		s.tb.Helper()
+	}
 	if err := s.start(); err != nil {
+		if s.tb == nil {
+			panic(fmt.Sprintf("pgtest: restart: %v", err))
+		}
 		s.tb.Fatalf("pgtest: restart: %v", err)
 	}
 }
@@ -243,12 +281,11 @@ func waitReady(dsn string, exited <-chan struct{}) error {
 	}
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
