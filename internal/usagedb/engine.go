@@ -149,22 +149,41 @@ func NewAccumulator(q Query, dims []string, p *Plan) *Accumulator {
 	return a
 }
 
-// AddSums adds the sums of a rollup group (already filtered) to bucket:
-// group holds the values of Query.GroupBy, in order. Neg subtracts.
-func (a *Accumulator) AddSums(bucket int, cur money.Currency, outcome string, group []string, s *Sums, neg bool) error {
+// AddRow adds r, sums of rollup rows already split by the charged rule
+// (Requests, Unpriced and Outcomes over every outcome; Charged, Tokens,
+// Units and the costs over the charged outcomes only, as Row documents), to
+// the row of bucket with cur and group (the values of Query.GroupBy).
+// Neg subtracts.
+func (a *Accumulator) AddRow(bucket int, cur money.Currency, group []string, r *Row, neg bool) error {
 	if bucket < 0 || bucket >= len(a.rp.plan.labels) {
 		return fmt.Errorf("usagedb: bucket %d outside the plan's %d", bucket, len(a.rp.plan.labels))
 	}
-	f := append(a.compact[:0], []byte(cur), []byte(outcome))
+	f := append(a.compact[:0], []byte(cur), nil)
 	for _, g := range group {
 		f = append(f, []byte(g))
 	}
 	a.compact = f
-	v := s.val()
-	if neg {
-		v.negate()
+	row, err := a.rp.lookup(bucket, f)
+	if err != nil {
+		return err
 	}
-	return a.rp.add(bucket, f, &v)
+	o := *r
+	if neg {
+		o.negate()
+	}
+	return row.merge(&o)
+}
+
+// ChargedOutcomes are the outcomes whose records carry a charge
+// (ledger.Outcome.Charged), for a store that applies the rule in SQL.
+func ChargedOutcomes() []string {
+	var out []string
+	for _, o := range ledger.Outcomes {
+		if o.Charged() {
+			out = append(out, string(o))
+		}
+	}
+	return out
 }
 
 // AddRecord adds a record of one of the plan's Records spans, if it passes
@@ -196,6 +215,21 @@ func (a *Accumulator) AddRecord(r *ledger.Record) error {
 
 // Rows returns the rows, sorted as DB's Report sorts them.
 func (a *Accumulator) Rows() []Row { return a.rp.rows() }
+
+// negate makes r subtract what it added (stored sums are far from
+// math.MinInt64).
+func (r *Row) negate() {
+	r.Requests, r.Charged, r.Unpriced, r.Cost, r.ListCost = -r.Requests, -r.Charged, -r.Unpriced, -r.Cost, -r.ListCost
+	for i := range r.Outcomes {
+		r.Outcomes[i] = -r.Outcomes[i]
+	}
+	for i := range r.Tokens {
+		r.Tokens[i] = -r.Tokens[i]
+	}
+	for i := range r.Units {
+		r.Units[i] = -r.Units[i]
+	}
+}
 
 // Add adds o to s exactly; on overflow it fails and leaves s unchanged.
 func (s *Sums) Add(o *Sums) error {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,12 +88,14 @@ func expand(spans []usagedb.RollupSpan, day, neg bool) ([]int64, []int32) {
 	return periods, buckets
 }
 
-// addRollups sums, in SQL, the rollup rows of the listed periods, grouped by
-// bucket, currency, outcome and q.GroupBy and filtered by q.Filter, and
-// adds (or, neg, subtracts) the sums. The periods are an index lookup
-// (period = ANY), and width_bucket, a binary search of the sorted list,
-// finds each row's bucket: a join of the rows on period ranges led the
-// planner to a nested loop over the whole table.
+// addRollups sums, in SQL, the rollup rows of the listed periods by
+// bucket, currency and q.GroupBy, filtered by q.Filter, and adds (or, neg,
+// subtracts) the sums. The periods are an index lookup (period = ANY), and
+// width_bucket, a binary search of the sorted list, finds each row's
+// bucket: a join on period ranges led the planner to a nested loop over the
+// whole table. Outcomes are counted, and the charged rule applied, in SQL
+// too (FILTER, with the charged outcomes Go's rule lists), so a row per
+// group comes back rather than one per outcome.
 func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day, neg bool, periods []int64, buckets []int32, acc *usagedb.Accumulator) error {
 	if len(periods) == 0 {
 		return nil
@@ -101,60 +104,42 @@ func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day,
 	if day {
 		table = tableDay
 	}
-	args := []any{periods, buckets}
-	sel := []string{"($2::int[])[width_bucket(r.period, $1::bigint[])]", "r.currency", "r.outcome"}
-	for _, k := range q.GroupBy {
-		sel = append(sel, s.column(k))
-	}
-	var where []string
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range q.Filter {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		args = append(args, q.Filter[k])
-		where = append(where, s.column(k)+" = $"+strconv.Itoa(len(args)))
-	}
-	groups := len(sel)
-	for _, c := range sumColumns {
-		sel = append(sel, "sum(r."+c+")::bigint")
-	}
-	where = append([]string{"r.period = ANY($1::bigint[])"}, where...)
-	sql := "SELECT " + strings.Join(sel, ", ") + " FROM " + table + " r WHERE " + strings.Join(where, " AND ")
-	sql += " GROUP BY " + groupList(groups)
+	sql, args := s.rollupSQL(table, q, periods, buckets)
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("pgstore: report: %w", err)
 	}
 	defer rows.Close()
 	var (
-		bucket   int32
-		cur, out string
-		group    = make([]string, len(q.GroupBy))
-		sums     usagedb.Sums
-		cost     int64
-		list     int64
+		bucket int32
+		cur    string
+		group  = make([]string, len(q.GroupBy))
+		row    usagedb.Row
+		cost   int64
+		list   int64
 	)
-	dest := []any{&bucket, &cur, &out}
+	dest := []any{&bucket, &cur}
 	for i := range group {
 		dest = append(dest, &group[i])
 	}
-	dest = append(dest, &sums.Requests, &sums.Unpriced)
-	for i := range sums.Tokens {
-		dest = append(dest, &sums.Tokens[i])
+	dest = append(dest, &row.Requests, &row.Unpriced)
+	for i := range row.Outcomes {
+		dest = append(dest, &row.Outcomes[i])
 	}
-	for i := range sums.Units {
-		dest = append(dest, &sums.Units[i])
+	dest = append(dest, &row.Charged)
+	for i := range row.Tokens {
+		dest = append(dest, &row.Tokens[i])
+	}
+	for i := range row.Units {
+		dest = append(dest, &row.Units[i])
 	}
 	dest = append(dest, &cost, &list)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("pgstore: report: %w", err)
 		}
-		sums.Cost, sums.ListCost = money.Amount(cost), money.Amount(list)
-		if err := acc.AddSums(int(bucket), money.Currency(cur), out, group, &sums, neg); err != nil {
+		row.Cost, row.ListCost = money.Amount(cost), money.Amount(list)
+		if err := acc.AddRow(int(bucket), money.Currency(cur), group, &row, neg); err != nil {
 			return err
 		}
 	}
@@ -162,6 +147,44 @@ func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, q usagedb.Query, day,
 		return fmt.Errorf("pgstore: report: %w", err)
 	}
 	return nil
+}
+
+// rollupSQL is addRollups's query: $1 the periods, $2 their buckets, $3 the
+// outcomes counted apart (ledger.Outcomes), $4 the charged ones, then the
+// filter's values.
+func (s *Store) rollupSQL(table string, q usagedb.Query, periods []int64, buckets []int32) (string, []any) {
+	outcomes := make([]string, len(ledger.Outcomes))
+	for i, o := range ledger.Outcomes {
+		outcomes[i] = string(o)
+	}
+	args := []any{periods, buckets, outcomes, usagedb.ChargedOutcomes()}
+	sel := []string{"($2::int[])[width_bucket(r.period, $1::bigint[])]", "r.currency"}
+	for _, k := range q.GroupBy {
+		sel = append(sel, s.column(k))
+	}
+	groups := len(sel)
+	where := []string{"r.period = ANY($1::bigint[])"}
+	for _, k := range slices.Sorted(maps.Keys(q.Filter)) {
+		args = append(args, q.Filter[k])
+		where = append(where, s.column(k)+" = $"+strconv.Itoa(len(args)))
+	}
+	sum := func(col, filter string) string {
+		if filter == "" {
+			return "sum(r." + col + ")::bigint"
+		}
+		return "coalesce(sum(r." + col + ") FILTER (WHERE " + filter + "), 0)::bigint"
+	}
+	sel = append(sel, sum("requests", ""), sum("unpriced", ""))
+	for i := range outcomes {
+		sel = append(sel, sum("requests", "r.outcome = ($3::text[])["+strconv.Itoa(i+1)+"]"))
+	}
+	charged := "r.outcome = ANY($4::text[])"
+	sel = append(sel, sum("requests", charged))
+	for _, c := range sumColumns[2:] { // tokens, units, cost, list cost
+		sel = append(sel, sum(c, charged))
+	}
+	return "SELECT " + strings.Join(sel, ", ") + " FROM " + table + " r WHERE " + strings.Join(where, " AND ") +
+		" GROUP BY " + groupList(groups), args
 }
 
 func groupList(n int) string {
