@@ -118,8 +118,7 @@ func restartOnly(cur, next *Config) error {
 	if cur.StoreDir != next.StoreDir {
 		what = append(what, "store.dir")
 	}
-	if cur.Ledger.Dir != next.Ledger.Dir || cur.Ledger.QueueSize != next.Ledger.QueueSize || cur.Ledger.Retention != next.Ledger.Retention ||
-		cur.Ledger.TimeZone.String() != next.Ledger.TimeZone.String() || cur.Ledger.Type != next.Ledger.Type || cur.Ledger.Postgres != next.Ledger.Postgres {
+	if !sameLedger(cur.Ledger, next.Ledger) {
 		what = append(what, "ledger")
 	}
 	if !reflect.DeepEqual(cur.Alerts.Anomaly, next.Alerts.Anomaly) || cur.Alerts.ForecastInterval != next.Alerts.ForecastInterval {
@@ -175,4 +174,11 @@ func (r *Reloader) Run(ctx context.Context, interval time.Duration, hup <-chan o
 			r.Check(true)
 		}
 	}
+}
+
+// sameLedger reports whether a reload leaves the ledger as it was opened:
+// every key of the section is read at start only.
+func sameLedger(a, b Ledger) bool {
+	return a.Dir == b.Dir && a.QueueSize == b.QueueSize && a.Retention == b.Retention &&
+		a.TimeZone.String() == b.TimeZone.String() && a.Type == b.Type && a.Postgres == b.Postgres
 }
