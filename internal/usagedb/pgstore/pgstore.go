@@ -60,11 +60,13 @@
 //
 // Report follows DB's plan (usagedb.Plan): whole hours and days from the
 // rollups, partial hours at the edges from the records, each counted in
-// its bucket, all in one REPEATABLE READ snapshot; the grouping and
-// filtering of rollups run in SQL, the records at the edges are decoded and
-// added in Go by the same code DB uses (usagedb.Accumulator). So every
-// query gives DB's rows: buckets in any zone, the charged rule, currencies
-// never summed together.
+// its bucket, all in one REPEATABLE READ snapshot. The rollups are
+// grouped, filtered and counted by outcome in SQL, with the charged rule's
+// list of outcomes from Go (usagedb.ChargedOutcomes); the records at the
+// edges are decoded and added in Go by the same code DB uses
+// (usagedb.Accumulator), which also merges the SQL's rows. So every query
+// gives DB's rows: buckets in any zone, the charged rule, currencies never
+// summed together; ledgertest holds both stores to it.
 //
 // # Retention
 //
