@@ -148,7 +148,8 @@ bench: tools egctl build
 # The ledger stores measured (bench/cmd/ledgerbench): records/s from one
 # writer, disk per million records, month reports of 3M records, Badger and
 # Postgres; results in bench/results/ledger/. Minutes; not part of make test.
-bench-ledger: test-deps
+bench-ledger:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || $(MAKE) --no-print-directory pg-deps
 	$(GO) run ./bench/cmd/ledgerbench -out bench/results/ledger
 
 # Checks that the harness still works: every scenario, a few requests each,
