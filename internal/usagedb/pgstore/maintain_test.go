@@ -158,3 +158,31 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("unreachable server: err = %v", err)
 	}
 }
+
+// A month another replica's retention dropped is created again when a
+// late record needs it: the writer forgets its partition cache after a
+// failed write, so the retry succeeds.
+func TestPartitionDroppedElsewhere(t *testing.T) {
+	dsn := pgtest.Start(t)
+	recs := uniqueMonth(4, 20)
+	a := open(t, pgstore.Options{DSN: dsn, Dimensions: ledgergen.Dims})
+	for _, r := range recs[:10] {
+		a.Append(r)
+	}
+	flush(t, a)
+	b := open(t, pgstore.Options{DSN: dsn, Dimensions: ledgergen.Dims, Retention: 24 * time.Hour,
+		Now: func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }})
+	if st := b.Stats(); st.Expired != 10 {
+		t.Fatalf("stats %+v, want March expired", st)
+	}
+	for _, r := range recs[10:] {
+		a.Append(r)
+	}
+	flush(t, a)
+	if st := a.Stats(); st.Written != 20 || st.WriteErrors != 0 {
+		t.Fatalf("stats %+v, want the late records written", st)
+	}
+	if n := stored(t, a); n != 10 {
+		t.Fatalf("%d records stored, want the 10 late ones", n)
+	}
+}

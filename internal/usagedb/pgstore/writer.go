@@ -156,8 +156,17 @@ func floor(n, unit int64) int64 {
 	return q * unit
 }
 
-// ingest writes the staged rows in one transaction.
-func (s *Store) ingest(ctx context.Context, rows [][]any) error {
+// ingest writes the staged rows in one transaction. After a failure the
+// partition cache is forgotten: another replica's retention may have
+// dropped a month this one still thought was there.
+func (s *Store) ingest(ctx context.Context, rows [][]any) (err error) {
+	defer func() {
+		if err != nil {
+			s.partMu.Lock()
+			clear(s.partitions)
+			s.partMu.Unlock()
+		}
+	}()
 	if err := s.ensurePartitions(ctx, rows); err != nil {
 		return err
 	}
