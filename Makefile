@@ -24,7 +24,7 @@ EGCTL         := $(TOOLS)/bin/egctl
 export ENVOY_BIN := $(ENVOY)
 export EGCTL_BIN := $(EGCTL)
 
-.PHONY: all build tools egctl test-deps image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
+.PHONY: all build tools egctl test-deps pg-deps bench-ledger image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
 
 all: build
 
@@ -72,10 +72,17 @@ endef
 # The Debian packages the tests use: redis-server (the Redis store and the
 # replica tests start their own), chromium (the admin page's test renders it
 # headless), buildah and runc (the image's test builds and runs it),
-# poppler-utils (the statement test reads its PDF back with pdftotext). A
-# test never skips for want of them.
+# poppler-utils (the statement test reads its PDF back with pdftotext),
+# postgresql (the Postgres ledger's tests start their own, as its user when
+# root). A test never skips for want of them.
 test-deps:
 	$(call apt-need,redis-server chromium buildah runc pdftotext:poppler-utils)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || $(MAKE) --no-print-directory pg-deps
+
+# Postgres (the ledger's pgstore tests) is not on PATH, so test-deps checks its
+# binary by path and installs it through apt-need only when missing.
+pg-deps:
+	$(call apt-need,postgresql)
 
 # What `make image` needs: buildah builds without a daemon; runc runs the
 # image in its test (crun, buildah's other choice, refuses this machine's
@@ -140,6 +147,13 @@ lint:
 bench: tools egctl build
 	$(GO) run ./bench/cmd/tmbench -out bench/results
 
+# The ledger stores measured (bench/cmd/ledgerbench): records/s from one
+# writer, disk per million records, month reports of 3M records, Badger and
+# Postgres; results in bench/results/ledger/. Minutes; not part of make test.
+bench-ledger:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || $(MAKE) --no-print-directory pg-deps
+	$(GO) run ./bench/cmd/ledgerbench -out bench/results/ledger
+
 # Checks that the harness still works: every scenario, a few requests each,
 # well under 2 minutes. It measures nothing and fails on any wrong answer.
 bench-smoke: tools egctl
@@ -158,7 +172,7 @@ FUZZ_TARGETS ?= \
 	./internal/dialect/:FuzzStringElider ./internal/dialect/:FuzzSecondsToMillis ./internal/dialect/:FuzzTextBuffer \
 	./pricing/:FuzzParse ./internal/money/:FuzzParse ./pricing/litellm/:FuzzConvert ./internal/fx/:FuzzParseRate \
 	./internal/fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
-	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/apikey/:FuzzRead \
+	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/usagedb/pgstore/:FuzzSegment ./internal/apikey/:FuzzRead \
 	./internal/statement/:FuzzHTML ./internal/cloudevents/:FuzzDecode ./internal/cloudevents/:FuzzRetryAfter
 FUZZLONG      ?= 10000000x
 FUZZLONGMINTIME ?= 60s

@@ -12,6 +12,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/admin"
 	"github.com/tokenmeter/tokenmeter/internal/config"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb/pgstore"
 )
 
 // ledgerFlag is the usage commands' --config: read the ledger a config file
@@ -19,7 +20,7 @@ import (
 // tokenmeter through its admin API (--admin), because Badger lets one
 // process at a time open a directory, and that is the server.
 type ledgerFlag struct {
-	Config string `name:"config" placeholder:"FILE" help:"Read the ledger this config file names directly, without a running server (a stopped server's ledger.dir). Default: ask the server at --admin."`
+	Config string `name:"config" placeholder:"FILE" help:"Read the ledger this config file names directly, without a running server (a stopped server's ledger.dir, or the Postgres ledger). Default: ask the server at --admin."`
 }
 
 // usageClient is where a usage command reads: the admin API at a.Admin, or,
@@ -59,12 +60,24 @@ func (l ledgerFlag) usageClient(ctx context.Context, a adminFlags) (c *adminClie
 // openLedger opens the ledger cfg names, to read. Retention is left to the
 // server: a report never deletes.
 func openLedger(cfg *config.Config) (usagedb.Store, error) {
-	if cfg.Ledger.Dir == "" {
+	if cfg.Ledger.Dir == "" && cfg.Ledger.Type != "postgres" {
 		return nil, usageError{fmt.Sprintf("%s keeps no ledger (ledger.dir is empty)", cfg.File)}
 	}
 	names := make([]string, len(cfg.Dimensions))
 	for i, d := range cfg.Dimensions {
 		names[i] = d.Name
+	}
+	if cfg.Ledger.Type == "postgres" {
+		// One ledger every replica writes: read it while they run. No
+		// retention and no spool here: a reader deletes and writes nothing.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := pgstore.Open(ctx, pgstore.Options{DSN: cfg.Ledger.Postgres.DSN, Dimensions: names, MaxConns: 2,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, fmt.Errorf("ledger on Postgres: %w", err)
+		}
+		return s, nil
 	}
 	db, err := usagedb.Open(usagedb.Options{Dir: cfg.Ledger.Dir, Dimensions: names, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb/pgstore"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb/pgstore/pgtest"
 )
 
 // offlineLedger writes a stopped server's ledger: three charged requests of
@@ -93,5 +97,41 @@ func TestUsageOffline(t *testing.T) {
 	code, _, stderr = runCLI("usage", "report", "--config", cfg, "--from", "2026-11-01", "--to", "2026-12-01")
 	if code == exitOK || !strings.Contains(stderr, "is open in a running tokenmeter; ask it instead (--admin, without --config)") {
 		t.Fatalf("a held ledger: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// The Postgres ledger is read with --config while its writers may run: the
+// same report from the same records.
+func TestUsageOfflinePostgres(t *testing.T) {
+	dsn := pgtest.Start(t)
+	t.Setenv("TM_TEST_LEDGER_DSN", dsn)
+	s, err := pgstore.Open(context.Background(), pgstore.Options{DSN: dsn, Dimensions: []string{"project"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		r := &ledger.Record{RequestID: fmt.Sprintf("pg-%d", i), Start: start.Add(time.Duration(i) * time.Minute),
+			Provider: "openai", Model: "gpt-4o-mini", PricedModel: "gpt-4o-mini", Dialect: "openai_chat", Outcome: ledger.OK,
+			Priced: true, Currency: money.USD, Cost: money.MustParse("0.00018"), ListCost: money.MustParse("0.00018"),
+			Dimensions: attribution.Dimensions{Names: []string{"project"}, Values: []string{"alpha"}}}
+		r.Usage.Set(usage.Input, 1000)
+		r.Usage.Set(usage.Output, 50)
+		s.Append(r)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close() // a writer still running: the read does not need it stopped
+	cfg := filepath.Join(t.TempDir(), "tokenmeter.yaml")
+	yaml := "catalog: {builtin: true}\nledger: {type: postgres, postgres: {dsn_env: TM_TEST_LEDGER_DSN}}\n" +
+		"attribution:\n  dimensions: [{name: project, header: x-tokenmeter-project}]\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI("usage", "report", "--config", cfg, "--from", "2026-11-01", "--to", "2026-12-01", "--group-by", "project")
+	want := "  PROJECT  REQUESTS  TOKENS  UNPRICED         COST\n    alpha         3    3150         0  0.00054 USD\ntotal: 3 requests, 0.00054 USD\n"
+	if code != exitOK || stdout != want {
+		t.Fatalf("exit %d, stderr %q\nstdout:\n%s\nwant:\n%s", code, stderr, stdout, want)
 	}
 }

@@ -216,6 +216,10 @@ type Ledger struct {
 	// CloudEvents, when set, also sends every record as a CloudEvent
 	// (ledger.cloudevents); nil when off.
 	CloudEvents *CloudEvents
+	// Type is "badger" (embedded, in Dir; the default) or "postgres" (one
+	// ledger shared by replicas: Postgres).
+	Type     string
+	Postgres LedgerPostgres
 }
 
 // Load reads and validates path and the catalogs it names.
@@ -288,7 +292,7 @@ func defaults(file string) *Config {
 		Unpriced:          UnpricedDeny,
 		BuiltinCatalog:    true,
 		Alerts:            Alerts{Interval: 10 * time.Second, ForecastInterval: 5 * time.Minute},
-		Ledger:            Ledger{Dir: DefaultLedgerDir},
+		Ledger:            Ledger{Dir: DefaultLedgerDir, Type: "badger"},
 		Shutdown:          Shutdown{Drain: DefaultShutdownDrain, Grace: DefaultShutdownGrace},
 	}
 }

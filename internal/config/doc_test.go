@@ -28,6 +28,7 @@ var docProbes = []struct{ prefix, yaml string }{
 	{"alerts.anomaly.", "alerts: {anomaly: {zz_probe: 1}}"},
 	{"ledger.", "ledger: {zz_probe: 1}"},
 	{"ledger.cloudevents.", "ledger: {cloudevents: {zz_probe: 1}}"},
+	{"ledger.postgres.", "ledger: {postgres: {zz_probe: 1}}"},
 	{"unpriced.", "unpriced: {zz_probe: 1}"},
 	{"attribution.", "attribution: {zz_probe: 1}"},
 	{"attribution.dimensions[].", "attribution: {dimensions: [{zz_probe: 1}]}"},

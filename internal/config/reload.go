@@ -179,12 +179,18 @@ func (r *Reloader) Run(ctx context.Context, interval time.Duration, hup <-chan o
 // handed to another endpoint without losing or repeating events.
 func ledgerRestartOnly(cur, next Ledger) []string {
 	var what []string
-	if cur.Dir != next.Dir || cur.QueueSize != next.QueueSize || cur.Retention != next.Retention ||
-		cur.TimeZone.String() != next.TimeZone.String() {
+	if !sameLedger(cur, next) {
 		what = append(what, "ledger")
 	}
 	if !reflect.DeepEqual(cur.CloudEvents, next.CloudEvents) {
 		what = append(what, "ledger.cloudevents")
 	}
 	return what
+}
+
+// sameLedger reports whether a reload leaves the ledger as it was opened:
+// every key of the section is read at start only.
+func sameLedger(a, b Ledger) bool {
+	return a.Dir == b.Dir && a.QueueSize == b.QueueSize && a.Retention == b.Retention &&
+		a.TimeZone.String() == b.TimeZone.String() && a.Type == b.Type && a.Postgres == b.Postgres
 }

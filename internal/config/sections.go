@@ -98,7 +98,12 @@ func (w *walker) ledgerSection(c *Config) func(*yaml.Node, string) {
 					c.Ledger.TimeZone = loc
 				}
 			},
+			"type":     w.ledgerType(&c.Ledger),
+			"postgres": w.ledgerPostgres(&c.Ledger.Postgres),
 		})
+		if c.Ledger.Type == "postgres" && c.Ledger.Postgres.DSNEnv == "" {
+			w.Fail(n, join(k, "postgres.dsn_env"), "required with ledger type postgres")
+		}
 		c.Ledger.Retention = time.Duration(days) * 24 * time.Hour
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/metrics"
 	"github.com/tokenmeter/tokenmeter/internal/statement"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb/pgstore"
 	"github.com/tokenmeter/tokenmeter/internal/webhook"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
@@ -183,9 +184,21 @@ func serveBoth(g *grpc.Server, gl net.Listener, hsrv *http.Server, al net.Listen
 	return errc
 }
 
-// openLedger opens the stored ledger, or returns nil when the config keeps
-// none (ledger.dir empty).
+// openLedger opens the ledger: Postgres for ledger.type postgres, else
+// Badger in ledger.dir, or nil when that is empty (no ledger).
 func openLedger(cfg *config.Config, dims []string, log *slog.Logger) (usagedb.Store, error) {
+	if cfg.Ledger.Type == "postgres" {
+		pg := cfg.Ledger.Postgres
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := pgstore.Open(ctx, pgstore.Options{DSN: pg.DSN, Dimensions: dims, Retention: cfg.Ledger.Retention,
+			QueueSize: int(cfg.Ledger.QueueSize), MaxConns: int(pg.MaxConns), BatchSize: int(pg.BatchSize),
+			SpoolDir: pg.SpoolDir, SpoolMaxBytes: pg.SpoolMaxMB << 20, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("ledger postgres (from $%s): %w", pg.DSNEnv, err)
+		}
+		return s, nil
+	}
 	if cfg.Ledger.Dir == "" {
 		return nil, nil
 	}

@@ -205,6 +205,9 @@ var (
 		"Records dropped because the ledger's queue was full (also logged): never silent, but lost from statements.", nil, nil)
 	ledgerErrors = prometheus.NewDesc("tokenmeter_ledger_write_errors_total", "Failed writes to the stored ledger.", nil, nil)
 	ledgerQueued = prometheus.NewDesc("tokenmeter_ledger_queue_length", "Records waiting to be written.", nil, nil)
+	spoolRecords = prometheus.NewDesc("tokenmeter_ledger_spool_records", "Records waiting in the on-disk spool for the ledger's database (Postgres) to return.", nil, nil)
+	spoolBytes   = prometheus.NewDesc("tokenmeter_ledger_spool_bytes", "Bytes of the ledger's on-disk spool.", nil, nil)
+	spoolAge     = prometheus.NewDesc("tokenmeter_ledger_spool_oldest_age_seconds", "How long the oldest spooled batch has waited; 0 when the spool is empty.", nil, nil)
 )
 
 type ledgerCollector func() usagedb.Stats
@@ -214,6 +217,9 @@ func (l ledgerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- ledgerDropped
 	ch <- ledgerErrors
 	ch <- ledgerQueued
+	ch <- spoolRecords
+	ch <- spoolBytes
+	ch <- spoolAge
 }
 
 func (l ledgerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -222,6 +228,13 @@ func (l ledgerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(ledgerDropped, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(ledgerErrors, prometheus.CounterValue, float64(s.WriteErrors))
 	ch <- prometheus.MustNewConstMetric(ledgerQueued, prometheus.GaugeValue, float64(s.Queued))
+	ch <- prometheus.MustNewConstMetric(spoolRecords, prometheus.GaugeValue, float64(s.Spooled))
+	ch <- prometheus.MustNewConstMetric(spoolBytes, prometheus.GaugeValue, float64(s.SpoolBytes))
+	var age float64
+	if !s.SpoolOldest.IsZero() {
+		age = time.Since(s.SpoolOldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(spoolAge, prometheus.GaugeValue, age)
 }
 
 // WatchForecasts exports each budget key's month-end (window-end)

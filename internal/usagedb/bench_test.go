@@ -3,9 +3,7 @@ package usagedb
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,94 +11,16 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
-	"github.com/tokenmeter/tokenmeter/internal/money"
-	"github.com/tokenmeter/tokenmeter/internal/usage"
+	"github.com/tokenmeter/tokenmeter/internal/ledger/ledgergen"
 )
-
-// benchModels: 10 models of 4 providers, with prices per million tokens.
-var benchModels = []struct {
-	provider, dialect, model string
-	in, out                  money.PerMillion
-}{
-	{"openai", "openai_chat", "gpt-4o", mpm("2.5"), mpm("10")},
-	{"openai", "openai_chat", "gpt-4o-mini", mpm("0.15"), mpm("0.6")},
-	{"openai", "openai_responses", "o3", mpm("2"), mpm("8")},
-	{"anthropic", "anthropic_messages", "claude-sonnet-4", mpm("3"), mpm("15")},
-	{"anthropic", "anthropic_messages", "claude-haiku-4", mpm("1"), mpm("5")},
-	{"anthropic", "anthropic_messages", "claude-opus-4", mpm("15"), mpm("75")},
-	{"google", "gemini", "gemini-2.5-pro", mpm("1.25"), mpm("10")},
-	{"google", "gemini", "gemini-2.5-flash", mpm("0.3"), mpm("2.5")},
-	{"bedrock", "bedrock_converse", "amazon.nova-pro-v1:0", mpm("0.8"), mpm("3.2")},
-	{"bedrock", "bedrock_converse", "meta.llama3-3-70b-instruct-v1:0", mpm("0.72"), mpm("0.72")},
-}
-
-func mpm(s string) money.PerMillion { return money.PerMillion(money.MustParse(s)) }
-
-var benchOutcomes = []ledger.Outcome{ledger.Denied, ledger.UpstreamError, ledger.Partial, ledger.Estimated}
-
-// benchGen makes realistic traffic: 5 teams of 4 users, each team with 10
-// projects (50 in all), 10 models of 4 providers. Real traffic is skewed,
-// so projects and models are drawn from Zipf distributions, and a user
-// works on their team's projects; 93% of requests end ok.
-type benchGen struct {
-	rng            *rand.Rand
-	project, model *rand.Zipf
-	n              int
-}
-
-func newBenchGen(seed uint64) *benchGen {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	return &benchGen{rng: rng, project: rand.NewZipf(rng, 1.2, 2, 49), model: rand.NewZipf(rng, 1.1, 1, 9)}
-}
-
-func (g *benchGen) record(start time.Time) *ledger.Record {
-	g.n++
-	rng := g.rng
-	p := int(g.project.Uint64())
-	team := p % 5
-	m := benchModels[g.model.Uint64()]
-	r := &ledger.Record{
-		RequestID: fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", rng.Uint32(), rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint32()&0xffff, rng.Uint64()&0xffffffffffff),
-		Start:     start, Duration: time.Duration(200+rng.IntN(20_000)) * time.Millisecond,
-		Dimensions: attribution.Dimensions{Names: benchDims, Values: []string{
-			fmt.Sprintf("project-%02d", p), fmt.Sprintf("team-%d", team), fmt.Sprintf("user-%02d", team*4+rng.IntN(4))}},
-		Provider: m.provider, Dialect: m.dialect, Model: m.model, ResponseModel: m.model, PricedModel: m.model,
-		Status: 200, Stream: rng.IntN(3) != 0, Outcome: ledger.OK, Priced: true, Currency: money.USD, ReportingCurrency: money.USD,
-	}
-	r.TTFT = r.Duration / 10
-	if x := rng.IntN(100); x < 7 {
-		r.Outcome = benchOutcomes[x%len(benchOutcomes)]
-	}
-	if r.Outcome == ledger.Denied {
-		r.Status, r.Budget, r.Reason = 0, "team-monthly", "budget"
-		return r
-	}
-	in, out := int64(100+rng.IntN(6000)), int64(50+rng.IntN(1500))
-	r.Usage.Set(usage.Input, in)
-	r.Usage.Set(usage.Output, out)
-	if rng.IntN(3) == 0 {
-		r.Usage.Set(usage.CacheRead, int64(rng.IntN(20_000)))
-	}
-	r.Usage.Raw = []usage.Field{{Name: "prompt_tokens", Value: in}, {Name: "completion_tokens", Value: out}}
-	var s money.Sum
-	s.Add(in, m.in)
-	s.Add(r.Usage.Get(usage.CacheRead), m.in/10)
-	s.Add(out, m.out)
-	r.ListCost, _ = s.Amount()
-	r.Cost, r.ReportingCost = r.ListCost, r.ListCost
-	return r
-}
-
-var benchDims = []string{"project", "team", "user"}
 
 // BenchmarkRecordCodec compares the stored binary encoding of a record with
 // JSON (the alternative the design allowed).
 func BenchmarkRecordCodec(b *testing.B) {
-	r := newBenchGen(1).record(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	r := ledgergen.NewTraffic(1).Record(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	key := recordKey(r.Start.UnixNano(), 1)
-	names := &nameTable{byID: map[uint64][]string{1: benchDims}}
+	names := &nameTable{byID: map[uint64][]string{1: ledgergen.TrafficDims}}
 	bin := encodeRecord(nil, r, 1)
 	js, err := json.Marshal(r)
 	if err != nil {
@@ -142,16 +62,16 @@ func BenchmarkRecordCodec(b *testing.B) {
 // and the writer to a Badger directory on disk, flushing every half queue
 // so that nothing is dropped.
 func BenchmarkAppend(b *testing.B) {
-	db, err := Open(Options{Dir: b.TempDir(), Dimensions: benchDims})
+	db, err := Open(Options{Dir: b.TempDir(), Dimensions: ledgergen.TrafficDims})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	g := newBenchGen(2)
+	g := ledgergen.NewTraffic(2)
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]*ledger.Record, 10_000)
 	for i := range recs {
-		recs[i] = g.record(start.Add(time.Duration(i) * 864 * time.Millisecond))
+		recs[i] = g.Record(start.Add(time.Duration(i) * 864 * time.Millisecond))
 	}
 	b.ResetTimer()
 	t0 := time.Now()
@@ -201,7 +121,7 @@ func BenchmarkReportMonth(b *testing.B) {
 		seedRate = seedBench(b, dir, march)
 	}
 	size := dirSize(b, dir)
-	db, err := Open(Options{Dir: dir, Dimensions: benchDims})
+	db, err := Open(Options{Dir: dir, Dimensions: ledgergen.TrafficDims})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -287,16 +207,16 @@ func reportDisk(b *testing.B, db *DB, size int64) {
 // second it sustained; it closes the DB so that the files are final.
 func seedBench(b *testing.B, dir string, march time.Time) float64 {
 	b.Helper()
-	db, err := Open(Options{Dir: dir, Dimensions: benchDims})
+	db, err := Open(Options{Dir: dir, Dimensions: ledgergen.TrafficDims})
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := newBenchGen(3)
+	g := ledgergen.NewTraffic(3)
 	t0 := time.Now()
 	const step = 24 * time.Hour / benchPerDay
 	for i := range benchDays * benchPerDay {
-		jitter := time.Duration(g.rng.Int64N(int64(step)))
-		db.Append(g.record(march.Add(time.Duration(i)*step + jitter)))
+		jitter := g.Jitter(step)
+		db.Append(g.Record(march.Add(time.Duration(i)*step + jitter)))
 		if i%(DefaultQueueSize/2) == 0 {
 			if err := db.Flush(context.Background()); err != nil {
 				b.Fatal(err)

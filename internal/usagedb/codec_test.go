@@ -17,6 +17,7 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/fx"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/ledger/ledgergen"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
@@ -66,7 +67,7 @@ func TestRecordCodec(t *testing.T) {
 		{"full, names by id", fullRecord(), 1},
 		{"full, names inline", fullRecord(), 0},
 		{"empty", &ledger.Record{Start: time.Unix(0, 0).UTC()}, 0},
-		{"random", randomRecord(rng, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 1), 0},
+		{"random", ledgergen.Record(rng, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 1), 0},
 		{"uuid, models and costs repeating", &ledger.Record{
 			RequestID: "0f8fad5b-d9cb-469f-a165-70867728950e", Start: time.Unix(1_772_000_000, 1).UTC(),
 			Model: "gpt-4o", ResponseModel: "gpt-4o", PricedModel: "gpt-4o", Cost: 7, ListCost: 7,

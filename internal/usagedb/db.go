@@ -76,6 +76,12 @@ type Stats struct {
 	Queued      int64 // records (and Flush/Sweep requests) waiting in the queue now
 	WriteErrors int64 // records lost to a failed write (logged with the error)
 	Expired     int64 // records deleted by retention
+	// Spooled and SpoolBytes are the records waiting in an on-disk spool
+	// for the database to return (pgstore; DB has none), SpoolOldest when
+	// the oldest of them was spooled (zero when none). After Flush a
+	// spooled record is in none of Written, Dropped and WriteErrors yet.
+	Spooled, SpoolBytes int64
+	SpoolOldest         time.Time
 }
 
 // DB is the usage ledger. It implements ledger.Sink.

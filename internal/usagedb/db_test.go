@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/ledger/ledgergen"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
@@ -166,34 +167,6 @@ func TestReopen(t *testing.T) {
 	}
 	if len(rows) != 1 || rows[0].Requests != 2 || rows[0].Cost != 10 {
 		t.Fatalf("rows %+v", rows)
-	}
-}
-
-// TestDimensionsChange: reopening with another dimension list rebuilds the
-// aggregates, so the new dimensions can be grouped on at once.
-func TestDimensionsChange(t *testing.T) {
-	dir := t.TempDir()
-	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	recs := monthRecords(5, 500, march)
-	db, err := Open(Options{Dir: dir, Dimensions: []string{"project"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	appendAll(t, db, recs)
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	dims := []string{"user", "team"}
-	db = openTest(t, Options{Dir: dir, Dimensions: dims})
-	q := Query{From: march, To: march.AddDate(0, 1, 0), GroupBy: []string{"user", "team"}, Bucket: Week}
-	got, err := db.Report(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := want(t, recs, q, dims)
-	sortRows(w)
-	if !reflect.DeepEqual(got, w) {
-		t.Fatalf("after rebuild:\n got %+v\nwant %+v", got, w)
 	}
 }
 
@@ -353,7 +326,7 @@ func TestSweepAtOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, db, monthRecords(6, 300, march))
+	appendAll(t, db, ledgergen.Month(6, 300, march))
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -369,53 +342,5 @@ func TestSweepAtOpen(t *testing.T) {
 		if k := firstKey(t, db, prefix); k != nil {
 			t.Fatalf("%s left behind", keyString(k))
 		}
-	}
-}
-
-// TestConcurrentUse appends from several goroutines while reports run
-// (for the race detector), then checks the totals exactly.
-func TestConcurrentUse(t *testing.T) {
-	db := openTest(t, Options{})
-	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	q := Query{From: march, To: march.AddDate(0, 1, 0), GroupBy: []string{"team"}, Bucket: Day}
-	var wg sync.WaitGroup
-	var all [4][]*ledger.Record
-	for g := range all {
-		all[g] = monthRecords(uint64(20+g), 1500, march)
-		wg.Go(func() {
-			for _, r := range all[g] {
-				db.Append(r)
-			}
-		})
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range 5 {
-			if _, err := db.Report(context.Background(), q); err != nil {
-				t.Error(err)
-			}
-		}
-	}()
-	wg.Wait()
-	<-done
-	if err := db.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var recs []*ledger.Record
-	for _, a := range all {
-		recs = append(recs, a...)
-	}
-	got, err := db.Report(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := want(t, recs, q, testDims)
-	sortRows(w)
-	if !reflect.DeepEqual(got, w) {
-		t.Fatalf("after concurrent appends the report differs from the records")
-	}
-	if s := db.Stats(); s.Written != 6000 || s.Dropped != 0 {
-		t.Fatalf("stats %+v", s)
 	}
 }

@@ -87,6 +87,16 @@
 // dimension it lacks. When the configured list changes, Open rebuilds the
 // aggregates from the records (logged; it reads every stored record once).
 //
+// # Other stores
+//
+// DB is one process's ledger; package pgstore is one ledger on PostgreSQL
+// for a fleet. Both implement Store, and engine.go exports what pgstore
+// shares with DB rather than re-derives: the record encoding, a record's
+// contribution (Converter), the plan of rollups and edge records that
+// answers a query (Plan) and the accumulator that makes rows of them, so
+// the two agree to the nano-unit. Package ledgertest is the suite both
+// pass.
+//
 // # Exports
 //
 // Export streams records in start order from one snapshot; WriteExport

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/ledger/ledgergen"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 )
 
@@ -55,7 +56,7 @@ func goldenRecords() []*ledger.Record {
 
 func TestCSVRoundTrip(t *testing.T) {
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	recs := append(goldenRecords(), monthRecords(8, 500, march)...)
+	recs := append(goldenRecords(), ledgergen.Month(8, 500, march)...)
 	db := openTest(t, Options{})
 	appendAll(t, db, recs)
 	var buf bytes.Buffer
@@ -249,7 +250,7 @@ func TestMillis(t *testing.T) {
 func TestExportStopsOnError(t *testing.T) {
 	db := openTest(t, Options{})
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	appendAll(t, db, monthRecords(9, 100, march))
+	appendAll(t, db, ledgergen.Month(9, 100, march))
 	stop := errors.New("stop")
 	n := 0
 	err := db.Export(context.Background(), march, march.AddDate(0, 1, 0), func(*ledger.Record) error {

@@ -401,6 +401,16 @@ func (rp *reporter) addRecord(r *ledger.Record) error {
 
 // add adds v to its row of bucket idx.
 func (rp *reporter) add(idx int, fields [][]byte, v *aggVal) error {
+	row, err := rp.lookup(idx, fields)
+	if err != nil {
+		return err
+	}
+	return row.add(fields[rp.outcome], v)
+}
+
+// lookup returns the row of bucket idx for fields' currency and groups,
+// made when new.
+func (rp *reporter) lookup(idx int, fields [][]byte) (*bucketRow, error) {
 	kb := binary.AppendUvarint(rp.kb[:0], uint64(idx))
 	kb = appendField(kb, fields[fieldCurrency])
 	for _, g := range rp.group {
@@ -410,7 +420,7 @@ func (rp *reporter) add(idx int, fields [][]byte, v *aggVal) error {
 	row, ok := rp.groups[string(kb)]
 	if !ok {
 		if len(rp.groups) >= maxGroups {
-			return errTooManyGroups()
+			return nil, errTooManyGroups()
 		}
 		row = &bucketRow{idx: idx, Row: Row{Bucket: rp.plan.labels[idx], Currency: money.Currency(fields[fieldCurrency])}}
 		row.Group = make([]string, len(rp.group))
@@ -419,7 +429,7 @@ func (rp *reporter) add(idx int, fields [][]byte, v *aggVal) error {
 		}
 		rp.groups[string(kb)] = row
 	}
-	return row.add(fields[rp.outcome], v)
+	return row, nil
 }
 
 // absorb merges o's rows into rp's.

@@ -1,16 +1,15 @@
 package usagedb
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/ledger/ledgergen"
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 )
@@ -24,75 +23,13 @@ func mustLoad(t testing.TB, name string) *time.Location {
 	return loc
 }
 
-func sortRows(rows []Row) {
-	slices.SortFunc(rows, func(a, b Row) int {
-		return cmp.Or(a.Bucket.Compare(b.Bucket), slices.Compare(a.Group, b.Group), cmp.Compare(a.Currency, b.Currency))
-	})
-}
-
-// TestReportMatchesRecords checks reports against sums computed from the
-// records themselves, over 6,000 records in a month, a fifth of them on
-// hour edges, for edges inside hours, DST zones and a half-hour zone.
-func TestReportMatchesRecords(t *testing.T) {
-	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	recs := monthRecords(1, 6000, march)
-	db := openTest(t, Options{})
-	appendAll(t, db, recs)
-	paris, kolkata := mustLoad(t, "Europe/Paris"), mustLoad(t, "Asia/Kolkata")
-	odd := march.Add(36*time.Hour + 17*time.Minute + 23*time.Second + 5e8)
-	tests := []struct {
-		name string
-		q    Query
-	}{
-		{"month total", Query{From: march, To: march.AddDate(0, 1, 0)}},
-		{"odd edges by project×model×day", Query{From: odd, To: odd.Add(20*24*time.Hour + 7*time.Minute), GroupBy: []string{"project", "model"}, Bucket: Day}},
-		{"team×provider by hour", Query{From: odd, To: odd.Add(50 * time.Hour), GroupBy: []string{"team", "provider"}, Bucket: Hour}},
-		{"user×currency by week in Paris", Query{From: march, To: march.AddDate(0, 1, 0), GroupBy: []string{"user", "currency"}, Bucket: Week, Location: paris}},
-		{"month in Paris, odd edges", Query{From: odd, To: march.AddDate(0, 1, 0).Add(-time.Nanosecond), Bucket: Month, Location: paris, GroupBy: []string{"model"}}},
-		{"day in Paris across DST", Query{From: march.AddDate(0, 0, 25), To: march.AddDate(0, 0, 31), Bucket: Day, Location: paris, GroupBy: []string{"outcome"}}},
-		{"hour in Paris across DST", Query{From: march.AddDate(0, 0, 28), To: march.AddDate(0, 0, 30), Bucket: Hour, Location: paris}},
-		{"day in Kolkata", Query{From: march, To: march.AddDate(0, 1, 0), Bucket: Day, Location: kolkata, GroupBy: []string{"project"}}},
-		{"hour in Kolkata", Query{From: odd, To: odd.Add(72 * time.Hour), Bucket: Hour, Location: kolkata, GroupBy: []string{"dialect"}}},
-		{"filtered", Query{From: march, To: march.AddDate(0, 1, 0), Bucket: Day, Location: paris,
-			Filter: map[string]string{"team": "t1", "outcome": "ok"}, GroupBy: []string{"user"}}},
-		{"every key", Query{From: odd, To: odd.Add(9 * 24 * time.Hour), GroupBy: groupKeys(testDims), Bucket: Day}},
-		{"inside one hour", Query{From: odd, To: odd.Add(20 * time.Minute), GroupBy: []string{"project"}}},
-		{"one exact hour", Query{From: march.Add(5 * time.Hour), To: march.Add(6 * time.Hour), GroupBy: []string{"project"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := db.Report(context.Background(), tt.q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := want(t, recs, tt.q, testDims)
-			sortRows(w)
-			if len(w) == 0 {
-				t.Fatal("the reference report is empty: the test selects nothing")
-			}
-			if len(got) != len(w) {
-				t.Fatalf("%d rows, want %d", len(got), len(w))
-			}
-			for i := range w {
-				if !got[i].Bucket.Equal(w[i].Bucket) || got[i].Bucket.Location().String() != w[i].Bucket.Location().String() {
-					t.Fatalf("row %d bucket %v, want %v", i, got[i].Bucket, w[i].Bucket)
-				}
-				got[i].Bucket, w[i].Bucket = time.Time{}, time.Time{}
-				if !reflect.DeepEqual(got[i], w[i]) {
-					t.Fatalf("row %d:\n got %+v\nwant %+v", i, got[i], w[i])
-				}
-			}
-		})
-	}
-}
-
 // TestStatementTotals checks that each statement's total is the sum of its
 // records' charged costs to the nano-unit, and its lines sum to it.
 func TestStatementTotals(t *testing.T) {
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	// Records from mid-February to mid-April, so the month's edges matter.
-	recs := monthRecords(2, 3000, march.AddDate(0, 0, -15))
-	recs = append(recs, monthRecords(3, 3000, march.AddDate(0, 0, 14))...)
+	recs := ledgergen.Month(2, 3000, march.AddDate(0, 0, -15))
+	recs = append(recs, ledgergen.Month(3, 3000, march.AddDate(0, 0, 14))...)
 	db := openTest(t, Options{})
 	appendAll(t, db, recs)
 	for _, loc := range []*time.Location{time.UTC, mustLoad(t, "Europe/Paris"), mustLoad(t, "Asia/Kolkata")} {
@@ -104,7 +41,7 @@ func TestStatementTotals(t *testing.T) {
 				wantReq := map[money.Currency]int64{}
 				for _, r := range recs {
 					if !r.Start.Before(from) && r.Start.Before(to) && dimValue(r, key.dim) == key.value && r.Outcome.Charged() {
-						cur, cost, _ := expectedMoney(r)
+						cur, cost, _ := ledgergen.ExpectedMoney(r)
 						wantTotal[cur] += cost
 						wantReq[cur]++
 					}
@@ -307,7 +244,7 @@ func TestTooManyGroups(t *testing.T) {
 	maxGroups = 3
 	db := openTest(t, Options{})
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	appendAll(t, db, monthRecords(4, 200, march))
+	appendAll(t, db, ledgergen.Month(4, 200, march))
 	_, err := db.Report(context.Background(), Query{From: march, To: march.AddDate(0, 1, 0), GroupBy: []string{"project"}})
 	const msg = "usagedb: bad query: too many groups: more than 3 rows; group by fewer keys, filter, or use a coarser bucket"
 	if !errors.Is(err, ErrBadQuery) || err.Error() != msg {
