@@ -20,7 +20,8 @@ type LedgerPostgres struct {
 	// pgstore's default.
 	BatchSize int64
 	// SpoolDir is where batches wait on disk while Postgres is away
-	// (absolute, or relative to the working directory); "" keeps no spool.
+	// (absolute, or relative to the working directory); by default
+	// ledger.dir's spool/, and "" (with ledger.dir empty) keeps no spool.
 	SpoolDir string
 	// SpoolMaxMB bounds the spool, in MiB; 0 is pgstore's default.
 	SpoolMaxMB int64

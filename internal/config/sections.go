@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -103,6 +104,11 @@ func (w *walker) ledgerSection(c *Config) func(*yaml.Node, string) {
 		})
 		if c.Ledger.Type == "postgres" && c.Ledger.Postgres.DSNEnv == "" {
 			w.Fail(n, join(k, "postgres.dsn_env"), "required with ledger type postgres")
+		}
+		if p := &c.Ledger.Postgres; c.Ledger.Type == "postgres" && p.SpoolDir == "" && c.Ledger.Dir != "" {
+			// Nothing lost while Postgres is away, by default: the
+			// directory a Badger ledger would use holds the spool.
+			p.SpoolDir = filepath.Join(c.Ledger.Dir, "spool")
 		}
 		c.Ledger.Retention = time.Duration(days) * 24 * time.Hour
 	}
