@@ -85,6 +85,23 @@ func TestBadValues(t *testing.T) {
 		// The chart's floor is tokenmeter's: the message names the number tokenmeter holds.
 		{"key_secret_short.yaml", fmt.Sprintf("apiKeys.value: %d bytes; want at least %d", apikey.MinSecretBytes-1, apikey.MinSecretBytes)},
 		{"key_secret_misspelt.yaml", "additional properties 'secret' not allowed"},
+		{"unknown_ledger_type.yaml", "at '/ledger/type'"},
+		{"postgres_without_dsn.yaml", "ledger.type postgres needs the DSN: set ledger.postgres.existingSecret or ledger.postgres.value"},
+		{"postgres_without_ledger.yaml", "ledger.type postgres keeps a ledger and ledger.enabled false keeps none"},
+		{"dsn_with_badger_ledger.yaml", "ledger.postgres: a DSN is set but ledger.type is badger"},
+		{"dsn_twice.yaml", "ledger.postgres: set existingSecret or value, not both"},
+		{"config_sets_ledger_type.yaml", "config.ledger.type is set by the chart: use the value ledger.type instead"},
+		{"config_sets_dsn_env.yaml", "config.ledger.postgres.dsn_env is set by the chart: use the value ledger.postgres instead"},
+		{"config_sets_spool_dir.yaml", "config.ledger.postgres.spool_dir is set by the chart: use the value ledger.sizeLimit or persistence.size"},
+		{"config_sets_cloudevents_url.yaml", "config.ledger.cloudevents.url is set by the chart: use the value cloudEvents.url instead"},
+		{"config_sets_cloudevents_headers_env.yaml", "config.ledger.cloudevents.headers_env is set by the chart: use the value cloudEvents.headers instead"},
+		{"cloudevents_without_url.yaml", "config.ledger.cloudevents needs the endpoint: set cloudEvents.url.existingSecret or cloudEvents.url.value"},
+		{"cloudevents_not_a_mapping.yaml", "config.ledger.cloudevents: want a mapping"},
+		{"cloudevents_headers_without_url.yaml", "cloudEvents.headers: no cloudEvents.url to send them to"},
+		{"cloudevents_header_twice.yaml", "cloudEvents.headers.Authorization and cloudEvents.headers.authorization: one header twice"},
+		{"cloudevents_header_name_invalid.yaml", "invalid propertyName 'X_Api_Key'"},
+		{"cloudevents_header_misspelt.yaml", "additional properties 'secret' not allowed"},
+		{"secret_key_shared.yaml", `adminToken and cloudEvents.url: both keep their value under "admin-token" in the chart's Secret`},
 	} {
 		t.Run(strings.TrimSuffix(tc.file, ".yaml"), func(t *testing.T) {
 			_, err := render(c, filepath.Join("testdata", "bad", tc.file))
@@ -100,7 +117,8 @@ func TestBadValues(t *testing.T) {
 // template (checksum/secret) for Kubernetes to replace them.
 func TestSecretChangeRollsPods(t *testing.T) {
 	c := loadChart(t)
-	base, err := readValues("../kubernetes/shared.values.yaml", "testdata/inline-secrets.yaml", "testdata/api-keys.yaml")
+	base, err := readValues("../kubernetes/shared.values.yaml", "testdata/inline-secrets.yaml", "testdata/api-keys.yaml",
+		"testdata/postgres-ledger.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +130,10 @@ func TestSecretChangeRollsPods(t *testing.T) {
 		{"redis password", map[string]any{"redis": map[string]any{"password": map[string]any{"value": "redis-rotated"}}}},
 		{"admin token", map[string]any{"adminToken": map[string]any{"value": "admin-rotated"}}},
 		{"API-key secret", map[string]any{"apiKeys": map[string]any{"value": "chart-test-key-secret-rotated-0123456789"}}},
+		{"ledger DSN", map[string]any{"ledger": map[string]any{"postgres": map[string]any{"value": "postgres://rotated@db/ledger"}}}},
+		{"CloudEvents URL", map[string]any{"cloudEvents": map[string]any{"url": map[string]any{"value": "https://rotated.example/events"}}}},
+		{"CloudEvents header", map[string]any{"cloudEvents": map[string]any{"headers": map[string]any{
+			"Authorization": map[string]any{"value": "Bearer om_rotated"}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if after := podChecksum(t, c, loader.MergeMaps(base, tc.value)); after == before {

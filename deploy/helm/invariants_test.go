@@ -225,6 +225,7 @@ func checkConfig(t *testing.T, in install) *config.Config {
 		t.Errorf("config store.redis: addrs %q, password set %v", cfg.Redis.Addrs, cfg.Redis.Password != "")
 	}
 	checkAPIKeys(t, in, cfg)
+	checkLedger(t, in, cfg)
 	return cfg
 }
 
@@ -297,7 +298,11 @@ func secretValue(in install, e corev1.EnvVar) string {
 			return s.StringData[ref.Key]
 		}
 	}
-	return "from the user's Secret " + ref.Name
+	if e.Name == cloudEventsURLEnv {
+		// tokenmeter checks the URL at load: the stand-in must be one.
+		return "https://receiver.example/" + ref.Name + "/" + ref.Key
+	}
+	return "from the user's Secret " + ref.Name + " key " + ref.Key
 }
 
 // checkProbes: the gRPC health probe on the ext_proc port tokenmeter listens

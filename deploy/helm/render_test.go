@@ -146,6 +146,13 @@ type variant struct {
 	serviceMonitor bool // the variant enables it
 	noLedger       bool // ledger.enabled false
 	apiKeys        *keyAttribution
+	postgres       bool // ledger.type postgres, the DSN from a Secret
+	// cloudEvents: the headers a variant sends records with, when it sends
+	// them as CloudEvents at all (nil: it does not).
+	cloudEvents []string
+	// userLedgerKeys: the values' config sets keys of ledger.postgres and
+	// ledger.cloudevents, to be merged with the chart's.
+	userLedgerKeys bool
 }
 
 // keyAttribution is what a variant's tokenmeter.yaml says of
@@ -176,6 +183,14 @@ func variants() []variant {
 		{name: "shared with API keys from an existing Secret", shared: true,
 			values:  []string{"../kubernetes/shared.values.yaml", "testdata/api-keys-existing-secret.yaml"},
 			apiKeys: &keyAttribution{unknown: apikey.Deny, missing: apikey.Deny}},
+		{name: "shared with a Postgres ledger and CloudEvents from the chart's Secret", shared: true, postgres: true,
+			values:      []string{"../kubernetes/shared.values.yaml", "testdata/postgres-ledger.yaml"},
+			cloudEvents: []string{"Authorization"}, userLedgerKeys: true},
+		{name: "shared without a ledger, with CloudEvents", shared: true, noLedger: true, cloudEvents: []string{},
+			values: []string{"../kubernetes/shared.values.yaml", "testdata/cloudevents-no-ledger.yaml"}},
+		{name: "embedded with a Postgres ledger and CloudEvents from existing Secrets", postgres: true,
+			values:      []string{"testdata/postgres-ledger-existing-secrets.yaml"},
+			cloudEvents: []string{"X-Api-Key"}},
 	}
 }
 

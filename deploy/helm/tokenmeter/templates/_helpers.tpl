@@ -45,8 +45,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 
 {{/*
 The secrets tokenmeter reads from its environment (the config's *_env keys), as a list of
-{env, v, what}: the environment variable, the value block it comes from (existingSecret, existingSecretKey,
-value) and that block's name for errors. A secret that is not configured is left out.
+{env, v, what, header}: the environment variable, the value block it comes from (existingSecret, existingSecretKey,
+value), that block's name for errors and, for a CloudEvents header, the header's name. A secret that is not
+configured is left out.
 */}}
 {{- define "tokenmeter.secretEnvs" -}}
 {{- $all := list -}}
@@ -55,12 +56,35 @@ value) and that block's name for errors. A secret that is not configured is left
 {{- end -}}
 {{- $all = append $all (dict "env" "TOKENMETER_ADMIN_TOKEN" "v" .Values.adminToken "what" "adminToken") -}}
 {{- $all = append $all (dict "env" "TOKENMETER_KEY_SECRET" "v" .Values.apiKeys "what" "apiKeys") -}}
+{{- $all = append $all (dict "env" "TOKENMETER_LEDGER_DSN" "v" .Values.ledger.postgres "what" "ledger.postgres") -}}
+{{- $all = append $all (dict "env" "TOKENMETER_CLOUDEVENTS_URL" "v" .Values.cloudEvents.url
+  "what" "cloudEvents.url") -}}
+{{- range $name, $h := .Values.cloudEvents.headers -}}
+{{- /* Header names are case-insensitive: two spellings of one would be one variable, one header. */ -}}
+{{- $v := merge (dict) $h (dict "existingSecretKey" (lower $name)) -}}
+{{- $env := printf "TOKENMETER_CLOUDEVENTS_HEADER_%s" ($name | upper | replace "-" "_") -}}
+{{- $all = append $all (dict "env" $env "v" $v "what" (printf "cloudEvents.headers.%s" $name) "header" $name) -}}
+{{- end -}}
 {{- $out := list -}}
+{{- $envs := dict -}}
+{{- $keys := dict -}}
 {{- range $all -}}
 {{- if and .v.existingSecret .v.value -}}
 {{- fail (printf "%s: set existingSecret or value, not both" .what) -}}
 {{- end -}}
 {{- if or .v.existingSecret .v.value -}}
+{{- if hasKey $envs .env -}}
+{{- fail (printf "%s and %s: one header twice (names are case-insensitive)" (get $envs .env) .what) -}}
+{{- end -}}
+{{- $_ := set $envs .env .what -}}
+{{- if .v.value -}}
+{{- /* The chart's one Secret keeps each value under its existingSecretKey: a second would replace the first. */ -}}
+{{- if hasKey $keys .v.existingSecretKey -}}
+{{- fail (printf "%s and %s: both keep their value under %q in the chart's Secret: give one another existingSecretKey"
+  (get $keys .v.existingSecretKey) .what .v.existingSecretKey) -}}
+{{- end -}}
+{{- $_ := set $keys .v.existingSecretKey .what -}}
+{{- end -}}
 {{- $out = append $out . -}}
 {{- end -}}
 {{- end -}}
@@ -84,6 +108,12 @@ key-hashing secret, at a variable or file the pod does not have).
   "store.dir" "persistence"
   "store.redis" "redis"
   "ledger.dir" "ledger.enabled"
+  "ledger.type" "ledger.type"
+  "ledger.postgres.dsn_env" "ledger.postgres"
+  "ledger.postgres.spool_dir" "ledger.sizeLimit or persistence.size (the spool is in the ledger's directory)"
+  "ledger.cloudevents.url" "cloudEvents.url"
+  "ledger.cloudevents.url_env" "cloudEvents.url"
+  "ledger.cloudevents.headers_env" "cloudEvents.headers"
   "admin.token_env" "adminToken"
   "attribution.api_keys.secret_env" "apiKeys"
   "attribution.api_keys.secret_file" "apiKeys") -}}
@@ -129,7 +159,7 @@ key-hashing secret, at a variable or file the pod does not have).
 {{- $_ := set $store "dir" "/var/lib/tokenmeter/badger" -}}
 {{- end -}}
 {{- $_ := set $owned "store" $store -}}
-{{- $_ := set $owned "ledger" (dict "dir" (ternary "/var/lib/tokenmeter/ledger" "" .Values.ledger.enabled)) -}}
+{{- $_ := set $owned "ledger" (fromJson (include "tokenmeter.ledger" .)) -}}
 {{- range fromJsonArray (include "tokenmeter.secretEnvs" .) -}}
 {{- if eq .env "REDIS_PASSWORD" -}}
 {{- $_ := set $redis "password_env" .env -}}
@@ -152,4 +182,92 @@ apikey.MinSecretBytes (TestBadValues holds them together).
 {{- fail "config.attribution.api_keys needs the secret keys are hashed with: set apiKeys.value or apiKeys.existingSecret" -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $cfg $owned) -}}
+{{- end -}}
+
+{{/*
+The ledger keys the chart owns, as JSON: where the ledger is (a Postgres ledger's spool defaults to the directory's
+spool/, so it is on the pod's volume too), the DSN's variable, and the CloudEvents endpoint's and headers' variables.
+The rest of each section (retention, max_conns, source, subject...) comes from the user's config.
+*/}}
+{{- define "tokenmeter.ledger" -}}
+{{- $l := .Values.ledger -}}
+{{- if and (eq $l.type "postgres") (not $l.enabled) -}}
+{{- fail "ledger.type postgres keeps a ledger and ledger.enabled false keeps none: choose one" -}}
+{{- end -}}
+{{- $ledger := dict "type" $l.type "dir" (ternary "/var/lib/tokenmeter/ledger" "" $l.enabled) -}}
+{{- $url := "" -}}
+{{- $headers := dict -}}
+{{- range fromJsonArray (include "tokenmeter.secretEnvs" .) -}}
+{{- if eq .env "TOKENMETER_LEDGER_DSN" -}}
+{{- $_ := set $ledger "postgres" (dict "dsn_env" .env) -}}
+{{- else if eq .env "TOKENMETER_CLOUDEVENTS_URL" -}}
+{{- $url = .env -}}
+{{- else if .header -}}
+{{- $_ := set $headers .header .env -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $l.type "postgres") (not (hasKey $ledger "postgres")) -}}
+{{- fail "ledger.type postgres needs the DSN: set ledger.postgres.existingSecret or ledger.postgres.value" -}}
+{{- end -}}
+{{- if and (ne $l.type "postgres") (hasKey $ledger "postgres") -}}
+{{- /* Set and unused, the DSN would leave each pod on a ledger of its own without a word. */ -}}
+{{- fail (printf "ledger.postgres: a DSN is set but ledger.type is %s: set ledger.type postgres, or leave it out"
+  $l.type) -}}
+{{- end -}}
+{{- $user := get .Values.config "ledger" -}}
+{{- $userCE := and (kindIs "map" $user) (hasKey $user "cloudevents") -}}
+{{- if $userCE -}}
+{{- $v := get $user "cloudevents" -}}
+{{- if not (or (kindIs "map" $v) (kindIs "invalid" $v)) -}}
+{{- fail "config.ledger.cloudevents: want a mapping (source, subject, batch_size...: docs/config.md)" -}}
+{{- end -}}
+{{- end -}}
+{{- if $url -}}
+{{- $ce := dict "url_env" $url -}}
+{{- if $headers -}}{{- $_ := set $ce "headers_env" $headers -}}{{- end -}}
+{{- $_ := set $ledger "cloudevents" $ce -}}
+{{- else if $headers -}}
+{{- fail (print "cloudEvents.headers: no cloudEvents.url to send them to: "
+  "set cloudEvents.url.existingSecret or cloudEvents.url.value") -}}
+{{- else if $userCE -}}
+{{- fail "config.ledger.cloudevents needs the endpoint: set cloudEvents.url.existingSecret or cloudEvents.url.value" -}}
+{{- end -}}
+{{- if and (eq $l.type "postgres") (include "tokenmeter.shared" .) -}}
+{{- include "tokenmeter.spoolFits" (dict "limit" $l.sizeLimit "user" $user) -}}
+{{- end -}}
+{{- toJson $ledger -}}
+{{- end -}}
+
+{{/*
+With the Deployment, a Postgres ledger's spool is all its emptyDir holds, and the kubelet evicts a pod whose emptyDir
+outgrows sizeLimit: the spool would be lost when it matters, while Postgres is away. So the spool's bound
+(ledger.postgres.spool_max_mb; 1024, pgstore.DefaultSpoolMaxBytes, when unset) must stay under the limit. Float math
+on a size, never on money.
+*/}}
+{{- define "tokenmeter.spoolFits" -}}
+{{- $mb := 1024 -}}
+{{- if kindIs "map" .user -}}
+{{- $pg := get .user "postgres" -}}
+{{- if and (kindIs "map" $pg) (hasKey $pg "spool_max_mb") -}}
+{{- $mb = get $pg "spool_max_mb" -}}
+{{- end -}}
+{{- end -}}
+{{- $limit := toString .limit -}}
+{{- $bytes := 0.0 -}}
+{{- if kindIs "string" .limit -}}
+{{- $num := regexFind "^[0-9.]+" $limit -}}
+{{- $units := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18
+  "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 -}}
+{{- $unit := trimPrefix $num $limit -}}
+{{- if and $num (hasKey $units $unit) -}}
+{{- $bytes = mulf $num (get $units $unit) -}}
+{{- end -}}
+{{- else -}}
+{{- /* A bare number (the schema allows one) is bytes, a float64 that toString would write as 2e+09. */ -}}
+{{- $bytes = float64 .limit -}}
+{{- end -}}
+{{- if and $bytes (ge (mulf $mb 1048576) $bytes) -}}
+{{- fail (printf "ledger.sizeLimit %s: the emptyDir holding the Postgres spool (%v MiB, config.ledger.postgres.%s) %s"
+  $limit $mb "spool_max_mb" "must be larger: the kubelet evicts a pod over it, spool and all") -}}
+{{- end -}}
 {{- end -}}

@@ -1,6 +1,7 @@
 {{/*
 The pod, the same for the StatefulSet (embedded store) and the Deployment (shared store). Its volume "data" holds
-the Badger counters and the ledger under /var/lib/tokenmeter: the StatefulSet's claim, or an emptyDir.
+the Badger counters and the ledger (or a Postgres ledger's spool) under /var/lib/tokenmeter: the StatefulSet's claim,
+or an emptyDir.
 */}}
 {{- define "tokenmeter.pod" -}}
 metadata:
