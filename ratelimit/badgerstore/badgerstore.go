@@ -103,7 +103,10 @@ func Open(opts Options) (*Store, error) {
 		WithMemTableSize(8 << 20).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(8 << 20).
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		// Each compactor wakes every 50 ms even with nothing to do; a
+		// store of counters needs the fewest Badger allows (2), not 4.
+		WithNumCompactors(2)
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
