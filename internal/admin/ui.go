@@ -10,7 +10,7 @@ import (
 // bearer token the user types when one is configured, so serving the files
 // needs no auth (a browser's navigation could not send the token anyway).
 //
-//go:embed ui/index.html ui/console.css ui/console.js ui/views.js
+//go:embed ui/index.html ui/console.css ui/console.js ui/views.js ui/burndown.js
 var ui embed.FS
 
 // uiFiles maps each path the page loads to its file and type.
@@ -18,6 +18,7 @@ var uiFiles = map[string][2]string{
 	"/ui/console.css": {"ui/console.css", "text/css; charset=utf-8"},
 	"/ui/console.js":  {"ui/console.js", "text/javascript; charset=utf-8"},
 	"/ui/views.js":    {"ui/views.js", "text/javascript; charset=utf-8"},
+	"/ui/burndown.js": {"ui/burndown.js", "text/javascript; charset=utf-8"},
 }
 
 func (s *Server) uiRoutes() {

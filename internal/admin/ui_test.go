@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/admin"
+	"github.com/tokenmeter/tokenmeter/internal/alerting"
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
 	"github.com/tokenmeter/tokenmeter/internal/budgets"
 	"github.com/tokenmeter/tokenmeter/internal/config"
@@ -60,7 +61,7 @@ func headless(t *testing.T, bin, url, size string, extra ...string) string {
 }
 
 // consoleMonth is the month the seeded ledger holds.
-var consoleMonth = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+var consoleMonth = time.Date(2025, 11, 1, 0, 0, 0, 0, time.UTC)
 
 // consoleServer serves the admin API over a ledger with known records and
 // a budget with live counters: 3.75 USD spent of 10, thresholds 10, 30, 80.
@@ -99,6 +100,18 @@ func consoleServer(t *testing.T) *admin.Server {
 		}
 		book.Append(r)
 	}
+	// This month's spend of the budget's key, for its burn-down: 1 USD at
+	// the month's start, 0.75 today, so today's running sum is 1.75.
+	now := time.Now().UTC()
+	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 1, 0, time.UTC)
+	for i, c := range []struct {
+		at   time.Time
+		cost string
+	}{{monthStart, "1"}, {now.Add(-time.Second), "0.5"}, {now.Add(-time.Second), "0.25"}} {
+		book.Append(&ledger.Record{RequestID: fmt.Sprint("now", i), Start: c.at, Provider: "openai", Model: "gpt-4o", PricedModel: "gpt-4o",
+			Priced: true, Outcome: ledger.OK, Cost: money.MustParse(c.cost), Currency: "USD", ReportingCost: money.MustParse(c.cost),
+			ReportingCurrency: "USD", Dimensions: attribution.Dimensions{Names: []string{"project"}, Values: []string{"search"}}})
+	}
 	if err := book.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +137,11 @@ budgets:
 		t.Fatal(err)
 	}
 	api := &budgets.API{Registry: budgets.New(store, log), File: func() *config.Config { return cfg },
-		Limiter: func() *ratelimit.Limiter { return l }, Store: store, Changed: func() {}}
+		Limiter: func() *ratelimit.Limiter { return l }, Store: store, Changed: func() {},
+		// The forecaster's latest projection for the key: 12.5 USD by the month's end.
+		Forecasts: func() []alerting.Forecast {
+			return []alerting.Forecast{{Budget: "search-monthly", Key: "project=search", Projected: int64(money.MustParse("12.5")), Money: true}}
+		}}
 	return admin.New(http.NotFoundHandler(), "").WithBudgets(api).WithUsage(usagedb.Ledger{Store: book}, nil)
 }
 
@@ -134,26 +151,28 @@ var consoleViews = []struct {
 	name, query string
 	want        []string
 }{
-	{"spend", "view=spend&mode=month&month=2026-11&group=project", []string{
+	{"spend", "view=spend&mode=month&month=2025-11&group=project", []string{
 		`<strong id="total">4.600213 USD</strong>`, // 1.25 + 2.50 + 0.75 + 0.000213 + 0.10
 		`plus 1 unpriced requests of unknown cost`,
 		// search: 4 served, one unpriced, one denied; its cost is never shown as a complete figure.
 		`<tr data-key="search"><td>search</td><td class="num cost">4.5 USD + unknown</td><td class="num served">4</td><td class="num unpriced">1</td><td class="num denied">1</td><td class="num failed">0</td></tr>`,
 		`<tr data-key="billing"><td>billing</td><td class="num cost">0.100213 USD</td><td class="num served">2</td><td class="num unpriced">0</td><td class="num denied">0</td><td class="num failed">0</td></tr>`,
 		`>5 USD</text>`, `>3 USD</text>`, // the axis: five steps of 1 USD up to 5 above the 2.5 day
-		`data-day="2026-11-03" data-cost="2.5"`, `data-day="2026-11-02" data-cost="1.250213"`, `data-day="2026-11-30" data-cost="0"`,
+		`data-day="2025-11-03" data-cost="2.5"`, `data-day="2025-11-02" data-cost="1.250213"`, `data-day="2025-11-30" data-cost="0"`,
 		`<tr data-model="gpt-4o"><td>gpt-4o</td><td class="num input">200</td><td class="num cache_read">100</td><td class="num cache_write">0</td><td class="num output">40</td><td class="num reasoning">0</td>`,
 	}},
-	{"statement", "view=statement&month=2026-11&dimension=project&value=search", []string{
-		`<h2>project = search, 2026-11, in USD</h2>`,
+	{"statement", "view=statement&month=2025-11&dimension=project&value=search", []string{
+		`<h2>project = search, 2025-11, in USD</h2>`,
 		`<tr data-model="gpt-4o"><td>openai</td><td>gpt-4o</td><td class="num served">2</td><td class="num unpriced">0</td><td class="num denied">1</td><td class="num failed">0</td><td class="num">200</td><td class="num">40</td><td class="num cost">3.75 USD</td>`,
 		`<td class="num cost unknown">unknown</td><td class="num list unknown">unknown</td>`, // new-model
 		`<td class="num total">4.5 USD</td>`,
 		`1 served requests had no price`,
 	}},
 	{"budgets", "view=budgets", []string{
-		`<td class="num spent">3.75 USD</td><td class="num reserved">0 USD</td><td class="num remaining">6.25 USD</td><td class="num limit">10 USD</td><td class="num projected">not yet</td>`,
+		`<td class="num spent">3.75 USD</td><td class="num reserved">0 USD</td><td class="num remaining">6.25 USD</td><td class="num limit">10 USD</td><td class="num projected">12.5 USD</td>`,
 		`<td class="thresholds crossed">10%, 30%</td>`,
+		`<figcaption>search-monthly · project=search: limit 10 USD, projected 12.5 USD</figcaption>`, `class="projection"`,
+		`data-day="` + time.Now().UTC().Format("2006-01-02") + `" data-spent="1.75"`,
 	}},
 }
 
@@ -246,9 +265,9 @@ func TestConsoleKeyboardFocus(t *testing.T) {
 		name, query string
 		order       []string // controls that must be reached, in this order
 	}{
-		{"spend by month", "view=spend&mode=month&month=2026-11", []string{"nav-spend", "nav-statement", "nav-budgets", "mode", "month", "group", "fkey", "fval", "Apply"}},
-		{"spend by day range", "view=spend&mode=range&from=2026-11-01&to=2026-11-10", []string{"mode", "from", "to", "group", "Apply"}},
-		{"statement", "view=statement&month=2026-11&dimension=project&value=search", []string{"nav-spend", "st-month", "st-dim", "st-value", "Show", "st-csv", "st-pdf"}},
+		{"spend by month", "view=spend&mode=month&month=2025-11", []string{"nav-spend", "nav-statement", "nav-budgets", "mode", "month", "group", "fkey", "fval", "Apply"}},
+		{"spend by day range", "view=spend&mode=range&from=2025-11-01&to=2025-11-10", []string{"mode", "from", "to", "group", "Apply"}},
+		{"statement", "view=statement&month=2025-11&dimension=project&value=search", []string{"nav-spend", "st-month", "st-dim", "st-value", "Show", "st-csv", "st-pdf"}},
 		{"budgets", "view=budgets", []string{"nav-spend", "nav-statement", "nav-budgets"}},
 	}
 	for _, c := range cases {

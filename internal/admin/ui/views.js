@@ -87,6 +87,7 @@ async function loadBudgets() {
       body.appendChild(tr);
     }
   }
+  await loadBurndowns(res.budgets);
 }
 
 // download fetches with the token (a link could not send it) and saves the
