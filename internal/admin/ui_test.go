@@ -25,6 +25,8 @@ import (
 	"github.com/tokenmeter/tokenmeter/internal/money"
 	"github.com/tokenmeter/tokenmeter/internal/usage"
 	"github.com/tokenmeter/tokenmeter/internal/usagedb"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb/pgstore"
+	"github.com/tokenmeter/tokenmeter/internal/usagedb/pgstore/pgtest"
 	"github.com/tokenmeter/tokenmeter/ratelimit"
 	"github.com/tokenmeter/tokenmeter/ratelimit/badgerstore"
 )
@@ -63,17 +65,36 @@ func headless(t *testing.T, bin, url, size string, extra ...string) string {
 // consoleMonth is the month the seeded ledger holds.
 var consoleMonth = time.Date(2025, 11, 1, 0, 0, 0, 0, time.UTC)
 
-// consoleServer serves the admin API over a ledger with known records and
-// a budget with live counters: 3.75 USD spent of 10, thresholds 10, 30, 80.
-func consoleServer(t *testing.T) *admin.Server {
+// openLedger opens an empty ledger of a kind: the embedded one (Badger in
+// memory) or the shared one (a real Postgres, started for the test).
+func openLedger(t *testing.T, kind string) usagedb.Store {
 	t.Helper()
-	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	book, err := usagedb.Open(usagedb.Options{InMemory: true, Dimensions: []string{"project", "team", "user"}, Logger: log})
+	dims := []string{"project", "team", "user"}
+	var book usagedb.Store
+	var err error
+	switch kind {
+	case "badger":
+		book, err = usagedb.Open(usagedb.Options{InMemory: true, Dimensions: dims, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	case "postgres":
+		book, err = pgstore.Open(context.Background(), pgstore.Options{DSN: pgtest.Start(t), Dimensions: dims})
+	default:
+		t.Fatalf("ledger %q", kind)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { book.Close() })
+	return book
+}
+
+// consoleServer serves the admin API over a ledger (badger or postgres)
+// with known records and a budget with live counters: 3.75 USD spent of
+// 10, thresholds 10, 30, 80, projected 12.5.
+func consoleServer(t *testing.T, kind string) *admin.Server {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	book := openLedger(t, kind)
 	seed := []struct {
 		project, model string
 		day            int
@@ -177,13 +198,23 @@ var consoleViews = []struct {
 }
 
 // The console in headless Chromium, at a desktop width and a phone's, shows
-// the ledger's exact figures in every view. With TOKENMETER_SCREENSHOT_DIR
-// set (make console-screenshots) it writes each view's screenshot there.
+// the ledger's exact figures in every view, on the embedded ledger and on
+// the shared one. With TOKENMETER_SCREENSHOT_DIR set (make
+// console-screenshots) it writes each view's screenshot there, from Badger.
 func TestConsoleInChromium(t *testing.T) {
 	bin := chromium(t)
-	srv := httptest.NewServer(consoleServer(t))
+	for _, kind := range []string{"badger", "postgres"} {
+		t.Run(kind, func(t *testing.T) { checkConsole(t, bin, kind) })
+	}
+}
+
+func checkConsole(t *testing.T, bin, kind string) {
+	srv := httptest.NewServer(consoleServer(t, kind))
 	defer srv.Close()
 	dir := os.Getenv("TOKENMETER_SCREENSHOT_DIR")
+	if kind != "badger" {
+		dir = "" // the same page: one set of screenshots
+	}
 	for _, size := range []struct{ name, window string }{{"desktop", "1280,1000"}, {"narrow", "390,1400"}} {
 		for _, v := range consoleViews {
 			t.Run(v.name+"/"+size.name, func(t *testing.T) {
@@ -254,7 +285,7 @@ type focusResult struct {
 func TestConsoleKeyboardFocus(t *testing.T) {
 	bin := chromium(t)
 	mux := http.NewServeMux()
-	mux.Handle("/", consoleServer(t))
+	mux.Handle("/", consoleServer(t, "badger"))
 	mux.HandleFunc("GET /harness", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, focusHarness)
