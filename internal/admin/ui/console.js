@@ -113,10 +113,12 @@ async function loadSpend(cfg) {
     api("/v1/usage/report?" + q + "&group_by=" + encodeURIComponent(group)),
     api("/v1/usage/report?" + q + "&group_by=model"),
   ]);
-  const totals = daily.totals || [];
+  // A total without a currency holds only unpriced records: it is counted
+  // in the note below, never shown as an amount.
+  const totals = (daily.totals || []).filter(t => t.currency);
   const currency = totals.length ? totals[0].currency : "";
   chart(daily.rows.filter(r => r.currency === currency), p, currency);
-  $("total").textContent = totals.length ? totals.map(t => t.cost + " " + (t.currency || "(unpriced)")).join(" + ") : "0";
+  $("total").textContent = totals.length ? totals.map(t => t.cost + " " + t.currency).join(" + ") : "0";
   const unpriced = daily.rows.reduce((n, r) => n + r.unpriced, 0);
   $("total-note").textContent = unpriced ? "plus " + unpriced + " unpriced requests of unknown cost" : "";
   $("group-name").textContent = group; $("top-key").textContent = group;
