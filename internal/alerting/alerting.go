@@ -151,10 +151,9 @@ func (w *Watcher) Check(ctx context.Context) error {
 	return nil
 }
 
-// reached reports spent ≥ pct% of limit, exactly: spent × 100 ≥ limit × pct.
-// Reached reports whether spent is at least pct percent of limit, exactly
-// (big integers: nano-units times 100 overflow int64 near 92 billion).
-// The admin API shows the thresholds crossed by the same rule.
+// Reached reports spent ≥ pct% of limit, exactly: spent × 100 ≥ limit × pct,
+// in big integers (nano-units times 100 overflow int64 near 92 billion).
+// The admin API shows the thresholds crossed by this same rule.
 func Reached(spent, limit int64, pct int) bool {
 	var a, b big.Int
 	a.Mul(big.NewInt(spent), big.NewInt(100))
