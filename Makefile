@@ -24,7 +24,7 @@ EGCTL         := $(TOOLS)/bin/egctl
 export ENVOY_BIN := $(ENVOY)
 export EGCTL_BIN := $(EGCTL)
 
-.PHONY: all build tools egctl test-deps pg-deps bench-ledger image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean
+.PHONY: all build tools egctl test-deps pg-deps bench-ledger image-deps image run test lint unit e2e fuzz-smoke fuzz-long bench bench-smoke check-config manifests clean console-screenshots bench-console
 
 all: build
 
@@ -120,6 +120,16 @@ image: image-deps
 # :10000 (admin :9901). Ctrl-C stops all three.
 run: build tools check-config
 	./demo/run.sh
+
+# The console's screenshots, docs/images/console-<view>-<width>.png, written
+# by its headless Chromium test (docs/console.md).
+console-screenshots:
+	TOKENMETER_SCREENSHOT_DIR=$(CURDIR)/docs/images $(GO) test ./internal/admin -run TestConsoleInChromium -count=1 -v
+
+# The console's first render against a month of 3 million records
+# (docs/console.md): seeding takes a few minutes.
+bench-console:
+	$(GO) test ./internal/admin -run '^$$' -bench BenchmarkConsoleFirstRender -benchtime 10x -timeout 30m
 
 check-config: build
 	./bin/tokenmeter check --config demo/tokenmeter.yaml

@@ -40,7 +40,9 @@ type BudgetInfo struct {
 	Limit      string          `json:"limit"`              // the default for keys without a limit of their own
 	Period     string          `json:"period"`             // day, rolling 1m0s, in flight...
 	Shadow     bool            `json:"shadow,omitempty"`
-	Keys       []KeyStatus     `json:"keys"`
+	// AlertAt are the budget's alert thresholds, in percent of the limit.
+	AlertAt []int       `json:"alert_at,omitempty"`
+	Keys    []KeyStatus `json:"keys"`
 }
 
 // KeyStatus is one counter key of a budget in its current window.
@@ -54,6 +56,10 @@ type KeyStatus struct {
 	// Projected is the spend expected by the window's end at the last 7
 	// days' run rate; empty until the first forecast.
 	Projected string `json:"projected,omitempty"`
+	// Crossed lists the thresholds of AlertAt that Spent has reached, as
+	// the alerts count them; computed here, in integers, so that a page
+	// never compares money in floating point.
+	Crossed []int `json:"thresholds_crossed,omitempty"`
 }
 
 // maxDefinition bounds a PUT body: a budget definition is a few hundred bytes.

@@ -20,8 +20,8 @@ func (s *Server) WithStatements(settings func() statement.Settings) *Server {
 }
 
 // statementHandler serves GET /v1/usage/statement?month=YYYY-MM&dimension=
-// D&value=V[&tz=Z][&format=json|html|pdf]: the statements as JSON (the
-// default), or as a printable document.
+// D&value=V[&tz=Z][&format=json|csv|html|pdf]: the statements as JSON (the
+// default), their lines as CSV, or as a printable document.
 func (s *Server) statementHandler(u Usage, loc *time.Location) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query()
@@ -42,10 +42,19 @@ func (s *Server) statementHandler(u Usage, loc *time.Location) http.Handler {
 				out = append(out, toStatementJSON(st))
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"statements": out})
+		case "csv":
+			sts, err := u.Statement(r.Context(), req.Month, req.Dimension, req.Value, req.Location)
+			if err != nil {
+				usageError(w, err)
+				return
+			}
+			if err := writeStatementCSV(w, req.Month, sts); err != nil {
+				panic(http.ErrAbortHandler) // the status is sent: break the transfer rather than end a short file
+			}
 		case "html", "pdf":
 			s.statementDocument(w, r, u, req, f)
 		default:
-			badQuery(w, fmt.Errorf("format %q: want json, html or pdf", f))
+			badQuery(w, fmt.Errorf("format %q: want json, csv, html or pdf", f))
 		}
 	})
 }

@@ -79,6 +79,8 @@ func TestStatementFormats(t *testing.T) {
 		t.Errorf("json statement %+v: want 3 served (1 unpriced), 1 denied, 1 failed, total 25", s)
 	}
 
+	checkStatementCSV(t, get, q)
+
 	resp, body = get(q+"&format=html", "s3cret")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("html: %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
@@ -106,6 +108,25 @@ func TestStatementFormats(t *testing.T) {
 	} {
 		if resp, body := get(query, "s3cret"); resp.StatusCode != want {
 			t.Errorf("%s: %d %s, want %d", query, resp.StatusCode, body, want)
+		}
+	}
+}
+
+// checkStatementCSV: the CSV has the statement's lines, amounts as the
+// JSON's strings; an all-unpriced line's cost is empty, never 0.
+func checkStatementCSV(t *testing.T, get func(query, token string) (*http.Response, string), q string) {
+	t.Helper()
+	resp, body := get(q+"&format=csv", "s3cret")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/csv; charset=utf-8" {
+		t.Fatalf("csv: %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	for _, want := range []string{
+		"month,dimension,value,currency,provider,model,requests,unpriced,denied,failed,input,cache_read,cache_write,cache_write_1h,output,reasoning,cost,list_cost\n",
+		"2026-03,project,alpha,USD,openai,gpt-4o,2,0,1,1,0,0,0,0,0,0,25,25\n",
+		"2026-03,project,alpha,USD,openai,new-model,1,1,0,0,0,0,0,0,0,0,,\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the CSV lacks %q:\n%s", want, body)
 		}
 	}
 }

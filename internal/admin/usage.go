@@ -44,6 +44,7 @@ func (s *Server) WithUsage(u Usage, loc *time.Location) *Server {
 		writeJSON(w, http.StatusOK, reportJSON(q, rows))
 	})))
 	s.mux.Handle("GET /v1/usage/statement", s.auth(s.statementHandler(u, loc)))
+	s.consoleRoutes(u, loc)
 	s.mux.Handle("GET /v1/usage/export", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query()
 		zone, err := zoneOf(v, loc)

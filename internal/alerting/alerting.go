@@ -132,7 +132,7 @@ func (w *Watcher) Check(ctx context.Context) error {
 		start, _ := b.Window.Bounds(now, b.Location)
 		crossed := -1
 		for _, pct := range b.AlertAt {
-			if !reached(s.Counter.Spent, s.Limit, pct) {
+			if !Reached(s.Counter.Spent, s.Limit, pct) {
 				break
 			}
 			ok, err := w.claim(ctx, thresholdKey(b, s.Key, start, pct), s.Resets)
@@ -151,8 +151,10 @@ func (w *Watcher) Check(ctx context.Context) error {
 	return nil
 }
 
-// reached reports spent ≥ pct% of limit, exactly: spent × 100 ≥ limit × pct.
-func reached(spent, limit int64, pct int) bool {
+// Reached reports spent ≥ pct% of limit, exactly: spent × 100 ≥ limit × pct,
+// in big integers (nano-units times 100 overflow int64 near 92 billion).
+// The admin API shows the thresholds crossed by this same rule.
+func Reached(spent, limit int64, pct int) bool {
 	var a, b big.Int
 	a.Mul(big.NewInt(spent), big.NewInt(100))
 	b.Mul(big.NewInt(limit), big.NewInt(int64(pct)))

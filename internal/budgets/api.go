@@ -116,7 +116,8 @@ func (a *API) Reset(ctx context.Context, name, key string) error {
 }
 
 func info(b *ratelimit.Budget) admin.BudgetInfo {
-	bi := admin.BudgetInfo{Name: b.Name, Unit: b.Unit.String(), Limit: b.Format(b.Limit), Period: b.Period(), Shadow: b.Shadow, Keys: []admin.KeyStatus{}}
+	bi := admin.BudgetInfo{Name: b.Name, Unit: b.Unit.String(), Limit: b.Format(b.Limit), Period: b.Period(), Shadow: b.Shadow,
+		AlertAt: b.AlertAt, Keys: []admin.KeyStatus{}}
 	if b.Unit == ratelimit.Money {
 		bi.Currency = string(b.Currency)
 	}
@@ -128,6 +129,13 @@ func keyStatus(b *ratelimit.Budget, s ratelimit.Status) admin.KeyStatus {
 	if left < 0 {
 		left = 0
 	}
-	return admin.KeyStatus{Key: s.Key, Limit: b.Format(s.Limit), Spent: b.Format(s.Counter.Spent), Reserved: b.Format(s.Counter.Reserved),
+	ks := admin.KeyStatus{Key: s.Key, Limit: b.Format(s.Limit), Spent: b.Format(s.Counter.Spent), Reserved: b.Format(s.Counter.Reserved),
 		Remaining: b.Format(left), ResetsAt: s.Resets.UTC()}
+	for _, pct := range b.AlertAt {
+		if !alerting.Reached(s.Counter.Spent, s.Limit, pct) {
+			break // ascending: none after this one is reached either
+		}
+		ks.Crossed = append(ks.Crossed, pct)
+	}
+	return ks
 }
