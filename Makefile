@@ -183,7 +183,7 @@ FUZZ_TARGETS ?= \
 	./pricing/:FuzzParse ./internal/money/:FuzzParse ./pricing/litellm/:FuzzConvert ./internal/fx/:FuzzParseRate \
 	./internal/fx/:FuzzParseRates ./extproc/:FuzzProcess ./extproc/:FuzzResume ./ratelimit/:FuzzUnmarshalReservation \
 	./internal/usagedb/:FuzzDecodeRecord ./internal/usagedb/:FuzzDecodeAgg ./internal/usagedb/pgstore/:FuzzSegment ./internal/apikey/:FuzzRead \
-	./internal/statement/:FuzzHTML ./internal/cloudevents/:FuzzDecode ./internal/cloudevents/:FuzzRetryAfter
+	./internal/statement/:FuzzHTML ./internal/cloudevents/:FuzzDecode ./internal/retryafter/:FuzzParse
 FUZZLONG      ?= 10000000x
 FUZZLONGMINTIME ?= 60s
 FUZZLONGDIR   ?= .fuzz/long

@@ -50,7 +50,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +58,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/tokenmeter/tokenmeter/internal/ledger"
+	"github.com/tokenmeter/tokenmeter/internal/retryafter"
 )
 
 // Defaults for Options, and the config's.
@@ -436,28 +436,9 @@ func (s *Sender) post(ctx context.Context, body []byte, ctype string) attempt {
 	a := attempt{status: resp.StatusCode, retryAfter: -1}
 	a.retryable = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		a.retryAfter = RetryAfter(resp.Header.Get("Retry-After"), s.o.Now())
+		a.retryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), s.o.Now(), MaxBackoff)
 	}
 	return a
-}
-
-// RetryAfter reads a Retry-After value (RFC 9110, 10.2.3: delay-seconds or
-// an HTTP-date), capped at MaxBackoff; -1 when absent or unreadable.
-func RetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return -1
-	}
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
-		if secs >= uint64(MaxBackoff/time.Second) {
-			return MaxBackoff
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil {
-		return min(max(at.Sub(now), 0), MaxBackoff)
-	}
-	return -1
 }
 
 // jitter is d/2 plus a random part of d/2.

@@ -319,32 +319,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 17, 12, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"": -1, "x": -1, "-3": -1, "0": 0, "7": 7 * time.Second, "31": MaxBackoff, "99999999999999999999": -1,
-		"Tue, 17 Nov 2026 12:00:10 GMT": 10 * time.Second, "Tue, 17 Nov 2026 11:00:00 GMT": 0,
-		"Tue, 17 Nov 2026 13:00:00 GMT": MaxBackoff,
-	} {
-		if got := RetryAfter(v, now); got != want {
-			t.Errorf("RetryAfter(%q) = %v, want %v", v, got, want)
-		}
-	}
-}
-
-// Retry-After is a header any receiver (or a proxy before it) writes.
-func FuzzRetryAfter(f *testing.F) {
-	for _, s := range []string{"", "7", "Tue, 17 Nov 2026 12:00:10 GMT", "18446744073709551616"} {
-		f.Add(s)
-	}
-	now := time.Date(2026, 11, 17, 12, 0, 0, 0, time.UTC)
-	f.Fuzz(func(t *testing.T, v string) {
-		if d := RetryAfter(v, now); d < -1 || d > MaxBackoff {
-			t.Errorf("RetryAfter(%q) = %v", v, d)
-		}
-	})
-}
-
 // The receiver's decoder reads outside bytes (in tests, the sender's);
 // whatever it is given, it errs or returns valid events, and never panics.
 func FuzzDecode(f *testing.F) {

@@ -7,9 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenmeter/tokenmeter/internal/retryafter"
 )
 
 const (
@@ -108,28 +109,9 @@ func (s *Sender) post(ctx context.Context, t *target, body []byte) attempt {
 		r.retryable = true
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		r.retryAfter = retryAfter(resp.Header.Get("Retry-After"), s.now())
+		r.retryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), s.now(), MaxBackoff)
 	}
 	return r
-}
-
-// retryAfter reads a Retry-After value (RFC 9110 §10.2.3: delay-seconds or an
-// HTTP-date), capped at MaxBackoff; -1 when absent or unreadable.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return -1
-	}
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
-		if secs >= uint64(MaxBackoff/time.Second) {
-			return MaxBackoff
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil {
-		return min(max(at.Sub(now), 0), MaxBackoff)
-	}
-	return -1
 }
 
 // sanitize strips the URL from a transport error: *url.Error quotes it whole
