@@ -230,12 +230,8 @@ func (s *Sender) Append(r *ledger.Record) {
 		s.drop("cloudevents sender closed; record dropped")
 		return
 	}
-	c := *r
-	// What the caller may reuse; dimension names are shared and read-only.
-	c.Dimensions.Values = append([]string(nil), r.Dimensions.Values...)
-	c.Usage.Raw = nil // not sent
 	select {
-	case s.queue <- &c:
+	case s.queue <- r.Clone():
 		s.pending.Add(1)
 	default:
 		s.drop("cloudevents queue full; records dropped")

@@ -4,6 +4,7 @@ package ledger
 
 import (
 	"github.com/tokenmeter/tokenmeter/internal/reason"
+	"slices"
 	"time"
 
 	"github.com/tokenmeter/tokenmeter/internal/attribution"
@@ -115,8 +116,20 @@ type Record struct {
 	Budget  string        // the budget that denied it, for Denied
 }
 
+// Clone copies what the caller of a Sink may reuse once Append returns, for
+// a sink that keeps the record (a queue): the dimension values and the raw
+// usage fields. Dimension names are shared and read-only by contract
+// (attribution.Dimensions), so they are not copied.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Dimensions.Values = slices.Clone(r.Dimensions.Values)
+	c.Usage.Raw = slices.Clone(r.Usage.Raw)
+	return &c
+}
+
 // Sink receives records. Implementations must not block: they are called on
-// the request path after the response has been released to Envoy.
+// the request path after the response has been released to Envoy. A sink
+// that keeps a record past Append keeps a Clone.
 type Sink interface {
 	Append(r *Record)
 }

@@ -237,7 +237,7 @@ func (db *DB) Append(r *ledger.Record) {
 		return
 	}
 	select {
-	case db.queue <- item{kind: itemRecord, rec: copyRecord(r)}:
+	case db.queue <- item{kind: itemRecord, rec: r.Clone()}:
 	default:
 		db.drop("usage ledger queue full; records dropped")
 	}
@@ -255,15 +255,6 @@ func (db *DB) drop(msg string) {
 	}
 	since := n - db.droppedAtLog.Swap(n)
 	db.log.Warn(msg, "dropped", since, "dropped_total", n, "queue_size", cap(db.queue))
-}
-
-// copyRecord copies what the caller may reuse. Dimension names are shared
-// and read-only by contract (attribution.Dimensions), so they are not.
-func copyRecord(r *ledger.Record) *ledger.Record {
-	c := *r
-	c.Dimensions.Values = slices.Clone(r.Dimensions.Values)
-	c.Usage.Raw = slices.Clone(r.Usage.Raw)
-	return &c
 }
 
 // Flush waits until every record appended before the call is written (or

@@ -28,7 +28,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // numbers and the reported flags, Estimated derived from the method, and
 // times in UTC (see docs/ledger-export.md).
 func exportable(r *ledger.Record) *ledger.Record {
-	c := copyRecord(r)
+	c := r.Clone()
 	c.Usage.Raw = nil
 	for i := range c.Usage.Tokens {
 		c.Usage.Tokens[i].Reported = false

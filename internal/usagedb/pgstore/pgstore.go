@@ -263,11 +263,8 @@ func (s *Store) Append(r *ledger.Record) {
 		s.drop("usage ledger closed; record dropped")
 		return
 	}
-	c := *r
-	c.Dimensions.Values = slices.Clone(r.Dimensions.Values)
-	c.Usage.Raw = slices.Clone(r.Usage.Raw)
 	select {
-	case s.queue <- item{rec: &c}:
+	case s.queue <- item{rec: r.Clone()}:
 	default:
 		s.drop("usage ledger queue full; records dropped")
 	}
