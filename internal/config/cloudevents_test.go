@@ -44,7 +44,7 @@ func TestCloudEventsSection(t *testing.T) {
 // URL read from the environment.
 func TestCloudEventsSectionErrors(t *testing.T) {
 	const f = "testdata/"
-	tests := []struct{ file, want string }{
+	tests := []badFile{
 		{"cloudevents_without_url.yaml", f + "cloudevents_without_url.yaml:4: ledger.cloudevents: want exactly one of url, url_env: where the events are POSTed, e.g. https://openmeter.cloud/api/v1/events"},
 		{"cloudevents_url_and_url_env.yaml", f + "cloudevents_url_and_url_env.yaml:4: ledger.cloudevents: want exactly one of url, url_env: where the events are POSTed, e.g. https://openmeter.cloud/api/v1/events"},
 		{"cloudevents_url_env_unset.yaml", f + `cloudevents_url_env_unset.yaml:4: ledger.cloudevents.url_env: "TOKENMETER_TEST_UNSET_VARIABLE": this environment variable is empty or unset`},
@@ -59,17 +59,7 @@ func TestCloudEventsSectionErrors(t *testing.T) {
 			f + `cloudevents_bad_values.yaml:9: ledger.cloudevents.timeout: "soon": want a duration over 0 such as "10s"` + "\n" +
 			f + `cloudevents_bad_values.yaml:10: ledger.cloudevents.max_attempts: "1000": want a whole number from 1 to 100`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			_, err := Load(filepath.Join("testdata", tt.file))
-			if err == nil {
-				t.Fatal("loaded without error")
-			}
-			if err.Error() != tt.want {
-				t.Fatalf("error:\n got %s\nwant %s", err, tt.want)
-			}
-		})
-	}
+	badFiles(t, tests)
 }
 
 // The sender is built once, at start: a reload that changes the section is

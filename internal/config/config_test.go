@@ -294,3 +294,23 @@ func TestAlerts(t *testing.T) {
 		t.Fatalf("error:\n%v\nwant\n%s", err, want)
 	}
 }
+
+// badFile is a testdata file that must not load, and the whole error it
+// must give.
+type badFile struct{ file, want string }
+
+// badFiles loads each file under testdata and compares the error, whole.
+func badFiles(t *testing.T, tests []badFile) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tt.file))
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("error:\n got %s\nwant %s", err, tt.want)
+			}
+		})
+	}
+}

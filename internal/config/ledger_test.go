@@ -22,20 +22,10 @@ func TestLedgerPostgres(t *testing.T) {
 }
 
 func TestLedgerErrors(t *testing.T) {
-	tests := []struct{ file, want string }{
+	tests := []badFile{
 		{"ledger_dsn_env_unset.yaml", `testdata/ledger_dsn_env_unset.yaml:5: ledger.postgres.dsn_env: "TOKENMETER_TEST_UNSET_VARIABLE": this environment variable is empty or unset`},
 		{"ledger_postgres_without_dsn.yaml", `testdata/ledger_postgres_without_dsn.yaml:3: ledger.postgres.dsn_env: required with ledger type postgres`},
 		{"ledger_misspelled_type.yaml", `testdata/ledger_misspelled_type.yaml:3: ledger.type: "postgress": want badger (embedded, the default) or postgres (one ledger shared by replicas)`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			_, err := Load(filepath.Join("testdata", tt.file))
-			if err == nil {
-				t.Fatal("loaded without error")
-			}
-			if err.Error() != tt.want {
-				t.Fatalf("error:\n got %s\nwant %s", err, tt.want)
-			}
-		})
-	}
+	badFiles(t, tests)
 }

@@ -35,7 +35,7 @@ func TestMetricsSection(t *testing.T) {
 // Each fixture is named after its mistake; the message names the file, the
 // line, the key, the value and why.
 func TestMetricsSectionErrors(t *testing.T) {
-	tests := []struct{ file, want string }{
+	tests := []badFile{
 		{"metrics_unknown_dimension.yaml", `testdata/metrics_unknown_dimension.yaml:5: metrics.dimensions.tenant: "tenant": not a configured dimension; configured: project, team, user`},
 		{"metrics_misspelled_key.yaml", "testdata/metrics_misspelled_key.yaml:3: metrics.max_label_value: unknown key; want one of dimensions, max_budget_keys, max_label_sets, max_label_values, otlp\n" +
 			"testdata/metrics_misspelled_key.yaml:5: metrics.dimensions.user.enable: unknown key; want one of enabled, max_values"},
@@ -43,17 +43,7 @@ func TestMetricsSectionErrors(t *testing.T) {
 			"testdata/metrics_zero_cap.yaml:5: metrics.dimensions.project.max_values: \"-5\": want a whole number from 1 to 100000"},
 		{"metrics_dimension_twice.yaml", `testdata/metrics_dimension_twice.yaml:5: metrics.dimensions.project: repeated key; first at line 4`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			_, err := Load(filepath.Join("testdata", tt.file))
-			if err == nil {
-				t.Fatal("loaded without error")
-			}
-			if err.Error() != tt.want {
-				t.Fatalf("error:\n got %s\nwant %s", err, tt.want)
-			}
-		})
-	}
+	badFiles(t, tests)
 }
 
 // The labels are fixed when the metrics register: a reload that changes

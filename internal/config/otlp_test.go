@@ -38,7 +38,7 @@ func TestOTLPSection(t *testing.T) {
 // Each fixture is named after its mistake; the message names the file, the
 // line, the key, the value and why (never a header's secret value).
 func TestOTLPSectionErrors(t *testing.T) {
-	tests := []struct{ file, want string }{
+	tests := []badFile{
 		{"otlp_without_endpoint.yaml", `testdata/otlp_without_endpoint.yaml:4: metrics.otlp.endpoint: missing; want the OTLP receiver's URL, e.g. http://127.0.0.1:4317`},
 		{"otlp_misspelled_key.yaml", `testdata/otlp_misspelled_key.yaml:5: metrics.otlp.intervall: unknown key; want one of endpoint, headers_env, interval, protocol, resource_attributes, timeout`},
 		{"otlp_bad_values.yaml", "testdata/otlp_bad_values.yaml:4: metrics.otlp.endpoint: \"grpc://collector:4317\": want a URL such as http://127.0.0.1:4317 (http:// plaintext, https:// TLS)\n" +
@@ -47,17 +47,7 @@ func TestOTLPSectionErrors(t *testing.T) {
 		{"otlp_grpc_with_path.yaml", `testdata/otlp_grpc_with_path.yaml:4: metrics.otlp.endpoint: "http://collector:4317/v1/metrics": a gRPC endpoint has no path; a path is for protocol http`},
 		{"otlp_header_env_unset.yaml", `testdata/otlp_header_env_unset.yaml:5: metrics.otlp.headers_env.authorization: "TOKENMETER_TEST_UNSET_VARIABLE": this environment variable is empty or unset`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			_, err := Load(filepath.Join("testdata", tt.file))
-			if err == nil {
-				t.Fatal("loaded without error")
-			}
-			if err.Error() != tt.want {
-				t.Fatalf("error:\n got %s\nwant %s", err, tt.want)
-			}
-		})
-	}
+	badFiles(t, tests)
 }
 
 // The exporter is built once, at start: a reload that changes the section
